@@ -1,0 +1,318 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/zap"
+
+	"github.com/warrenq/warren/routing"
+)
+
+// Delivery is one message taken from a queue. It remembers the generation of
+// the channel it came on: Ack and Nack on a delivery whose channel has died
+// are dropped with ErrStaleDelivery, never sent on a newer channel where the
+// same delivery tag names a different message.
+type Delivery struct {
+	Queue         string
+	MessageID     string
+	ContentType   string
+	Encoding      string
+	Headers       map[string]any
+	Body          []byte
+	Timestamp     time.Time
+	Priority      uint8
+	CorrelationID string
+	ReplyTo       string
+	Redelivered   bool
+	Exchange      string
+	RoutingKey    string
+
+	Gen uint64 // generation of the channel it came on
+	Tag uint64 // delivery tag, meaningful on that channel only
+
+	ch *amqp.Channel
+	c  *Consumer // nil for a Reader's deliveries, whose channel the caller holds
+}
+
+// Ack acknowledges the delivery on its own channel, if that channel is
+// still the consumer's live one.
+func (d *Delivery) Ack() error {
+	if d.c != nil && !d.c.live(d.Gen) {
+		d.c.stale.Add(1)
+		return ErrStaleDelivery
+	}
+	return d.ch.Ack(d.Tag, false)
+}
+
+// Nack rejects the delivery; with requeue the broker gives it to a consumer
+// again. Stale deliveries are dropped as with Ack.
+func (d *Delivery) Nack(requeue bool) error {
+	if d.c != nil && !d.c.live(d.Gen) {
+		d.c.stale.Add(1)
+		return ErrStaleDelivery
+	}
+	return d.ch.Nack(d.Tag, false, requeue)
+}
+
+// cancelTimeout bounds the wait for the broker's cancel-ok at shutdown.
+const cancelTimeout = 5 * time.Second
+
+// Consumer consumes one queue with a per-consumer prefetch window and
+// re-subscribes on every new channel or connection until it is stopped.
+type Consumer struct {
+	sup      *Supervisor
+	queue    string
+	prefetch int
+	out      chan *Delivery
+	log      *zap.Logger
+
+	gen       atomic.Uint64 // generation of the live channel; 0 when none
+	consuming atomic.Bool
+	stale     atomic.Uint64
+
+	mu  sync.Mutex
+	ch  *amqp.Channel
+	tag string
+
+	declare     *routing.Queue // declared on every subscribe, if set
+	onRecreated func()         // called when declare had to create it anew
+	subscribed  bool           // a subscribe has succeeded before
+}
+
+// DeclareOnSubscribe makes the consumer declare q before each subscribe,
+// and call onRecreated when, after the first subscribe, q had to be created
+// anew (it expired or the broker lost it, and its messages with it). For
+// queues a process owns, such as a reply queue.
+func (c *Consumer) DeclareOnSubscribe(q routing.Queue, onRecreated func()) {
+	c.declare, c.onRecreated = &q, onRecreated
+}
+
+// declareQueue declares c.declare and reports whether it existed before.
+func (c *Consumer) declareQueue(sess *Session) (existed bool, err error) {
+	probe, err := sess.Conn.Channel()
+	if err != nil {
+		return false, err
+	}
+	_, perr := probe.QueueDeclarePassive(c.declare.Name, true, false, false, false, nil)
+	_ = probe.Close()
+	ch, err := sess.Conn.Channel()
+	if err != nil {
+		return false, err
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDeclare(c.declare.Name, true, false, false, false, amqp.Table(c.declare.Arguments())); err != nil {
+		return false, fmt.Errorf("declare queue %q: %w", c.declare.Name, err)
+	}
+	return perr == nil, nil
+}
+
+// NewConsumer returns a consumer of queue. Deliveries arrive on
+// Deliveries() once Run is called.
+func (s *Supervisor) NewConsumer(queue string, prefetch int) *Consumer {
+	if prefetch < 1 {
+		prefetch = 1
+	}
+	return &Consumer{
+		sup:      s,
+		queue:    queue,
+		prefetch: prefetch,
+		out:      make(chan *Delivery),
+		log:      s.log.With(zap.String("queue", queue)),
+	}
+}
+
+// Deliveries yields messages. It is unbuffered: a delivery waits in the
+// prefetch window, not in warren, until a handler is free to take it.
+func (c *Consumer) Deliveries() <-chan *Delivery { return c.out }
+
+// Consuming reports whether the consumer is subscribed now.
+func (c *Consumer) Consuming() bool { return c.consuming.Load() }
+
+// StaleAcks counts acks and nacks dropped because their channel had died.
+func (c *Consumer) StaleAcks() uint64 { return c.stale.Load() }
+
+func (c *Consumer) live(gen uint64) bool { return gen != 0 && c.gen.Load() == gen }
+
+// Run consumes until ctx is done, re-subscribing after channel or
+// connection loss. On return it has cancelled its subscription and handed
+// every delivery not yet taken by a handler back to the queue; the channel
+// stays open so that handlers still running can ack. Call Close after them.
+func (c *Consumer) Run(ctx context.Context) {
+	attempt := 0
+	for ctx.Err() == nil {
+		ch, dels, err := c.subscribe(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var ae *amqp.Error
+			if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+				// The queue was deleted under us: declare it again.
+				if derr := c.sup.Redeclare(ctx); derr != nil {
+					c.log.Warn("re-declaring the topology failed", zap.Error(derr))
+				}
+			}
+			attempt++
+			d := c.sup.cfg.Backoff.Next(attempt)
+			c.log.Warn("subscribe failed", zap.Error(err), zap.Duration("retry_in", d))
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		attempt = 0
+		if c.forward(ctx, ch, dels) {
+			return
+		}
+		c.consuming.Store(false)
+		// The deliveries ended: the channel died, or the broker cancelled
+		// the consumer (its queue was deleted) and left the channel open.
+		// Close it, so that its unacked messages go back to the queue now;
+		// acks of handlers still running on it are stale and dropped.
+		c.gen.Store(0)
+		_ = ch.Close()
+		c.log.Warn("consumer channel closed; re-subscribing")
+	}
+}
+
+func (c *Consumer) subscribe(ctx context.Context) (*amqp.Channel, <-chan amqp.Delivery, error) {
+	sess, err := c.sup.Session(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.declare != nil {
+		existed, err := c.declareQueue(sess)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !existed && c.subscribed && c.onRecreated != nil {
+			c.onRecreated()
+		}
+	}
+	ch, err := sess.Conn.Channel()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Per-consumer QoS (global=false): global QoS is refused by quorum queues.
+	if err := ch.Qos(c.prefetch, 0, false); err != nil {
+		_ = ch.Close()
+		return nil, nil, err
+	}
+	gen := c.sup.NextChannelGen()
+	tag := fmt.Sprintf("warren-%d-%s-%d", os.Getpid(), c.queue, gen)
+	if len(tag) > 255 {
+		tag = fmt.Sprintf("warren-%d-%d", os.Getpid(), gen)
+	}
+	dels, err := ch.Consume(c.queue, tag, false, false, false, false, nil)
+	if err != nil {
+		_ = ch.Close()
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	c.ch = ch
+	c.tag = tag
+	c.gen.Store(gen)
+	c.mu.Unlock()
+	c.consuming.Store(true)
+	c.subscribed = true
+	c.log.Info("consuming", zap.Int("prefetch", c.prefetch), zap.Uint64("channel_gen", gen))
+	return ch, dels, nil
+}
+
+// forward hands deliveries to handlers until the channel dies (false) or ctx
+// is done (true).
+func (c *Consumer) forward(ctx context.Context, ch *amqp.Channel, dels <-chan amqp.Delivery) bool {
+	gen := c.gen.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			c.stop(ch, dels, nil)
+			return true
+		case ad, ok := <-dels:
+			if !ok {
+				return false
+			}
+			d := c.wrap(&ad, ch, gen)
+			select {
+			case c.out <- d:
+			case <-ctx.Done():
+				c.stop(ch, dels, d)
+				return true
+			}
+		}
+	}
+}
+
+func (c *Consumer) wrap(ad *amqp.Delivery, ch *amqp.Channel, gen uint64) *Delivery {
+	return &Delivery{
+		Queue:         c.queue,
+		MessageID:     ad.MessageId,
+		ContentType:   ad.ContentType,
+		Encoding:      ad.ContentEncoding,
+		Headers:       ad.Headers,
+		Body:          ad.Body,
+		Timestamp:     ad.Timestamp,
+		Priority:      ad.Priority,
+		CorrelationID: ad.CorrelationId,
+		ReplyTo:       ad.ReplyTo,
+		Redelivered:   ad.Redelivered,
+		Exchange:      ad.Exchange,
+		RoutingKey:    ad.RoutingKey,
+		Gen:           gen,
+		Tag:           ad.DeliveryTag,
+		ch:            ch,
+		c:             c,
+	}
+}
+
+// stop cancels the subscription and requeues what the broker had already
+// sent but no handler took: held, then whatever amqp091-go still buffers.
+func (c *Consumer) stop(ch *amqp.Channel, dels <-chan amqp.Delivery, held *Delivery) {
+	c.consuming.Store(false)
+	if held != nil {
+		_ = held.Nack(true)
+	}
+	// Cancel with wait: amqp091-go then closes dels after flushing its
+	// buffer. A broker that does not answer (a silent path, a blocked
+	// connection) must not hold shutdown up: after cancelTimeout the
+	// channel is closed, which hands every unacked delivery back.
+	c.mu.Lock()
+	tag := c.tag
+	c.mu.Unlock()
+	cancelled := make(chan error, 1)
+	go func() { cancelled <- ch.Cancel(tag, false) }()
+	select {
+	case err := <-cancelled:
+		if err != nil {
+			return // the channel is gone, and with it every unacked delivery
+		}
+	case <-time.After(cancelTimeout):
+		c.log.Warn("broker did not confirm the consumer cancel; closing the channel", zap.Duration("after", cancelTimeout))
+		c.Close()
+		return
+	}
+	for ad := range dels {
+		_ = ch.Nack(ad.DeliveryTag, false, true)
+	}
+}
+
+// Close closes the consumer's channel. The broker requeues every delivery
+// still unacked on it, so call it after in-flight handlers finished.
+func (c *Consumer) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen.Store(0)
+	c.consuming.Store(false)
+	if c.ch != nil {
+		_ = c.ch.Close()
+		c.ch = nil
+	}
+}

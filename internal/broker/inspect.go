@@ -1,0 +1,99 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// QueueState is what a passive declare tells of a queue. AMQP has no way
+// to count unacked messages or to list queues; the management API does.
+type QueueState struct {
+	Name      string
+	Ready     int // messages ready for delivery
+	Consumers int
+}
+
+// InspectQueue returns queue's ready messages and consumers with a passive
+// declare: it never creates the queue. A missing queue is an error that
+// names it and for which IsNotFound is true. The call is bounded by ctx.
+func (s *Supervisor) InspectQueue(ctx context.Context, queue string) (QueueState, error) {
+	var st QueueState
+	err := s.onChannel(ctx, func(ch *amqp.Channel) error {
+		q, err := ch.QueueDeclarePassive(queue, false, false, false, false, nil)
+		if err != nil {
+			return queueErr(queue, err)
+		}
+		st = QueueState{Name: q.Name, Ready: q.Messages, Consumers: q.Consumers}
+		return nil
+	})
+	return st, err
+}
+
+// CheckExchange returns nil if exchange exists (a passive declare: it
+// never creates it). A missing exchange is an error that names it and for
+// which IsNotFound is true. The default exchange ("") always exists.
+func (s *Supervisor) CheckExchange(ctx context.Context, exchange string) error {
+	if exchange == "" {
+		return nil
+	}
+	return s.onChannel(ctx, func(ch *amqp.Channel) error {
+		// The kind is not checked by a passive declare.
+		err := ch.ExchangeDeclarePassive(exchange, "direct", false, false, false, false, nil)
+		if err == nil {
+			return nil
+		}
+		var ae *amqp.Error
+		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+			return fmt.Errorf("exchange %q does not exist: %w", exchange, err)
+		}
+		return fmt.Errorf("exchange %q: %w", exchange, err)
+	})
+}
+
+// IsNotFound reports whether err is the broker's NOT_FOUND (404): a queue
+// or exchange that does not exist.
+func IsNotFound(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && ae.Code == amqp.NotFound
+}
+
+// onChannel runs fn on a channel of its own (a failed passive declare
+// closes its channel) and returns when fn does or ctx is done, whichever
+// comes first: amqp091-go's channel calls take no context.
+func (s *Supervisor) onChannel(ctx context.Context, fn func(*amqp.Channel) error) error {
+	sess, err := s.Session(ctx)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	var ch *amqp.Channel
+	opened := make(chan struct{})
+	go func() {
+		c, err := sess.Conn.Channel()
+		ch = c
+		close(opened)
+		if err != nil {
+			done <- err
+			return
+		}
+		err = fn(c)
+		_ = c.Close() // returns at once if the broker already closed it
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		go func() {
+			// Unblock fn: closing its channel ends the call it waits in.
+			<-opened
+			if ch != nil {
+				_ = ch.Close()
+			}
+		}()
+		return fmt.Errorf("no answer from the broker: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,358 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/zap"
+)
+
+// Publishing is one message to publish, persistent and mandatory.
+type Publishing struct {
+	Exchange      string
+	Key           string
+	MessageID     string
+	ContentType   string
+	Encoding      string // content_encoding, kept on republished copies
+	Headers       map[string]any
+	Body          []byte
+	Priority      uint8
+	Timestamp     time.Time
+	CorrelationID string
+	ReplyTo       string
+}
+
+// Publisher publishes with publisher confirms over a few channels of one
+// supervised connection. Publishes are pipelined: many may be in flight on a
+// channel, each waiting on its own Confirm.
+type Publisher struct {
+	sup    *Supervisor
+	slots  []*slot
+	next   atomic.Uint32
+	closed atomic.Bool
+}
+
+// NewPublisher returns a publisher using channels confirm channels (at least
+// one). More channels spread the lock that orders publishes on each.
+func NewPublisher(sup *Supervisor, channels int) *Publisher {
+	if channels < 1 {
+		channels = 1
+	}
+	p := &Publisher{sup: sup, slots: make([]*slot, channels)}
+	for i := range p.slots {
+		p.slots[i] = &slot{}
+	}
+	return p
+}
+
+// Publish sends m and returns its Confirm without waiting for it. It waits
+// for a connection until ctx is done.
+func (p *Publisher) Publish(ctx context.Context, m *Publishing) (*Confirm, error) {
+	s := p.slots[int(p.next.Add(1))%len(p.slots)]
+	for {
+		if p.closed.Load() {
+			return nil, ErrClosed
+		}
+		pc, err := s.channel(ctx, p.sup)
+		if err != nil {
+			return nil, err
+		}
+		c, err := pc.publish(ctx, m)
+		if errors.Is(err, errChannelDown) {
+			// Nothing was sent; take the next channel.
+			continue
+		}
+		return c, err
+	}
+}
+
+// Close closes the publisher's channels; pending confirms fail. Close the
+// supervisor first: a publish waiting for a connection holds its slot
+// until the supervisor's closing wakes it.
+func (p *Publisher) Close() {
+	p.closed.Store(true)
+	for _, s := range p.slots {
+		s.mu.Lock()
+		if s.pc != nil {
+			_ = s.pc.ch.Close()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Confirm is the outcome of one publish: the broker's ack, a nack, a
+// return, or the loss of the channel.
+type Confirm struct {
+	done     chan struct{}
+	err      error
+	exchange string
+	key      string
+}
+
+// Wait blocks until the broker has confirmed the publish or ctx is done.
+// nil means the message is safely in its queue(s).
+func (c *Confirm) Wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for publisher confirm: %w", ctx.Err())
+	}
+}
+
+// Done is closed when the outcome is known.
+func (c *Confirm) Done() <-chan struct{} { return c.done }
+
+// Err is the outcome once Done is closed.
+func (c *Confirm) Err() error { return c.err }
+
+// Exchange is where the message was published.
+func (c *Confirm) Exchange() string { return c.exchange }
+
+// Key is the routing key it was published with.
+func (c *Confirm) Key() string { return c.key }
+
+func (c *Confirm) resolve(err error) {
+	c.err = err
+	close(c.done)
+}
+
+var errChannelDown = errors.New("publisher channel down")
+
+// HeaderPublishSeq carries a publish's sequence number on its channel, so
+// that a basic.return is matched to exactly one publish.
+const HeaderPublishSeq = "x-warren-publish-seq"
+
+type slot struct {
+	mu sync.Mutex
+	pc *pubChannel
+}
+
+func (s *slot) channel(ctx context.Context, sup *Supervisor) (*pubChannel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pc != nil && !s.pc.isClosed() {
+		return s.pc, nil
+	}
+	for {
+		sess, err := sup.Session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		pc, err := openPubChannel(sess, sup.log)
+		if err == nil {
+			s.pc = pc
+			return pc, nil
+		}
+		sup.log.Warn("open publisher channel", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open publisher channel: %w (%v)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// pubChannel is one confirm-mode channel. Confirms arrive in publish order
+// (amqp091-go resequences them), so pending is a FIFO: the listener pops
+// from the front, publishers push at the back.
+type pubChannel struct {
+	ch  *amqp.Channel
+	log *zap.Logger
+
+	pubMu sync.Mutex // orders sequence numbers with publishes
+
+	mu       sync.Mutex // guards below
+	pending  []*pending
+	returned map[uint64]amqp.Return // by publish sequence number
+	closed   bool
+	closeErr error
+}
+
+type pending struct {
+	seq uint64
+	c   *Confirm
+}
+
+func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
+	ch, err := sess.Conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, err
+	}
+	pc := &pubChannel{ch: ch, log: log, returned: make(map[uint64]amqp.Return)}
+	// Unbuffered and read by one goroutine: amqp091-go sends a message's
+	// return before its ack from its single reader goroutine, so the return
+	// is always recorded before the ack that it must turn into an error.
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation))
+	returns := ch.NotifyReturn(make(chan amqp.Return))
+	closes := ch.NotifyClose(make(chan *amqp.Error, 1))
+	go pc.listen(confirms, returns, closes)
+	return pc, nil
+}
+
+func (pc *pubChannel) isClosed() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.closed
+}
+
+func (pc *pubChannel) publish(ctx context.Context, m *Publishing) (*Confirm, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// A header amqp091-go cannot encode is the caller's mistake; check it
+	// first so that every later Publish error means the channel failed.
+	if err := amqp.Table(m.Headers).Validate(); err != nil {
+		return nil, fmt.Errorf("publish to exchange %q key %q: invalid headers: %w", m.Exchange, m.Key, err)
+	}
+	c := &Confirm{done: make(chan struct{}), exchange: m.Exchange, key: m.Key}
+	pc.pubMu.Lock()
+	defer pc.pubMu.Unlock()
+	// The sequence number is taken before pc.mu: amqp091-go's reader holds
+	// its own lock while it hands a confirm to our listener, which needs
+	// pc.mu, so calling into amqp091-go under pc.mu could deadlock. pubMu
+	// alone keeps it equal to the number the next Publish gets.
+	seq := pc.ch.GetNextPublishSeqNo()
+	pc.mu.Lock()
+	if pc.closed {
+		pc.mu.Unlock()
+		return nil, errChannelDown
+	}
+	pc.pending = append(pc.pending, &pending{seq: seq, c: c})
+	pc.mu.Unlock()
+
+	// The sequence number travels in a header so that a return names
+	// exactly the publish it belongs to, even when ids repeat (redeliveries,
+	// a caller's WithID): matching by message id could mark the wrong one.
+	headers := make(amqp.Table, len(m.Headers)+1)
+	for k, v := range m.Headers {
+		headers[k] = v
+	}
+	headers[HeaderPublishSeq] = int64(seq)
+	err := pc.ch.Publish(m.Exchange, m.Key, true, false, amqp.Publishing{
+		Headers:         headers,
+		ContentType:     m.ContentType,
+		ContentEncoding: m.Encoding,
+		DeliveryMode:    amqp.Persistent,
+		Priority:        m.Priority,
+		CorrelationId:   m.CorrelationID,
+		ReplyTo:         m.ReplyTo,
+		MessageId:       m.MessageID,
+		Timestamp:       m.Timestamp,
+		Body:            m.Body,
+	})
+	if err == nil {
+		return c, nil
+	}
+	// amqp091-go hands the sequence number out again, so the entry must go.
+	pc.mu.Lock()
+	removed := false
+	if n := len(pc.pending); n > 0 && pc.pending[n-1].c == c {
+		pc.pending = pc.pending[:n-1]
+		removed = true
+	}
+	pc.mu.Unlock()
+	if !removed {
+		// The listener already failed it because the channel closed.
+		<-c.done
+		return nil, errChannelDown
+	}
+	if errors.Is(err, amqp.ErrClosed) {
+		return nil, errChannelDown
+	}
+	// A write that failed mid-frame (a reset socket): the message may be
+	// partly sent, and the connection is going down.
+	return nil, fmt.Errorf("publish to exchange %q key %q: %w: %v", m.Exchange, m.Key, ErrConnectionLost, err)
+}
+
+func (pc *pubChannel) listen(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return, closes <-chan *amqp.Error) {
+	for {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			if seq, ok := r.Headers[HeaderPublishSeq].(int64); ok {
+				pc.mu.Lock()
+				pc.returned[uint64(seq)] = r
+				pc.mu.Unlock()
+			}
+		case cf, ok := <-confirms:
+			if !ok {
+				pc.fail(nil)
+				return
+			}
+			pc.confirm(cf)
+		case e, ok := <-closes:
+			if ok && e != nil {
+				pc.fail(e)
+			} else {
+				pc.fail(nil)
+			}
+			return
+		}
+	}
+}
+
+func (pc *pubChannel) confirm(cf amqp.Confirmation) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	for len(pc.pending) > 0 && pc.pending[0].seq <= cf.DeliveryTag {
+		p := pc.pending[0]
+		pc.pending[0] = nil
+		pc.pending = pc.pending[1:]
+		if p.seq < cf.DeliveryTag {
+			// amqp091-go drops a notification its listener did not take
+			// within 5s. The listener only ever waits for pc.mu, held
+			// briefly, so this should not happen; if it does, the outcome
+			// is unknown and the caller must hear so.
+			delete(pc.returned, p.seq)
+			p.c.resolve(fmt.Errorf("%w: confirm %d was never delivered", ErrConnectionLost, p.seq))
+			continue
+		}
+		if r, ok := pc.returned[p.seq]; ok {
+			delete(pc.returned, p.seq)
+			p.c.resolve(&UnroutableError{Exchange: r.Exchange, Key: r.RoutingKey, Reply: r.ReplyText})
+			continue
+		}
+		if !cf.Ack {
+			p.c.resolve(fmt.Errorf("publish to exchange %q key %q: %w", p.c.exchange, p.c.key, ErrNacked))
+			continue
+		}
+		p.c.resolve(nil)
+	}
+	if len(pc.pending) == 0 {
+		pc.pending = nil // let the backing array go
+	}
+}
+
+func (pc *pubChannel) fail(reason *amqp.Error) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.closed {
+		return
+	}
+	pc.closed = true
+	err := ErrConnectionLost
+	if reason != nil {
+		err = fmt.Errorf("%w: %v", ErrConnectionLost, reason)
+		pc.closeErr = reason
+	}
+	for _, p := range pc.pending {
+		p.c.resolve(err)
+	}
+	pc.pending = nil
+	if reason != nil {
+		pc.log.Warn("publisher channel closed", zap.Error(reason))
+	}
+}

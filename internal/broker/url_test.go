@@ -1,0 +1,61 @@
+package broker
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRedact(t *testing.T) {
+	const unparsable = "(unparsable broker URL)"
+	tests := []struct {
+		name   string
+		url    string
+		want   string
+		secret string // must not appear in the result
+	}{
+		{name: "amqp", url: "amqp://guest:secret@127.0.0.1:5672/", want: "amqp://guest:xxxxx@127.0.0.1:5672/", secret: "secret"},
+		{name: "amqps", url: "amqps://warren:s3cr3t@rabbit.example.com:5671/", want: "amqps://warren:xxxxx@rabbit.example.com:5671/", secret: "s3cr3t"},
+		{name: "no path", url: "amqp://guest:secret@rabbit", want: "amqp://guest:xxxxx@rabbit", secret: "secret"},
+		{name: "vhost", url: "amqp://guest:secret@rabbit:5672/media", want: "amqp://guest:xxxxx@rabbit:5672/media", secret: "secret"},
+		{name: "escaped vhost", url: "amqp://guest:secret@rabbit:5672/%2F", want: "amqp://guest:xxxxx@rabbit:5672/%2F", secret: "secret"},
+		{
+			name: "vhost and query", url: "amqps://u:secret@rabbit:5671/prod?heartbeat=10&connection_timeout=5000",
+			want: "amqps://u:xxxxx@rabbit:5671/prod?heartbeat=10&connection_timeout=5000", secret: "secret",
+		},
+		{name: "IPv6 host", url: "amqp://u:secret@[::1]:5672/", want: "amqp://u:xxxxx@[::1]:5672/", secret: "secret"},
+		{name: "escaped password", url: "amqp://u:p%40ss%2Fw0rd@rabbit/", want: "amqp://u:xxxxx@rabbit/", secret: "w0rd"},
+		{name: "unescaped @ in password", url: "amqp://u:p@ssw0rd@rabbit/", want: "amqp://u:xxxxx@rabbit/", secret: "ssw0rd"},
+		{name: "empty password", url: "amqp://guest:@rabbit/", want: "amqp://guest:xxxxx@rabbit/"},
+		{name: "user without password", url: "amqp://guest@rabbit:5672/", want: "amqp://guest@rabbit:5672/"},
+		{name: "no user", url: "amqp://rabbit:5672/media", want: "amqp://rabbit:5672/media"},
+		{name: "empty", url: "", want: ""},
+		{name: "space in password", url: "amqp://u:my secret@rabbit/", want: unparsable, secret: "secret"},
+		{name: "bad port", url: "amqp://u:secret@rabbit:amqp/", want: unparsable, secret: "secret"},
+		{name: "# in password", url: "amqp://u:sec#ret@rabbit/", want: unparsable, secret: "sec"},
+		{name: "control character", url: "amqp://u:secret@rabbit/\x7f", want: unparsable, secret: "secret"},
+		{name: "missing scheme colon", url: "://u:secret@rabbit/", want: unparsable, secret: "secret"},
+		{
+			name: "no scheme", url: "guest:secret@rabbit:5672", secret: "secret",
+		},
+		{
+			name: "opaque amqp URL", url: "amqp:guest:secret@rabbit:5672", secret: "secret",
+		},
+		{
+			name: "unescaped / in password", url: "amqp://u:1234/5678@rabbit/", secret: "1234",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Redact(tc.url)
+			if tc.secret != "" && strings.Contains(got, tc.secret) {
+				t.Errorf("Redact(%q) = %q, leaks %q", tc.url, got, tc.secret)
+			}
+			if tc.want != "" && got != tc.want {
+				t.Errorf("Redact(%q) = %q, want %q", tc.url, got, tc.want)
+			}
+			if tc.want == "" && tc.url == "" && got != "" {
+				t.Errorf("Redact(\"\") = %q", got)
+			}
+		})
+	}
+}

@@ -1,0 +1,220 @@
+// Package metrics holds warren's Prometheus collectors, with the names,
+// types and labels of DESIGN.md's metrics contract. Producers and workers
+// register them on the prometheus.Registerer they are given (never the
+// global one); several producers and workers in one process share them.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warrenq/warren/internal/broker"
+)
+
+// Outcomes of one delivery: each delivery a worker takes ends in exactly one.
+const (
+	OutcomeSuccess  = "success"  // handler returned nil, acked
+	OutcomeRetry    = "retry"    // handler failed, a delayed copy was confirmed, acked
+	OutcomeDead     = "dead"     // dead-lettered: exhausted, permanent, unknown task, undecodable
+	OutcomeExpired  = "expired"  // past its expiry, not run
+	OutcomeRequeued = "requeued" // given back unrun or unfinished
+)
+
+// Publish error reasons (label of warren_publish_errors_total).
+const (
+	ErrUnroutable     = "unroutable"
+	ErrNacked         = "nacked"
+	ErrConnectionLost = "connection_lost"
+	ErrTimeout        = "timeout"
+	ErrOther          = "other"
+)
+
+// Metrics are the collectors. A nil *Metrics records nothing, so code can
+// call it unconditionally.
+type Metrics struct {
+	Published     *prometheus.CounterVec   // task, queue
+	Received      *prometheus.CounterVec   // task, queue
+	Processed     *prometheus.CounterVec   // task, queue, outcome
+	Duration      *prometheus.HistogramVec // task, queue
+	Wait          *prometheus.HistogramVec // task, queue
+	InFlight      *prometheus.GaugeVec     // queue
+	QueueMessages *prometheus.GaugeVec     // queue
+	Reconnects    *prometheus.CounterVec   // role
+	PublishErrors *prometheus.CounterVec   // reason
+	StaleAcks     prometheus.Counter
+}
+
+// New registers the collectors on reg and returns them; nil reg gives nil
+// (no metrics). Collectors already registered on reg by another producer or
+// worker are shared, not an error.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	// Latency buckets from 1 ms to about 4.5 min: task handlers and queue
+	// waits span milliseconds to minutes.
+	buckets := prometheus.ExponentialBuckets(0.001, 2.5, 14)
+	m := &Metrics{
+		Published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_tasks_published_total", Help: "Tasks enqueued and confirmed by the broker.",
+		}, []string{"task", "queue"}),
+		Received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_tasks_received_total", Help: "Deliveries a worker took.",
+		}, []string{"task", "queue"}),
+		Processed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_tasks_processed_total", Help: "Deliveries by final outcome: success, retry, dead, expired, requeued.",
+		}, []string{"task", "queue", "outcome"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "warren_task_duration_seconds", Help: "Handler run time.", Buckets: buckets,
+		}, []string{"task", "queue"}),
+		Wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "warren_task_wait_seconds", Help: "Time from enqueue (or due time, for delayed tasks) to handler start.", Buckets: buckets,
+		}, []string{"task", "queue"}),
+		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "warren_tasks_in_flight", Help: "Handlers running now.",
+		}, []string{"queue"}),
+		QueueMessages: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "warren_queue_messages", Help: "Ready messages in a queue, polled from the broker.",
+		}, []string{"queue"}),
+		Reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_broker_reconnects_total", Help: "Reconnects to the broker after a lost connection.",
+		}, []string{"role"}),
+		PublishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_publish_errors_total", Help: "Publishes (enqueues, retry copies, dead letters) that failed, by reason.",
+		}, []string{"reason"}),
+		StaleAcks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warren_stale_acks_total", Help: "Acks and nacks dropped because their channel had died (the broker redelivers).",
+		}),
+	}
+	var err error
+	register := func(c prometheus.Collector) prometheus.Collector {
+		if e := reg.Register(c); e != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(e, &are) {
+				return are.ExistingCollector
+			}
+			err = errors.Join(err, e)
+		}
+		return c
+	}
+	m.Published = register(m.Published).(*prometheus.CounterVec)
+	m.Received = register(m.Received).(*prometheus.CounterVec)
+	m.Processed = register(m.Processed).(*prometheus.CounterVec)
+	m.Duration = register(m.Duration).(*prometheus.HistogramVec)
+	m.Wait = register(m.Wait).(*prometheus.HistogramVec)
+	m.InFlight = register(m.InFlight).(*prometheus.GaugeVec)
+	m.QueueMessages = register(m.QueueMessages).(*prometheus.GaugeVec)
+	m.Reconnects = register(m.Reconnects).(*prometheus.CounterVec)
+	m.PublishErrors = register(m.PublishErrors).(*prometheus.CounterVec)
+	m.StaleAcks = register(m.StaleAcks).(prometheus.Counter)
+	if err != nil {
+		return nil, err
+	}
+	// Series that count rare events exist at 0 from the start: increase()
+	// and rate() need a sample before the first event to see it.
+	for _, reason := range []string{ErrUnroutable, ErrNacked, ErrConnectionLost, ErrTimeout, ErrOther} {
+		m.PublishErrors.WithLabelValues(reason)
+	}
+	return m, nil
+}
+
+// ForRole creates the reconnect series of role at 0 and returns m.
+func (m *Metrics) ForRole(role string) *Metrics {
+	if m != nil {
+		m.Reconnects.WithLabelValues(role)
+	}
+	return m
+}
+
+// Outcome counts one delivery's final outcome.
+func (m *Metrics) Outcome(taskName, queue, outcome string) {
+	if m == nil {
+		return
+	}
+	m.Processed.WithLabelValues(taskName, queue, outcome).Inc()
+}
+
+// Start records a delivery taken and its wait (negative: unknown).
+func (m *Metrics) Start(taskName, queue string, wait time.Duration) {
+	if m == nil {
+		return
+	}
+	m.Received.WithLabelValues(taskName, queue).Inc()
+	if wait >= 0 {
+		m.Wait.WithLabelValues(taskName, queue).Observe(wait.Seconds())
+	}
+}
+
+// Ran records one handler run.
+func (m *Metrics) Ran(taskName, queue string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.Duration.WithLabelValues(taskName, queue).Observe(d.Seconds())
+}
+
+// InFlightAdd moves the in-flight gauge of queue by delta.
+func (m *Metrics) InFlightAdd(queue string, delta float64) {
+	if m == nil {
+		return
+	}
+	m.InFlight.WithLabelValues(queue).Add(delta)
+}
+
+// PublishError counts a failed publish by reason.
+func (m *Metrics) PublishError(reason string) {
+	if m == nil {
+		return
+	}
+	m.PublishErrors.WithLabelValues(reason).Inc()
+}
+
+// Reconnect counts a reconnect of role.
+func (m *Metrics) Reconnect(role string) {
+	if m == nil {
+		return
+	}
+	m.Reconnects.WithLabelValues(role).Inc()
+}
+
+// PublishedOne counts a confirmed enqueue.
+func (m *Metrics) PublishedOne(taskName, queue string) {
+	if m == nil {
+		return
+	}
+	m.Published.WithLabelValues(taskName, queue).Inc()
+}
+
+// QueueDepth sets the polled ready count of queue.
+func (m *Metrics) QueueDepth(queue string, n int) {
+	if m == nil {
+		return
+	}
+	m.QueueMessages.WithLabelValues(queue).Set(float64(n))
+}
+
+// StaleAck counts a dropped stale ack.
+func (m *Metrics) StaleAck() {
+	if m == nil {
+		return
+	}
+	m.StaleAcks.Inc()
+}
+
+// PublishErrorReason classifies a publish error for the reason label.
+func PublishErrorReason(err error) string {
+	switch {
+	case errors.Is(err, broker.ErrUnroutable):
+		return ErrUnroutable
+	case errors.Is(err, broker.ErrNacked):
+		return ErrNacked
+	case errors.Is(err, broker.ErrConnectionLost), errors.Is(err, broker.ErrClosed):
+		return ErrConnectionLost
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return ErrTimeout
+	}
+	return ErrOther
+}

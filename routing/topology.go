@@ -1,0 +1,171 @@
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Kind is an exchange type.
+type Kind string
+
+// Exchange kinds a route table may name.
+const (
+	Direct Kind = "direct"
+	Topic  Kind = "topic"
+	Fanout Kind = "fanout"
+)
+
+// DeadSuffix ends the name of every work queue's dead-letter queue.
+const DeadSuffix = ".dead"
+
+// DeadQueue returns the name of queue's dead-letter queue.
+func DeadQueue(queue string) string { return queue + DeadSuffix }
+
+// Exchange is a durable exchange warren declares.
+type Exchange struct {
+	Name string
+	Kind Kind // defaults to Direct
+	// Args are the exchange's x-arguments, e.g. alternate-exchange.
+	Args map[string]any
+}
+
+// Queue is a durable work queue. With no Quorum and no Args it is declared
+// exactly as a plain client would declare it (durable, no arguments), so
+// Kombu's Queue('video', Exchange('media','direct'), routing_key='video')
+// and warren agree and neither fails with PRECONDITION_FAILED.
+type Queue struct {
+	Name string
+	// Quorum declares a quorum queue (x-queue-type=quorum) instead of a
+	// classic one. Defaults to false.
+	Quorum bool
+	// Args are extra x-arguments; they must match any existing declaration.
+	Args map[string]any
+	// DefaultTask names the task run for a message that arrives on this
+	// queue without a "task" header, so plain AMQP producers need not know
+	// warren's headers.
+	DefaultTask string
+	// NoDeadLetters declares the queue without a <name>.dead queue beside
+	// it: warren's own delay queues have none.
+	NoDeadLetters bool
+}
+
+// Arguments returns the x-arguments the queue is declared with, or nil.
+func (q Queue) Arguments() map[string]any {
+	if !q.Quorum && len(q.Args) == 0 {
+		return nil
+	}
+	args := make(map[string]any, len(q.Args)+1)
+	for k, v := range q.Args {
+		args[k] = v
+	}
+	if q.Quorum {
+		args["x-queue-type"] = "quorum"
+	}
+	return args
+}
+
+// Binding routes messages with Key from Exchange to Queue.
+type Binding struct {
+	Exchange string
+	Queue    string
+	Key      string
+}
+
+// Topology is everything warren declares for a program. Declaring is
+// idempotent, so producers and workers may both apply the same Topology.
+type Topology struct {
+	Exchanges        []Exchange
+	Queues           []Queue
+	Bindings         []Binding
+	ExchangeBindings []ExchangeBinding
+}
+
+// Queue returns the queue called name.
+func (t Topology) Queue(name string) (Queue, bool) {
+	for _, q := range t.Queues {
+		if q.Name == name {
+			return q, true
+		}
+	}
+	return Queue{}, false
+}
+
+// Merge returns t with o's entities appended, dropping exact repeats.
+func (t Topology) Merge(o Topology) Topology {
+	var out Topology
+	seenX := map[string]bool{} // by name: an Exchange with Args is not comparable
+	for _, x := range append(append([]Exchange{}, t.Exchanges...), o.Exchanges...) {
+		if !seenX[x.Name] {
+			seenX[x.Name] = true
+			out.Exchanges = append(out.Exchanges, x)
+		}
+	}
+	seenQ := map[string]bool{}
+	for _, q := range append(append([]Queue{}, t.Queues...), o.Queues...) {
+		if !seenQ[q.Name] {
+			seenQ[q.Name] = true
+			out.Queues = append(out.Queues, q)
+		}
+	}
+	seenB := map[Binding]bool{}
+	for _, b := range append(append([]Binding{}, t.Bindings...), o.Bindings...) {
+		if !seenB[b] {
+			seenB[b] = true
+			out.Bindings = append(out.Bindings, b)
+		}
+	}
+	seenEB := map[ExchangeBinding]bool{}
+	for _, b := range append(append([]ExchangeBinding{}, t.ExchangeBindings...), o.ExchangeBindings...) {
+		if !seenEB[b] {
+			seenEB[b] = true
+			out.ExchangeBindings = append(out.ExchangeBindings, b)
+		}
+	}
+	return out
+}
+
+// Validate reports entities without names, exchanges of unknown kinds,
+// bindings to undeclared exchanges or queues, and queue names that would
+// collide with warren's own (a work queue may not itself end in ".dead").
+func (t Topology) Validate() error {
+	var errs []error
+	xs := map[string]bool{}
+	for _, x := range t.Exchanges {
+		switch {
+		case x.Name == "":
+			errs = append(errs, errors.New("routing: exchange without a name"))
+		case x.Kind != "" && x.Kind != Direct && x.Kind != Topic && x.Kind != Fanout:
+			errs = append(errs, fmt.Errorf("routing: exchange %q: unknown kind %q", x.Name, x.Kind))
+		}
+		xs[x.Name] = true
+	}
+	qs := map[string]bool{}
+	for _, q := range t.Queues {
+		switch {
+		case q.Name == "":
+			errs = append(errs, errors.New("routing: queue without a name"))
+		case len(q.Name) > len(DeadSuffix) && q.Name[len(q.Name)-len(DeadSuffix):] == DeadSuffix:
+			errs = append(errs, fmt.Errorf("routing: queue %q: names ending in %q are warren's dead-letter queues", q.Name, DeadSuffix))
+		case len(q.Name) > 255-2*DelayLevels:
+			errs = append(errs, fmt.Errorf("routing: queue %q: names longer than %d bytes leave no room for delay routing keys", q.Name, 255-2*DelayLevels))
+		case strings.ContainsAny(q.Name, "*#"):
+			errs = append(errs, fmt.Errorf("routing: queue %q: '*' and '#' are topic wildcards and would break delayed delivery", q.Name))
+		}
+		qs[q.Name] = true
+	}
+	for _, b := range t.ExchangeBindings {
+		if !xs[b.Source] || !xs[b.Destination] {
+			errs = append(errs, fmt.Errorf("routing: exchange binding %s->%s: both exchanges must be in the topology", b.Source, b.Destination))
+		}
+	}
+	for _, b := range t.Bindings {
+		if !xs[b.Exchange] {
+			errs = append(errs, fmt.Errorf("routing: binding %s->%s: exchange %q is not in the topology", b.Exchange, b.Queue, b.Exchange))
+		}
+		if !qs[b.Queue] {
+			errs = append(errs, fmt.Errorf("routing: binding %s->%s: queue %q is not in the topology", b.Exchange, b.Queue, b.Queue))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,208 @@
+package task
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Def is a task definition: a stable name on the wire plus the Go type of
+// its payload. Define one per task, as a package-level value, and use it on
+// both sides: the producer enqueues Def.New(payload) and the worker registers
+// Def.Handler(fn), so the compiler catches a payload mismatch.
+type Def[T any] struct {
+	name     string
+	aliases  []string
+	codec    Codec
+	settings Settings
+}
+
+// Settings are how a worker runs one kind of task. Zero fields mean the
+// worker's defaults. They are plain data so that this package needs no
+// other: the worker turns them into a retry.Policy.
+type Settings struct {
+	// MaxAttempts counts runs in all, the first included; 1 never retries.
+	MaxAttempts int
+	// BackoffBase and BackoffMax shape the exponential backoff between
+	// attempts.
+	BackoffBase, BackoffMax time.Duration
+	// Timeout bounds one run: the handler's context carries the deadline,
+	// and exceeding it is an ordinary failure.
+	Timeout time.Duration
+	// DropExpired acks an expired task without a dead letter; by default it
+	// is dead-lettered with reason "expired".
+	DropExpired bool
+}
+
+// DefOption customises a Def.
+type DefOption func(*defOptions)
+
+type defOptions struct {
+	aliases  []string
+	codec    Codec
+	settings Settings
+}
+
+// WithMaxAttempts caps the runs of the task, the first included.
+func WithMaxAttempts(n int) DefOption {
+	return func(o *defOptions) { o.settings.MaxAttempts = n }
+}
+
+// WithBackoff sets the delay before the first retry (base) and the cap the
+// doubling delays stop at (max).
+func WithBackoff(base, max time.Duration) DefOption {
+	return func(o *defOptions) { o.settings.BackoffBase, o.settings.BackoffMax = base, max }
+}
+
+// WithTimeout bounds each run of the task.
+func WithTimeout(d time.Duration) DefOption {
+	return func(o *defOptions) { o.settings.Timeout = d }
+}
+
+// WithDropExpired makes an expired task vanish (acked, counted) instead of
+// being dead-lettered: for tasks whose result is worthless late, such as a
+// push notification.
+func WithDropExpired() DefOption {
+	return func(o *defOptions) { o.settings.DropExpired = true }
+}
+
+// WithAliases lets a renamed task still accept messages sent under its old
+// names: the registry routes every alias to the same handler. Enqueue under
+// the new name once every worker knows it.
+func WithAliases(names ...string) DefOption {
+	return func(o *defOptions) { o.aliases = append(o.aliases, names...) }
+}
+
+// WithCodec makes the producer encode this task's payloads with c instead of
+// JSON. Workers pick the decoder by content_type, so they need c in their
+// registry's codecs too.
+func WithCodec(c Codec) DefOption {
+	return func(o *defOptions) { o.codec = c }
+}
+
+// Define returns the definition of the task called name with payload type T.
+// It panics on an empty name, because that is a programming error found at
+// start-up.
+func Define[T any](name string, opts ...DefOption) *Def[T] {
+	if name == "" {
+		panic("task: Define with an empty name")
+	}
+	var o defOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.codec == nil {
+		o.codec = JSON{}
+	}
+	return &Def[T]{name: name, aliases: o.aliases, codec: o.codec, settings: o.settings}
+}
+
+// Settings returns how workers run this task.
+func (d *Def[T]) Settings() Settings { return d.settings }
+
+// Name returns the task name sent in the "task" header.
+func (d *Def[T]) Name() string { return d.name }
+
+// New wraps a payload as a Task ready to enqueue.
+func (d *Def[T]) New(payload T) Task {
+	return Task{Name: d.name, Payload: payload, Codec: d.codec}
+}
+
+// Handler binds fn to this definition, for a Registry. The body is decoded
+// into a T with the codec named by the message's content_type.
+func (d *Def[T]) Handler(fn func(ctx context.Context, payload T) error) Handler {
+	return Handler{
+		name:     d.name,
+		aliases:  d.aliases,
+		settings: d.settings,
+		run: func(ctx context.Context, c Codec, body []byte) ([]byte, error) {
+			var p T
+			if err := c.Unmarshal(body, &p); err != nil {
+				return nil, &DecodeError{Task: d.name, Err: err}
+			}
+			return nil, fn(ctx, p)
+		},
+	}
+}
+
+// ResultDef is a task definition whose handler returns a result of type R,
+// which a caller can await (producer.EnqueueResult). It is a Def[T] too:
+// Name, New and Settings work the same.
+type ResultDef[T, R any] struct {
+	*Def[T]
+}
+
+// DefineWithResult returns the definition of the task called name with
+// payload type T and result type R.
+func DefineWithResult[T, R any](name string, opts ...DefOption) *ResultDef[T, R] {
+	return &ResultDef[T, R]{Def: Define[T](name, opts...)}
+}
+
+// Handler binds fn to this definition. Its result is encoded as JSON (the
+// result travels inside a JSON update, whatever the payload's codec) and
+// sent to the caller, if one awaits it.
+func (d *ResultDef[T, R]) Handler(fn func(ctx context.Context, payload T) (R, error)) Handler {
+	codec := JSON{}
+	return Handler{
+		name:     d.name,
+		aliases:  d.aliases,
+		settings: d.settings,
+		run: func(ctx context.Context, c Codec, body []byte) ([]byte, error) {
+			var p T
+			if err := c.Unmarshal(body, &p); err != nil {
+				return nil, &DecodeError{Task: d.name, Err: err}
+			}
+			r, err := fn(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			out, err := codec.Marshal(r)
+			if err != nil {
+				return nil, fmt.Errorf("task: encode result of %s: %w", d.name, err)
+			}
+			return out, nil
+		},
+	}
+}
+
+// DecodeResult decodes a result (JSON) into an R.
+func (d *ResultDef[T, R]) DecodeResult(body []byte) (R, error) {
+	var r R
+	err := JSON{}.Unmarshal(body, &r)
+	return r, err
+}
+
+// Task is one task ready to enqueue: a name and a payload not yet encoded.
+// Build it with Def.New so that the payload type is checked.
+type Task struct {
+	Name    string
+	Payload any
+	Codec   Codec // nil means JSON
+}
+
+// Encode returns the body and content type the task travels with.
+func (t Task) Encode() (body []byte, contentType string, err error) {
+	c := t.Codec
+	if c == nil {
+		c = JSON{}
+	}
+	body, err = c.Marshal(t.Payload)
+	if err != nil {
+		return nil, "", fmt.Errorf("task: encode %s: %w", t.Name, err)
+	}
+	return body, c.ContentType(), nil
+}
+
+// Handler runs one kind of task; build it with Def.Handler.
+type Handler struct {
+	name     string
+	aliases  []string
+	settings Settings
+	run      func(ctx context.Context, c Codec, body []byte) ([]byte, error)
+}
+
+// Name returns the task name the handler serves.
+func (h Handler) Name() string { return h.name }
+
+// Settings returns how workers run the handler's task.
+func (h Handler) Settings() Settings { return h.settings }

@@ -1,0 +1,45 @@
+package task
+
+import "errors"
+
+// ErrUnknownTask is returned by Registry.Dispatch when no handler is
+// registered under a message's task name. The worker dead-letters such
+// messages with reason "unknown_task" rather than requeueing them forever.
+var ErrUnknownTask = errors.New("task: unknown task")
+
+// ErrUnknownContentType is returned when no codec serves a message's
+// content_type.
+var ErrUnknownContentType = errors.New("task: unknown content type")
+
+// ErrNoTaskName is returned when a message carries no task name and its
+// queue names no default task.
+var ErrNoTaskName = errors.New("task: message has no task name")
+
+// DecodeError reports a message whose body or headers cannot be decoded.
+// Such a message can never succeed, so the worker dead-letters it with
+// reason "undecodable" instead of retrying it.
+type DecodeError struct {
+	Task string // task name, if known
+	Err  error
+}
+
+// Error describes the failure with the task name.
+func (e *DecodeError) Error() string {
+	if e.Task == "" {
+		return "task: undecodable message: " + e.Err.Error()
+	}
+	return "task: undecodable message for " + e.Task + ": " + e.Err.Error()
+}
+
+// Unwrap returns the underlying decode error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// PanicError is what a handler's panic becomes: an ordinary failure, so a
+// panicking handler never takes the worker down.
+type PanicError struct {
+	Value any    // the value passed to panic
+	Stack []byte // the stack of the panicking goroutine
+}
+
+// Error describes the panic value.
+func (e *PanicError) Error() string { return "task: handler panicked: " + fmtAny(e.Value) }

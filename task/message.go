@@ -1,0 +1,261 @@
+package task
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Header names of the wire protocol (docs/protocol.md). They match Celery's
+// protocol v2 so that interop with Celery stays possible.
+const (
+	HeaderTask    = "task"    // task name
+	HeaderID      = "id"      // task id, equal to message_id
+	HeaderRetries = "retries" // attempts made so far; absent means 0
+	HeaderETA     = "eta"     // RFC 3339 time before which the task must not run
+	HeaderExpires = "expires" // RFC 3339 time after which the task must not run
+
+	// HeaderPrefix starts every header warren writes for its own
+	// bookkeeping (dead-letter reason, original queue...).
+	HeaderPrefix = "x-warren-"
+	// HeaderMaxAttempts overrides the task's MaxAttempts for one enqueue.
+	HeaderMaxAttempts = HeaderPrefix + "max-attempts"
+	// HeaderEnqueuedAt is the enqueue time in Unix microseconds: the AMQP
+	// timestamp has whole seconds only, too coarse for wait latency.
+	HeaderEnqueuedAt = HeaderPrefix + "enqueued-at"
+
+	// Headers the worker adds to the copies it republishes.
+	HeaderReason     = HeaderPrefix + "reason"      // why it died: unknown_task, undecodable, exhausted, permanent, expired
+	HeaderError      = HeaderPrefix + "error"       // the last error's text
+	HeaderFirstError = HeaderPrefix + "first-error" // the first failure's text, kept across retries
+	HeaderAttempts   = HeaderPrefix + "attempts"    // runs made, including the last
+	HeaderQueue      = HeaderPrefix + "queue"       // the queue it was consumed from
+	HeaderDiedAt     = HeaderPrefix + "died-at"     // RFC 3339 time it was dead-lettered
+)
+
+// Message is the envelope of one task as it travels: what the producer
+// publishes and what the worker hands to Registry.Dispatch.
+type Message struct {
+	ID          string         // task id (message_id); a stable key for idempotent handlers
+	Task        string         // task name
+	ContentType string         // names the codec of Body
+	Body        []byte         // the encoded payload
+	Headers     map[string]any // every AMQP header, including the ones parsed below
+	Timestamp   time.Time      // enqueue time
+	Retries     int            // attempts made before this one
+	ETA         time.Time      // zero: run now
+	Expires     time.Time      // zero: never expires
+	Priority    uint8
+	MaxAttempts int       // per-enqueue override of the task's MaxAttempts; 0: none
+	EnqueuedAt  time.Time // from x-warren-enqueued-at, else Timestamp; zero if neither
+	Queue       string    // the queue it was consumed from; empty on the producer side
+	ReplyTo     string    // where the caller awaits updates (reply_to); empty if nobody awaits
+	Redelivered bool      // the broker delivered it before (a crash or a requeue)
+}
+
+// ParseHeaders reads the protocol headers from an AMQP header table into m.
+// Headers of the wrong type or with malformed values are a *DecodeError:
+// such a message can never run correctly, so it must not loop. A missing
+// task name is left empty for the caller to fill from the queue's default.
+func (m *Message) ParseHeaders(h map[string]any) error {
+	m.Headers = h
+	if v, ok := h[HeaderTask]; ok {
+		s, ok := v.(string)
+		if !ok {
+			return m.headerErr(HeaderTask, v, "a string")
+		}
+		m.Task = s
+	}
+	if v, ok := h[HeaderID]; ok && m.ID == "" {
+		s, ok := v.(string)
+		if !ok {
+			return m.headerErr(HeaderID, v, "a string")
+		}
+		m.ID = s
+	}
+	if v, ok := h[HeaderRetries]; ok && v != nil {
+		n, ok := toInt(v)
+		if !ok || n < 0 {
+			return m.headerErr(HeaderRetries, v, "a non-negative integer")
+		}
+		m.Retries = n
+	}
+	if v, ok := h[HeaderMaxAttempts]; ok && v != nil {
+		n, ok := toInt(v)
+		if !ok || n < 1 {
+			return m.headerErr(HeaderMaxAttempts, v, "a positive integer")
+		}
+		m.MaxAttempts = n
+	}
+	// Only metrics read the enqueue time, so a bad value is ignored rather
+	// than making the task undecodable.
+	if us, ok := toInt64(h[HeaderEnqueuedAt]); ok && us > 0 {
+		m.EnqueuedAt = time.UnixMicro(us)
+	} else if !m.Timestamp.IsZero() {
+		m.EnqueuedAt = m.Timestamp
+	}
+	var err error
+	if m.ETA, err = parseTimeHeader(h, HeaderETA); err != nil {
+		return &DecodeError{Task: m.Task, Err: err}
+	}
+	if m.Expires, err = parseTimeHeader(h, HeaderExpires); err != nil {
+		return &DecodeError{Task: m.Task, Err: err}
+	}
+	return nil
+}
+
+func (m *Message) headerErr(name string, v any, want string) error {
+	return &DecodeError{Task: m.Task, Err: fmt.Errorf("header %q is %T %v, want %s", name, v, v, want)}
+}
+
+// BuildHeaders returns the header table for m: the protocol headers from its
+// fields plus extra. Extra never sets a protocol header, even one m leaves
+// out: a caller's "retries" or "eta" would change how the task runs. Zero
+// fields are left out, as the protocol says absent means the default.
+func (m *Message) BuildHeaders(extra map[string]any) map[string]any {
+	h := make(map[string]any, 3+len(extra))
+	for k, v := range extra {
+		if !isProtocolHeader(k) {
+			h[k] = v
+		}
+	}
+	if m.Task != "" {
+		h[HeaderTask] = m.Task
+	}
+	if m.ID != "" {
+		h[HeaderID] = m.ID
+	}
+	if m.Retries > 0 {
+		h[HeaderRetries] = int64(m.Retries)
+	}
+	if m.MaxAttempts > 0 {
+		h[HeaderMaxAttempts] = int64(m.MaxAttempts)
+	}
+	if !m.EnqueuedAt.IsZero() {
+		h[HeaderEnqueuedAt] = m.EnqueuedAt.UnixMicro()
+	}
+	if !m.ETA.IsZero() {
+		h[HeaderETA] = m.ETA.UTC().Format(time.RFC3339Nano)
+	}
+	if !m.Expires.IsZero() {
+		h[HeaderExpires] = m.Expires.UTC().Format(time.RFC3339Nano)
+	}
+	return h
+}
+
+func isProtocolHeader(k string) bool {
+	switch k {
+	case HeaderTask, HeaderID, HeaderRetries, HeaderETA, HeaderExpires, HeaderMaxAttempts, HeaderEnqueuedAt:
+		return true
+	}
+	return false
+}
+
+// IsBrokerHeader reports whether a header was added by RabbitMQ's own
+// dead-lettering (x-death, x-first-death-*, x-last-death-*). Copies that
+// warren republishes drop them: the broker's cycle detection would
+// otherwise silently drop a copy that comes back to a queue it died in.
+func IsBrokerHeader(name string) bool {
+	return name == "x-death" || strings.HasPrefix(name, "x-first-death-") || strings.HasPrefix(name, "x-last-death-")
+}
+
+func parseTimeHeader(h map[string]any, name string) (time.Time, error) {
+	v, ok := h[name]
+	if !ok || v == nil {
+		return time.Time{}, nil
+	}
+	switch t := v.(type) {
+	case string:
+		if t == "" {
+			return time.Time{}, nil
+		}
+		ts, err := time.Parse(time.RFC3339Nano, t)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("header %q: %q is not an RFC 3339 time", name, t)
+		}
+		return ts, nil
+	case time.Time:
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("header %q is %T, want an RFC 3339 string", name, v)
+}
+
+// toInt accepts every integer type an AMQP client may put in a header
+// table, and floats that hold a whole number (some JSON-minded clients
+// send those).
+func toInt(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int8:
+		return int(n), true
+	case int16:
+		return int(n), true
+	case int32:
+		return int(n), true
+	case int64:
+		if n > math.MaxInt32 || n < math.MinInt32 {
+			return 0, false
+		}
+		return int(n), true
+	case uint8:
+		return int(n), true
+	case uint16:
+		return int(n), true
+	case uint32:
+		return int(n), true
+	case uint64:
+		if n > math.MaxInt32 {
+			return 0, false
+		}
+		return int(n), true
+	case float32:
+		return floatToInt(float64(n))
+	case float64:
+		return floatToInt(n)
+	}
+	return 0, false
+}
+
+func toInt64(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int32:
+		return int64(n), true
+	case uint64:
+		return int64(n), n <= math.MaxInt64
+	}
+	return 0, false
+}
+
+func floatToInt(f float64) (int, bool) {
+	if f != math.Trunc(f) || f > math.MaxInt32 || f < math.MinInt32 {
+		return 0, false
+	}
+	return int(f), true
+}
+
+func fmtAny(v any) string {
+	if err, ok := v.(error); ok {
+		return err.Error()
+	}
+	return fmt.Sprint(v)
+}
+
+// Reason says why a message can never run, for the dead-letter header
+// x-warren-reason: "unknown_task" or "undecodable". It returns "" for any
+// other error (a handler's failure or panic), which the worker's retry
+// policy judges instead.
+func Reason(err error) string {
+	var de *DecodeError
+	switch {
+	case errors.Is(err, ErrUnknownTask), errors.Is(err, ErrNoTaskName):
+		return "unknown_task"
+	case errors.As(err, &de):
+		return "undecodable"
+	}
+	return ""
+}
