@@ -1,0 +1,46 @@
+package result
+
+import (
+	"context"
+	"fmt"
+)
+
+// Handle is a caller's view of one task that returns an R.
+type Handle[R any] struct {
+	sub    *Subscription
+	decode func([]byte) (R, error)
+}
+
+// NewHandle wraps sub, decoding results with decode.
+func NewHandle[R any](sub *Subscription, decode func([]byte) (R, error)) *Handle[R] {
+	return &Handle[R]{sub: sub, decode: decode}
+}
+
+// ID is the task id.
+func (h *Handle[R]) ID() string { return h.sub.ID() }
+
+// State is the latest state heard: PENDING until a worker reports.
+func (h *Handle[R]) State() State { return h.sub.State() }
+
+// Get waits for the task's final state and returns its result, or its
+// failure as a *TaskError, or ErrLost, or ctx's error.
+func (h *Handle[R]) Get(ctx context.Context) (R, error) {
+	var zero R
+	select {
+	case <-h.sub.Done():
+	case <-ctx.Done():
+		return zero, fmt.Errorf("result: waiting for task %s: %w", h.sub.ID(), ctx.Err())
+	}
+	u, err := h.sub.outcome()
+	if err != nil {
+		return zero, err
+	}
+	if u.State == Failure {
+		return zero, &TaskError{ID: h.sub.ID(), Kind: u.Kind, Message: u.Error, Retries: u.Retries}
+	}
+	r, err := h.decode(u.Result)
+	if err != nil {
+		return zero, fmt.Errorf("result: decode result of task %s: %w", h.sub.ID(), err)
+	}
+	return r, nil
+}

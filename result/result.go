@@ -1,0 +1,178 @@
+// Package result carries task states and results back to the caller that
+// awaits them. A task enqueued with producer.EnqueueResult gets reply_to =
+// the producer's reply queue and correlation_id = the task id; workers send
+// it STARTED and RETRY as they happen and the final SUCCESS or FAILURE with
+// a publisher confirm before they ack the task. Handle.Get returns the
+// typed result or the task's final error.
+//
+// States and their transitions:
+//
+//	PENDING --(a worker starts a run)--> STARTED
+//	STARTED --(the run failed, another is scheduled)--> RETRY --> STARTED ...
+//	STARTED --(handler returned nil)--> SUCCESS
+//	any     --(attempts exhausted, permanent error, expired, bad input)--> FAILURE
+//
+// SUCCESS and FAILURE are final. STARTED and RETRY are best-effort
+// notices; the final state is confirmed.
+//
+// The built-in backend (AMQP) is for callers that wait: results live in the
+// producer process's reply queue only until they are consumed. If the
+// awaiting process dies, the results of its tasks are lost (the tasks
+// themselves still run), and the queue is deleted by the broker after
+// ReplyQueueExpiry without a consumer. Backend is an interface so that a
+// durable store can take its place.
+package result
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// State is where a task is, as its caller sees it.
+type State string
+
+// The states of a task.
+const (
+	Pending State = "PENDING" // enqueued; no worker has reported yet
+	Started State = "STARTED" // a worker is running it
+	Retry   State = "RETRY"   // a run failed; another is scheduled
+	Success State = "SUCCESS" // final: the handler returned a result
+	Failure State = "FAILURE" // final: it will not run again
+)
+
+// Final reports whether s ends the task.
+func (s State) Final() bool { return s == Success || s == Failure }
+
+// Update is one state change, as workers send it (the body of a reply
+// message, JSON).
+type Update struct {
+	ID      string          `json:"id"`
+	State   State           `json:"state"`
+	Result  json.RawMessage `json:"result,omitempty"` // SUCCESS: the encoded result
+	Error   string          `json:"error,omitempty"`  // RETRY, FAILURE: the last error
+	Kind    string          `json:"kind,omitempty"`   // FAILURE: why (see TaskError)
+	Retries int             `json:"retries"`          // attempts made before this update
+}
+
+// Encode returns the update's wire form.
+func (u Update) Encode() ([]byte, error) { return json.Marshal(u) }
+
+// DecodeUpdate parses an update's wire form.
+func DecodeUpdate(body []byte) (Update, error) {
+	var u Update
+	if err := json.Unmarshal(body, &u); err != nil {
+		return u, fmt.Errorf("result: bad update: %w", err)
+	}
+	if u.State == "" {
+		return u, errors.New("result: update without a state")
+	}
+	return u, nil
+}
+
+// Failure kinds (TaskError.Kind), the dead-letter reasons of the worker.
+const (
+	KindPermanent   = "permanent"    // the handler returned retry.Permanent
+	KindExhausted   = "exhausted"    // every attempt failed
+	KindExpired     = "expired"      // past its expiry, not run
+	KindUnknownTask = "unknown_task" // no worker knows the task
+	KindUndecodable = "undecodable"  // its payload or headers could not be read
+)
+
+// TaskError is a task's final failure, as Get returns it.
+type TaskError struct {
+	ID      string
+	Kind    string // one of the Kind constants
+	Message string // the last error's text
+	Retries int
+}
+
+// Error says which task failed, how and why.
+func (e *TaskError) Error() string {
+	return fmt.Sprintf("task %s failed (%s): %s", e.ID, e.Kind, e.Message)
+}
+
+// ErrLost means a result can no longer arrive: the reply queue was
+// recreated (it expired, or the broker lost it) while the task ran, or the
+// backend was closed.
+var ErrLost = errors.New("result: lost: the reply path was reset or closed before the result arrived")
+
+// Subscription follows one task's updates. It is what a Backend returns;
+// Handle wraps it with the result type.
+type Subscription struct {
+	id   string
+	done chan struct{}
+
+	mu    sync.Mutex
+	state State
+	final Update
+	err   error // ErrLost
+}
+
+// NewSubscription returns a PENDING subscription to task id, for Backend
+// implementations.
+func NewSubscription(id string) *Subscription {
+	return &Subscription{id: id, done: make(chan struct{}), state: Pending}
+}
+
+// ID is the task id.
+func (s *Subscription) ID() string { return s.id }
+
+// State is the latest state heard.
+func (s *Subscription) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// Done is closed when the task reached a final state or the result was lost.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Deliver applies an update; it reports whether it was final. Updates after
+// the final one are ignored (a late STARTED from a redelivery, say).
+func (s *Subscription) Deliver(u Update) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.Final() || s.err != nil {
+		return true
+	}
+	s.state = u.State
+	if u.State.Final() {
+		s.final = u
+		close(s.done)
+		return true
+	}
+	return false
+}
+
+// Lose ends the subscription with err (ErrLost, or a wrapped form).
+func (s *Subscription) Lose(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state.Final() || s.err != nil {
+		return
+	}
+	s.err = err
+	close(s.done)
+}
+
+// outcome returns the final update or the loss, once Done is closed.
+func (s *Subscription) outcome() (Update, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.final, s.err
+}
+
+// Backend delivers task updates to the process that awaits them.
+type Backend interface {
+	// ReplyTo is the address workers send updates to (reply_to).
+	ReplyTo() string
+	// Subscribe starts following task id; call it before the task is
+	// published, so that no update can be missed.
+	Subscribe(id string) *Subscription
+	// Unsubscribe stops following id (the caller gave up).
+	Unsubscribe(id string)
+	// Close stops the backend; open subscriptions end with ErrLost.
+	Close() error
+}

@@ -1,0 +1,306 @@
+package result_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/tcpproxy"
+	"github.com/warrenq/warren/producer"
+	"github.com/warrenq/warren/result"
+	"github.com/warrenq/warren/retry"
+	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/worker"
+)
+
+type Sum struct{ A, B int }
+type Total struct{ N int }
+
+func startWorker(t *testing.T, url, q string, hs ...task.Handler) *worker.Worker {
+	t.Helper()
+	reg := task.NewRegistry()
+	reg.MustRegister(hs...)
+	w, err := worker.New(worker.Config{URL: url, Queues: []string{q}, Registry: reg, Concurrency: 16, Prefetch: 256,
+		Retry: retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Base: time.Second, Max: time.Second, Jitter: -1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	brokertest.Eventually(t, 15*time.Second, w.Ready, "worker not ready")
+	return w
+}
+
+func newProducer(t *testing.T, url, q string) *producer.Producer {
+	t.Helper()
+	p, err := producer.New(producer.Config{URL: url, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var add = task.DefineWithResult[Sum, Total]("add")
+
+func addHandler(ctx context.Context, s Sum) (Total, error) { return Total{s.A + s.B}, nil }
+
+func TestResultRoundTrip(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("results")
+	startWorker(t, b.URL, q, add.Handler(addHandler))
+	p := newProducer(t, b.URL, q)
+	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, add, Sum{2, 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.Get(ctxT(t, 10*time.Second))
+	if err != nil || got.N != 42 {
+		t.Fatalf("Get = %+v, %v; want 42", got, err)
+	}
+	if h.State() != result.Success {
+		t.Errorf("state %s, want SUCCESS", h.State())
+	}
+}
+
+func TestFailuresCarryTextAndKind(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("fail")
+	perm := task.DefineWithResult[Sum, Total]("perm")
+	hopeless := task.DefineWithResult[Sum, Total]("hopeless", task.WithMaxAttempts(2), task.WithBackoff(time.Second, time.Second))
+	late := task.DefineWithResult[Sum, Total]("late")
+	startWorker(t, b.URL, q,
+		perm.Handler(func(context.Context, Sum) (Total, error) {
+			return Total{}, retry.Permanent(errors.New("no such account"))
+		}),
+		hopeless.Handler(func(context.Context, Sum) (Total, error) { return Total{}, errors.New("db down") }),
+		late.Handler(addHandler))
+	p := newProducer(t, b.URL, q)
+	ctx := ctxT(t, 20*time.Second)
+	hp, err := producer.EnqueueResult(ctx, p, perm, Sum{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	he, err := producer.EnqueueResult(ctx, p, hopeless, Sum{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := producer.EnqueueResult(ctx, p, late, Sum{}, producer.WithDeadline(time.Now().Add(-time.Minute)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		h        *result.Handle[Total]
+		kind     string
+		text     string
+		attempts int
+	}{{hp, result.KindPermanent, "no such account", 0}, {he, result.KindExhausted, "db down", 1}, {hl, result.KindExpired, "expired", 0}} {
+		_, err := c.h.Get(ctx)
+		var te *result.TaskError
+		if !errors.As(err, &te) {
+			t.Errorf("Get: err = %v, want *TaskError", err)
+			continue
+		}
+		if te.Kind != c.kind || !strings.Contains(te.Message, c.text) || te.Retries != c.attempts || te.ID != c.h.ID() {
+			t.Errorf("TaskError %+v, want kind %s, text %q, retries %d", te, c.kind, c.text, c.attempts)
+		}
+		if c.h.State() != result.Failure {
+			t.Errorf("state %s, want FAILURE", c.h.State())
+		}
+	}
+}
+
+func TestRetryThenSuccessIsSeen(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("states")
+	flaky := task.DefineWithResult[Sum, Total]("flaky")
+	startWorker(t, b.URL, q, flaky.Handler(func(ctx context.Context, s Sum) (Total, error) {
+		if m, _ := task.FromContext(ctx); m.Retries < 2 {
+			return Total{}, fmt.Errorf("attempt %d fails", m.Retries+1)
+		}
+		return Total{s.A}, nil
+	}))
+	p := newProducer(t, b.URL, q)
+	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, flaky, Sum{A: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []result.State
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		s := h.State()
+		if len(seen) == 0 || seen[len(seen)-1] != s {
+			seen = append(seen, s)
+		}
+		if s.Final() {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	got, err := h.Get(ctxT(t, 5*time.Second))
+	if err != nil || got.N != 7 {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	ri, si := -1, -1
+	for i, s := range seen {
+		if s == result.Retry && ri < 0 {
+			ri = i
+		}
+		if s == result.Success {
+			si = i
+		}
+	}
+	t.Logf("states seen: %v", seen)
+	if ri < 0 || si < ri {
+		t.Errorf("states seen %v: want RETRY, then SUCCESS", seen)
+	}
+}
+
+func TestGetHonoursItsContext(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("slow")
+	slow := task.DefineWithResult[Sum, Total]("slow")
+	release := make(chan struct{})
+	startWorker(t, b.URL, q, slow.Handler(func(ctx context.Context, s Sum) (Total, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return Total{1}, nil
+	}))
+	defer close(release)
+	p := newProducer(t, b.URL, q)
+	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, slow, Sum{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	_, err = h.Get(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(t0) > 2*time.Second {
+		t.Errorf("Get = %v after %v, want a deadline error after ~200ms", err, time.Since(t0))
+	}
+	brokertest.Eventually(t, 5*time.Second, func() bool { return h.State() == result.Started }, "state %s, want STARTED while running", h.State())
+}
+
+func TestTenThousandConcurrentAwaits(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("many")
+	startWorker(t, b.URL, q, add.Handler(addHandler))
+	p := newProducer(t, b.URL, q)
+	const n = 10000
+	ctx := ctxT(t, 2*time.Minute)
+	handles := make([]*result.Handle[Total], n)
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for g := 0; g < 100; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += 100 {
+				h, err := producer.EnqueueResult(ctx, p, add, Sum{i, 1})
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				handles[i] = h
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d enqueues failed", failed.Load())
+	}
+	var wrong atomic.Int32
+	for i := range handles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := handles[i].Get(ctx)
+			if err != nil || got.N != i+1 {
+				wrong.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wrong.Load() != 0 {
+		t.Errorf("%d of %d awaits returned a wrong value or an error", wrong.Load(), n)
+	}
+}
+
+// The producer's path to the broker is cut while results are in flight:
+// each Get returns its value (the updates waited in the reply queue) or an
+// error, and none hangs.
+func TestReplyPathSurvivesACut(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("cut")
+	gate := make(chan struct{})
+	gated := task.DefineWithResult[Sum, Total]("gated")
+	var started atomic.Int32
+	startWorker(t, b.URL, q, gated.Handler(func(ctx context.Context, s Sum) (Total, error) {
+		started.Add(1)
+		<-gate
+		return Total{s.A * 2}, nil
+	}))
+	px, err := tcpproxy.Start(brokertest.Addr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	p := newProducer(t, brokertest.WithHost(b.URL, px.Addr()), q)
+	ctx := ctxT(t, 60*time.Second)
+	var hs []*result.Handle[Total]
+	for i := 0; i < 10; i++ {
+		h, err := producer.EnqueueResult(ctx, p, gated, Sum{A: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	brokertest.Eventually(t, 10*time.Second, func() bool { return started.Load() == 10 }, "tasks not started")
+	px.SetRefuse(true)
+	px.Cut()
+	close(gate) // results are published while the producer is disconnected
+	time.Sleep(500 * time.Millisecond)
+	px.SetRefuse(false)
+	arrived := 0
+	for i, h := range hs {
+		got, err := h.Get(ctx)
+		switch {
+		case err == nil && got.N == 2*i:
+			arrived++
+		case err == nil:
+			t.Errorf("task %d: wrong value %d", i, got.N)
+		case errors.Is(err, context.DeadlineExceeded):
+			t.Fatalf("task %d: Get hung until the test's deadline", i)
+		default:
+			t.Logf("task %d: %v", i, err)
+		}
+	}
+	t.Logf("%d of 10 results arrived after the cut", arrived)
+	if arrived != 10 {
+		t.Errorf("%d of 10 arrived; the reply queue should have kept them across the cut", arrived)
+	}
+}
