@@ -1,0 +1,202 @@
+package deadletter_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/deadletter"
+	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/producer"
+	"github.com/warrenq/warren/retry"
+	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/worker"
+)
+
+type Order struct {
+	N int `json:"n"`
+}
+
+var charge = task.Define[Order]("charge")
+
+// setup runs a worker whose charge handler fails permanently while broken
+// is set, enqueues n orders and waits until all are dead letters.
+func setup(t *testing.T, n int) (b *brokertest.Broker, q string, dl *deadletter.Client, broken *atomic.Bool, w *worker.Worker) {
+	t.Helper()
+	b = brokertest.New(t)
+	q = b.Queue("orders")
+	broken = &atomic.Bool{}
+	broken.Store(true)
+	reg := task.NewRegistry()
+	reg.MustRegister(charge.Handler(func(ctx context.Context, o Order) error {
+		if broken.Load() {
+			return retry.Permanent(errors.New("card processor misconfigured"))
+		}
+		return nil
+	}))
+	var err error
+	w, err = worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	brokertest.Eventually(t, 15*time.Second, w.Ready, "worker not ready")
+
+	p, err := producer.New(producer.Config{URL: b.URL, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	for i := 0; i < n; i++ {
+		ectx, ecancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := producer.Enqueue(ectx, p, charge, Order{N: i}, producer.WithMaxAttempts(3))
+		ecancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	dq := routing.DeadQueue(q)
+	brokertest.Eventually(t, 15*time.Second, func() bool { return b.Ready(dq) == n }, "dead letters %d, want %d", b.Ready(dq), n)
+	dl, err = deadletter.New(deadletter.Config{URL: b.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dl.Close() })
+	return b, q, dl, broken, w
+}
+
+func ctx10(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestListDoesNotRemove(t *testing.T) {
+	t.Parallel()
+	b, q, dl, _, _ := setup(t, 5)
+	ls, err := dl.List(ctx10(t), q, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 3 {
+		t.Fatalf("listed %d, want 3", len(ls))
+	}
+	for _, l := range ls {
+		if l.Task != "charge" || l.Queue != q || l.Reason != "permanent" || l.Attempts != 1 ||
+			!strings.Contains(l.Error, "misconfigured") || l.DiedAt.IsZero() || l.ID == "" {
+			t.Errorf("letter %+v", l)
+		}
+	}
+	if n, err := dl.Count(ctx10(t), q); err != nil || n != 5 {
+		t.Errorf("after List: Count = %d, %v; want all 5 still there", n, err)
+	}
+	if r := b.Ready(routing.DeadQueue(q)); r != 5 {
+		t.Errorf("dead queue holds %d, want 5", r)
+	}
+}
+
+func TestReplayRunsThemAgain(t *testing.T) {
+	t.Parallel()
+	b, q, dl, broken, w := setup(t, 4)
+	broken.Store(false) // the bug is fixed
+	ls, _ := dl.List(ctx10(t), q, 10)
+	skip := ls[0].ID
+	n, err := dl.Replay(ctx10(t), q, 10, func(l deadletter.Letter) bool { return l.ID != skip })
+	if err != nil || n != 3 {
+		t.Fatalf("Replay = %d, %v; want 3", n, err)
+	}
+	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 3 }, "replayed tasks did not run: %+v", w.Stats())
+	left, _ := dl.List(ctx10(t), q, 10)
+	if len(left) != 1 || left[0].ID != skip {
+		t.Errorf("left %+v, want only the skipped one", left)
+	}
+	if _, err := dl.Replay(ctx10(t), q, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 4 }, "last replay did not run")
+	if r := b.Ready(routing.DeadQueue(q)); r != 0 {
+		t.Errorf("%d dead letters left", r)
+	}
+}
+
+func TestReplayResetsAttempts(t *testing.T) {
+	t.Parallel()
+	b, q, dl, _, _ := setup(t, 1)
+	// Stop nothing: move the letter to a queue no worker consumes, to read
+	// exactly what a replay publishes.
+	other := b.Queue("inspect")
+	b.DeclareQueue(other)
+	b.DeclareQueue(routing.DeadQueue(other))
+	d, ok := b.Get(routing.DeadQueue(q))
+	if !ok {
+		t.Fatal("no dead letter")
+	}
+	d.Headers[task.HeaderQueue] = other
+	d.Headers["retries"] = int64(4)
+	b.Publish("", routing.DeadQueue(other), amqp.Publishing{MessageId: d.MessageId, Headers: d.Headers, ContentType: d.ContentType, Body: d.Body})
+	if n, err := dl.Replay(ctx10(t), other, 1, nil); err != nil || n != 1 {
+		t.Fatalf("Replay = %d, %v", n, err)
+	}
+	r, ok := b.Get(other)
+	if !ok {
+		t.Fatal("replayed copy not in the original queue")
+	}
+	if r.MessageId != d.MessageId || string(r.Body) != string(d.Body) || r.Headers["task"] != "charge" {
+		t.Errorf("copy changed: id %q body %s headers %v", r.MessageId, r.Body, r.Headers)
+	}
+	for k := range r.Headers {
+		if k == "retries" || (strings.HasPrefix(k, "x-warren-") && k != "x-warren-max-attempts" && k != "x-warren-replayed-at" && k != "x-warren-publish-seq") {
+			t.Errorf("replayed copy kept %s=%v", k, r.Headers[k])
+		}
+	}
+	if r.Headers["x-warren-max-attempts"] != int64(3) {
+		t.Errorf("per-enqueue max attempts lost: %v", r.Headers["x-warren-max-attempts"])
+	}
+}
+
+func TestReplayToAMissingQueueLosesNothing(t *testing.T) {
+	t.Parallel()
+	b, q, dl, broken, w := setup(t, 2)
+	broken.Store(false)
+	// The original queue is gone (deleted by an operator): the copy is
+	// returned unroutable, so the dead letter must stay.
+	gone := b.Queue("gone")
+	d, _ := b.Get(routing.DeadQueue(q))
+	d.Headers[task.HeaderQueue] = gone
+	b.Publish("", routing.DeadQueue(q), amqp.Publishing{MessageId: d.MessageId, Headers: d.Headers, Body: d.Body})
+	n, err := dl.Replay(ctx10(t), q, 10, nil)
+	if !errors.Is(err, producer.ErrUnroutable) {
+		t.Errorf("Replay err = %v, want ErrUnroutable", err)
+	}
+	if n > 1 {
+		t.Errorf("moved %d", n)
+	}
+	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == uint64(n) }, "moved task not run")
+	if r := b.Ready(routing.DeadQueue(q)); r+n != 2 {
+		t.Errorf("dead letters %d + moved %d != 2: one was lost", r, n)
+	}
+}
+
+func TestPurge(t *testing.T) {
+	t.Parallel()
+	_, q, dl, _, _ := setup(t, 3)
+	n, err := dl.Purge(ctx10(t), q)
+	if err != nil || n != 3 {
+		t.Fatalf("Purge = %d, %v; want 3", n, err)
+	}
+	if c, _ := dl.Count(ctx10(t), q); c != 0 {
+		t.Errorf("Count after Purge = %d", c)
+	}
+	if _, err := dl.Count(ctx10(t), "no-such-queue-"+q); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("Count of a missing queue: %v", err)
+	}
+}

@@ -1,0 +1,81 @@
+package producer
+
+import (
+	"time"
+
+	"github.com/warrenq/warren/routing"
+)
+
+// Option changes one enqueue. warren uses functional options for every
+// per-call choice.
+type Option func(*options)
+
+type options struct {
+	id          string
+	route       *routing.Route
+	priority    uint8
+	headers     map[string]any
+	eta         time.Time
+	expires     time.Time
+	maxAttempts int
+	replyTo     string // set by EnqueueResult
+}
+
+// WithID sets the task id instead of a new UUID, e.g. to make an enqueue
+// retried by the caller carry the same id, so handlers can deduplicate.
+func WithID(id string) Option { return func(o *options) { o.id = id } }
+
+// WithQueue publishes straight to queue through the default exchange,
+// bypassing the route table.
+func WithQueue(queue string) Option {
+	return func(o *options) { r := routing.ToQueue(queue); o.route = &r }
+}
+
+// WithRoute publishes to exchange with routing key, bypassing the route
+// table.
+func WithRoute(exchange, key string) Option {
+	return func(o *options) { o.route = &routing.Route{Exchange: exchange, Key: key} }
+}
+
+// WithPriority sets the AMQP priority (0-255; queues honour it only when
+// declared with x-max-priority).
+func WithPriority(p uint8) Option { return func(o *options) { o.priority = p } }
+
+// WithHeaders adds application headers. They never override the protocol
+// headers (task, id, retries, eta, expires).
+func WithHeaders(h map[string]any) Option {
+	return func(o *options) {
+		if o.headers == nil {
+			o.headers = make(map[string]any, len(h))
+		}
+		for k, v := range h {
+			o.headers[k] = v
+		}
+	}
+}
+
+// WithDelay holds the task back for d (whole seconds, rounded up; up to
+// about 48 days) in the delay levels before it reaches its queue. The delay
+// levels deliver to queues, so the task's route must lead to queues the
+// producer's Topology names (or use WithQueue).
+func WithDelay(d time.Duration) Option {
+	return func(o *options) { o.eta = time.Now().Add(d) }
+}
+
+// WithETA holds the task back until t, as WithDelay does. A t in the past
+// enqueues it to run at once.
+func WithETA(t time.Time) Option { return func(o *options) { o.eta = t } }
+
+// WithExpiry makes the task expire d from now: a worker that gets it later
+// does not run it (it is dead-lettered with reason "expired", or dropped if
+// its definition says so).
+func WithExpiry(d time.Duration) Option {
+	return func(o *options) { o.expires = time.Now().Add(d) }
+}
+
+// WithDeadline makes the task expire at t, as WithExpiry does.
+func WithDeadline(t time.Time) Option { return func(o *options) { o.expires = t } }
+
+// WithMaxAttempts overrides the task definition's MaxAttempts for this
+// enqueue.
+func WithMaxAttempts(n int) Option { return func(o *options) { o.maxAttempts = n } }

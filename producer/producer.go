@@ -1,0 +1,410 @@
+package producer
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/metrics"
+	"github.com/warrenq/warren/result"
+	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/task"
+)
+
+// Errors an enqueue can end in; test them with errors.Is.
+var (
+	// ErrUnroutable: no queue is bound for the task's exchange and routing
+	// key, so the broker returned the message. The error names both.
+	ErrUnroutable = broker.ErrUnroutable
+	// ErrNacked: the broker refused the message.
+	ErrNacked = broker.ErrNacked
+	// ErrConnectionLost: the connection died before the broker confirmed;
+	// the task may or may not be enqueued. Enqueue again with the same
+	// WithID if duplicates must be recognisable.
+	ErrConnectionLost = broker.ErrConnectionLost
+	// ErrClosed: the producer was closed.
+	ErrClosed = broker.ErrClosed
+	// ErrNoDelayTarget: a delayed task's route leads to no queue the
+	// producer knows of; the delay levels deliver to queues.
+	ErrNoDelayTarget = errors.New("no queue known for a delayed task's route")
+)
+
+// DefaultURL is the broker used when Config.URL is empty.
+const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// Config configures a Producer. The zero value publishes to a local broker
+// and needs WithQueue or WithRoute on every enqueue.
+type Config struct {
+	// URL of the broker. Defaults to DefaultURL.
+	URL string
+	// Routes resolves task names to exchange and routing key. Defaults to
+	// an empty table.
+	Routes *routing.Table
+	// Topology is declared on every connect, so that the exchanges the
+	// routes name exist. Defaults to none.
+	Topology routing.Topology
+	// Channels is the number of confirm channels publishes are spread over.
+	// Defaults to 2.
+	Channels int
+	// Logger defaults to zap.NewNop().
+	Logger *zap.Logger
+	// TLS configures amqps:// connections.
+	TLS *tls.Config
+	// Heartbeat is the AMQP heartbeat interval. Defaults to 10s.
+	Heartbeat time.Duration
+	// OnReconnect is called after every reconnect.
+	OnReconnect func()
+	// Metrics is where the producer registers its Prometheus collectors
+	// (package metrics). Defaults to nil: no metrics.
+	Metrics prometheus.Registerer
+	// Results delivers awaited results (EnqueueResult). Defaults to the
+	// built-in result.AMQP on the producer's own connection, started on
+	// the first EnqueueResult.
+	Results result.Backend
+}
+
+// Producer enqueues tasks. It is safe for concurrent use; make one per
+// process and share it.
+type Producer struct {
+	sup     *broker.Supervisor
+	pub     *broker.Publisher
+	routes  *routing.Table
+	topo    routing.Topology
+	log     *zap.Logger
+	metrics *metrics.Metrics
+
+	resultsOnce sync.Once
+	results     result.Backend
+}
+
+// New returns a producer and starts connecting in the background. Enqueue
+// waits for the connection, bounded by its context.
+func New(cfg Config) (*Producer, error) {
+	if cfg.URL == "" {
+		cfg.URL = DefaultURL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Routes == nil {
+		cfg.Routes = routing.NewTable()
+	}
+	if cfg.Channels <= 0 {
+		cfg.Channels = 2
+	}
+	// The delay levels are declared too, with the delivery binding of every
+	// queue in the topology, so that delayed tasks can reach them.
+	topo := cfg.Topology.Merge(routing.DelayTopology())
+	for _, q := range cfg.Topology.Queues {
+		topo.Bindings = append(topo.Bindings, routing.DelayBinding(q.Name))
+	}
+	m, err := metrics.New(cfg.Metrics)
+	m = m.ForRole("producer")
+	if err != nil {
+		return nil, fmt.Errorf("producer: metrics: %w", err)
+	}
+	sup, err := broker.New(broker.Config{
+		URL:       cfg.URL,
+		Role:      "producer",
+		Logger:    cfg.Logger,
+		Topology:  topo,
+		TLS:       cfg.TLS,
+		Heartbeat: cfg.Heartbeat,
+		OnReconnect: func() {
+			m.Reconnect("producer")
+			if cfg.OnReconnect != nil {
+				cfg.OnReconnect()
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
+	return &Producer{sup: sup, pub: broker.NewPublisher(sup, cfg.Channels), routes: cfg.Routes, topo: cfg.Topology, log: cfg.Logger, metrics: m, results: cfg.Results}, nil
+}
+
+// Enqueue encodes payload as a def task, publishes it and returns its id
+// once the broker has confirmed it. This is the usual way in:
+//
+//	id, err := producer.Enqueue(ctx, p, media.ProcessMedia, media.Media{Name: "a.avi"})
+func Enqueue[T any](ctx context.Context, p *Producer, def *task.Def[T], payload T, opts ...Option) (string, error) {
+	return p.Enqueue(ctx, def.New(payload), opts...)
+}
+
+// EnqueueResult is Enqueue for a task that returns a result: the handle's
+// Get waits for it (or for the task's final failure). The caller must be
+// the one that waits: see package result for what is lost if it dies.
+//
+//	h, err := producer.EnqueueResult(ctx, p, Thumbnail, Image{URL: u})
+//	thumb, err := h.Get(ctx)
+func EnqueueResult[T, R any](ctx context.Context, p *Producer, def *task.ResultDef[T, R], payload T, opts ...Option) (*result.Handle[R], error) {
+	backend := p.resultBackend()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	id := o.id
+	if id == "" {
+		id = uuid.NewString()
+	}
+	// Subscribe before publishing, so that no update can be missed.
+	sub := backend.Subscribe(id)
+	opts = append(opts, WithID(id), func(o *options) { o.replyTo = backend.ReplyTo() })
+	if _, err := p.Enqueue(ctx, def.New(payload), opts...); err != nil {
+		backend.Unsubscribe(id)
+		return nil, err
+	}
+	return result.NewHandle(sub, def.DecodeResult), nil
+}
+
+func (p *Producer) resultBackend() result.Backend {
+	p.resultsOnce.Do(func() {
+		if p.results == nil {
+			p.results = result.NewAMQP(p.sup, p.log)
+		}
+	})
+	return p.results
+}
+
+// Enqueue publishes t and returns its id once the broker has confirmed it.
+// An error means the caller must assume the task was not enqueued; with
+// ErrConnectionLost or a context error it may have been.
+func (p *Producer) Enqueue(ctx context.Context, t task.Task, opts ...Option) (string, error) {
+	id, pending, err := p.publish(ctx, t, opts)
+	if err == nil {
+		err = p.waitAll(ctx, t.Name, pending)
+	}
+	if err != nil {
+		if id == "" {
+			return "", fmt.Errorf("producer: enqueue %s: %w", t.Name, err)
+		}
+		return "", fmt.Errorf("producer: enqueue %s (id %s): %w", t.Name, id, err)
+	}
+	return id, nil
+}
+
+// publish sends t's message(s) without waiting: one, or one per target
+// queue for a delayed task whose route reaches several.
+func (p *Producer) publish(ctx context.Context, t task.Task, opts []Option) (string, []*broker.Confirm, error) {
+	ms, err := p.build(ctx, t, opts)
+	if err != nil {
+		return "", nil, err
+	}
+	pending := make([]*broker.Confirm, 0, len(ms))
+	for _, m := range ms {
+		c, err := p.pub.Publish(ctx, m)
+		if err != nil {
+			p.metrics.PublishError(metrics.PublishErrorReason(err))
+			return ms[0].MessageID, nil, err
+		}
+		pending = append(pending, c)
+	}
+	return ms[0].MessageID, pending, nil
+}
+
+// waitAll waits for the confirms of one task's publishes and counts them.
+func (p *Producer) waitAll(ctx context.Context, taskName string, pending []*broker.Confirm) error {
+	for _, c := range pending {
+		if err := c.Wait(ctx); err != nil {
+			p.metrics.PublishError(metrics.PublishErrorReason(err))
+			return err
+		}
+		p.metrics.PublishedOne(taskName, p.queueLabel(c.Exchange(), c.Key()))
+	}
+	return nil
+}
+
+// queueLabel names the queue a publish was for, for the queue label: the
+// key on the default exchange or the delay levels' target, else the
+// topology's single queue bound with the key, else the key itself.
+func (p *Producer) queueLabel(exchange, key string) string {
+	switch exchange {
+	case "":
+		return key
+	case routing.DelayEntry:
+		if _, q, err := routing.ParseDelayKey(key); err == nil {
+			return q
+		}
+	}
+	queue := ""
+	for _, b := range p.topo.Bindings {
+		if b.Exchange == exchange && b.Key == key {
+			if queue != "" {
+				return key
+			}
+			queue = b.Queue
+		}
+	}
+	if queue == "" {
+		return key
+	}
+	return queue
+}
+
+// EnqueueBatch publishes every task, pipelined, then waits for all their
+// confirms. ids[i] is the id of ts[i]; it is empty where that task failed,
+// and the error is then a *BatchError saying which.
+func (p *Producer) EnqueueBatch(ctx context.Context, ts []task.Task, opts ...Option) ([]string, error) {
+	ids := make([]string, len(ts))
+	errs := make([]error, len(ts))
+	pending := make([][]*broker.Confirm, len(ts))
+	failed := 0
+	for i, t := range ts {
+		id, cs, err := p.publish(ctx, t, opts)
+		if err != nil {
+			errs[i] = fmt.Errorf("producer: enqueue %s: %w", t.Name, err)
+			failed++
+			continue
+		}
+		ids[i], pending[i] = id, cs
+	}
+	for i, cs := range pending {
+		if cs == nil {
+			continue
+		}
+		if err := p.waitAll(ctx, ts[i].Name, cs); err != nil {
+			errs[i] = fmt.Errorf("producer: enqueue %s (id %s): %w", ts[i].Name, ids[i], err)
+			ids[i] = ""
+			failed++
+		}
+	}
+	if failed > 0 {
+		return ids, &BatchError{Errs: errs, Failed: failed}
+	}
+	return ids, nil
+}
+
+// BatchError reports which tasks of a batch failed.
+type BatchError struct {
+	Errs   []error // Errs[i] is ts[i]'s error, nil where it was enqueued
+	Failed int     // number of non-nil Errs
+}
+
+// Error summarises the failures with the first one.
+func (e *BatchError) Error() string {
+	for _, err := range e.Errs {
+		if err != nil {
+			return fmt.Sprintf("producer: %d of %d tasks not enqueued; first: %v", e.Failed, len(e.Errs), err)
+		}
+	}
+	return "producer: batch failed"
+}
+
+// Unwrap returns the individual errors, so errors.Is sees through a batch.
+func (e *BatchError) Unwrap() []error {
+	out := make([]error, 0, e.Failed)
+	for _, err := range e.Errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// Close stops the producer. Enqueues still waiting fail with ErrClosed or
+// ErrConnectionLost.
+func (p *Producer) Close() error {
+	p.resultsOnce.Do(func() {}) // no backend starts after this
+	if p.results != nil {
+		_ = p.results.Close()
+	}
+	err := p.sup.Close() // first: it wakes enqueues waiting for a connection
+	p.pub.Close()
+	return err
+}
+
+// Connected reports whether the producer has a live connection now.
+func (p *Producer) Connected() bool { return p.sup.Connected() }
+
+// build turns t into the message(s) to publish: one to its route, or, for
+// a task due later, one per target queue into the delay levels.
+func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*broker.Publishing, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if t.Name == "" {
+		return nil, errors.New("task has no name (build it with Def.New)")
+	}
+	route := o.route
+	if route == nil {
+		r, err := p.routes.Lookup(t.Name)
+		if err != nil {
+			return nil, fmt.Errorf("%w (add a route or use WithQueue)", err)
+		}
+		route = &r
+	}
+	body, contentType, err := t.Encode()
+	if err != nil {
+		return nil, err
+	}
+	id := o.id
+	if id == "" {
+		id = uuid.NewString()
+	}
+	now := time.Now()
+	m := task.Message{ID: id, Task: t.Name, ETA: o.eta, Expires: o.expires, MaxAttempts: o.maxAttempts, EnqueuedAt: now}
+	pub := broker.Publishing{
+		Exchange:    route.Exchange,
+		Key:         route.Key,
+		MessageID:   id,
+		ContentType: contentType,
+		Headers:     m.BuildHeaders(o.headers),
+		Body:        body,
+		Priority:    o.priority,
+		Timestamp:   now,
+	}
+	if o.replyTo != "" {
+		pub.ReplyTo, pub.CorrelationID = o.replyTo, id
+	}
+	delay := o.eta.Sub(now)
+	if o.eta.IsZero() || delay < 500*time.Millisecond {
+		return []*broker.Publishing{&pub}, nil
+	}
+	queues, err := p.targets(*route)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*broker.Publishing, len(queues))
+	for i, q := range queues {
+		if err := p.sup.EnsureBinding(ctx, routing.DelayBinding(q)); err != nil {
+			return nil, err
+		}
+		d := pub
+		d.Exchange, d.Key = routing.DelayEntry, routing.DelayKey(delay, q)
+		out[i] = &d
+	}
+	return out, nil
+}
+
+// targets returns the queues a route reaches, for delayed delivery: the
+// queue itself on the default exchange, else the queues the topology binds
+// to the route's direct exchange with its key.
+func (p *Producer) targets(r routing.Route) ([]string, error) {
+	if r.Exchange == "" {
+		return []string{r.Key}, nil
+	}
+	var qs []string
+	for _, b := range p.topo.Bindings {
+		if b.Exchange == r.Exchange && b.Key == r.Key {
+			qs = append(qs, b.Queue)
+		}
+	}
+	for _, x := range p.topo.Exchanges {
+		if x.Name == r.Exchange && x.Kind != "" && x.Kind != routing.Direct {
+			qs = nil // topic and fanout routing is the broker's to compute
+		}
+	}
+	if len(qs) == 0 {
+		return nil, fmt.Errorf("%w: exchange %q key %q (delayed tasks go to queues: name the bindings in Config.Topology, or use WithQueue)", ErrNoDelayTarget, r.Exchange, r.Key)
+	}
+	return qs, nil
+}

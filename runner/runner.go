@@ -1,0 +1,209 @@
+// Package runner is the worker binary as a library: flags, logging, the
+// HTTP endpoints and signal handling around a worker.Worker, so that a
+// program's own worker main is a few lines:
+//
+//	func main() {
+//		reg := task.NewRegistry()
+//		reg.MustRegister(mytasks.Resize.Handler(mytasks.DoResize))
+//		os.Exit(runner.Main(reg, mytasks.Topology))
+//	}
+//
+// The flags are the worker contract of DESIGN.md.
+package runner
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/worker"
+)
+
+// EnvBrokerURL names the environment variable read when -broker is not
+// given.
+const EnvBrokerURL = "WARREN_BROKER_URL"
+
+// Main runs a worker with the process's arguments until SIGTERM or SIGINT
+// and returns the exit code: 0 after a graceful stop, 1 on failure, 2 on a
+// usage error.
+func Main(reg *task.Registry, topo routing.Topology) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return Run(ctx, os.Args[1:], os.Stderr, reg, topo)
+}
+
+// Options are the parsed worker flags.
+type Options struct {
+	Queues          []string
+	Concurrency     int
+	Prefetch        int
+	Broker          string
+	MetricsAddr     string
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+// ParseFlags parses the worker contract's flags from args.
+func ParseFlags(args []string, output io.Writer) (Options, error) {
+	var o Options
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(output)
+	queues := fs.String("queues", "", "comma-separated queues to consume (required)")
+	fs.IntVar(&o.Concurrency, "concurrency", 8, "handlers running at once")
+	fs.IntVar(&o.Prefetch, "prefetch", 32, "unacked messages per queue consumer")
+	defBroker := os.Getenv(EnvBrokerURL)
+	if defBroker == "" {
+		defBroker = worker.DefaultURL
+	}
+	fs.StringVar(&o.Broker, "broker", defBroker, "broker URL (env "+EnvBrokerURL+")")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9090", "HTTP address for /metrics, /healthz, /readyz; empty disables")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight tasks may finish after SIGTERM")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	for _, q := range strings.Split(*queues, ",") {
+		if q = strings.TrimSpace(q); q != "" {
+			o.Queues = append(o.Queues, q)
+		}
+	}
+	if len(o.Queues) == 0 {
+		return o, errors.New("-queues is required, e.g. -queues video,audio")
+	}
+	if o.Concurrency < 1 || o.Prefetch < 1 {
+		return o, errors.New("-concurrency and -prefetch must be at least 1")
+	}
+	if o.LogFormat != "json" && o.LogFormat != "console" {
+		return o, fmt.Errorf("-log-format %q: want json or console", o.LogFormat)
+	}
+	if _, err := zapcore.ParseLevel(o.LogLevel); err != nil {
+		return o, fmt.Errorf("-log-level: %w", err)
+	}
+	return o, nil
+}
+
+// Run is Main with its inputs explicit, for tests: it returns when ctx is
+// cancelled and the worker has stopped.
+func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registry, topo routing.Topology) int {
+	o, err := ParseFlags(args, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "worker:", err)
+		}
+		return 2
+	}
+	log, err := NewLogger(o.LogLevel, o.LogFormat, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "worker:", err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+
+	// Its own registry, not the global one, with the Go and process
+	// collectors beside warren's.
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := worker.New(worker.Config{
+		URL:             o.Broker,
+		Queues:          o.Queues,
+		Registry:        reg,
+		Topology:        topo,
+		Concurrency:     o.Concurrency,
+		Prefetch:        o.Prefetch,
+		ShutdownTimeout: o.ShutdownTimeout,
+		Logger:          log,
+		Metrics:         promReg,
+	})
+	if err != nil {
+		log.Error("cannot start worker", zap.Error(err))
+		return 1
+	}
+
+	if o.MetricsAddr != "" {
+		srv, err := serveHTTP(o.MetricsAddr, w, promReg, log)
+		if err != nil {
+			log.Error("cannot listen for metrics", zap.String("addr", o.MetricsAddr), zap.Error(err))
+			return 1
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	log.Info("worker starting", zap.String("broker", broker.Redact(o.Broker)), zap.Strings("tasks", reg.Names()))
+	if err := w.Run(ctx); err != nil {
+		log.Error("worker failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// NewLogger builds the zap logger the flags ask for, writing to w.
+func NewLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if format == "console" {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}
+
+func serveHTTP(addr string, w *worker.Worker, reg *prometheus.Registry, log *zap.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(rw, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(rw http.ResponseWriter, _ *http.Request) {
+		if !w.Ready() {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(rw, "not ready\n")
+			return
+		}
+		_, _ = io.WriteString(rw, "ready\n")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", zap.Error(err))
+		}
+	}()
+	log.Info("serving /metrics, /healthz, /readyz", zap.String("addr", ln.Addr().String()))
+	return srv, nil
+}

@@ -1,0 +1,125 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/runner"
+	"github.com/warrenq/warren/task"
+)
+
+func TestParseFlags(t *testing.T) {
+	t.Setenv(runner.EnvBrokerURL, "amqp://u:p@broker:5672/")
+	o, err := runner.ParseFlags([]string{"-queues", "video, audio", "-concurrency", "4", "-prefetch", "100", "-shutdown-timeout", "5s", "-log-format", "console"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(o.Queues, "|") != "video|audio" || o.Concurrency != 4 || o.Prefetch != 100 ||
+		o.ShutdownTimeout != 5*time.Second || o.LogFormat != "console" || o.Broker != "amqp://u:p@broker:5672/" || o.MetricsAddr != ":9090" {
+		t.Errorf("parsed %+v", o)
+	}
+	bad := [][]string{
+		{},                 // no queues
+		{"-queues", " , "}, // only blanks
+		{"-queues", "q", "-concurrency", "0"},
+		{"-queues", "q", "-log-format", "xml"},
+		{"-queues", "q", "-log-level", "loud"},
+		{"-queues", "q", "extra"},
+		{"-nope"},
+	}
+	for _, args := range bad {
+		if _, err := runner.ParseFlags(args, io.Discard); err == nil {
+			t.Errorf("ParseFlags(%q) accepted bad flags", args)
+		}
+	}
+}
+
+func TestRunUsageErrorExits2(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := runner.Run(context.Background(), []string{"-concurrency", "2"}, &stderr, task.NewRegistry(), routing.Topology{}); code != 2 {
+		t.Errorf("exit code %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), "-queues is required") {
+		t.Errorf("stderr %q should say what is missing", stderr.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunServesProbesAndStopsCleanly(t *testing.T) {
+	b := brokertest.New(t)
+	q := b.Queue("runner")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+
+	reg := task.NewRegistry()
+	reg.MustRegister(task.Define[struct{}]("noop").Handler(func(context.Context, struct{}) error { return nil }))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- runner.Run(ctx, []string{"-queues", q, "-metrics-addr", addr, "-broker", b.URL, "-shutdown-timeout", "2s"}, &logs, reg, routing.Topology{})
+	}()
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	brokertest.Eventually(t, 15*time.Second, func() bool { c, _ := get("/readyz"); return c == 200 }, "/readyz never ready")
+	if c, _ := get("/healthz"); c != 200 {
+		t.Errorf("/healthz = %d", c)
+	}
+	if c, body := get("/metrics"); c != 200 || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("/metrics = %d, missing Go collector", c)
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("exit code %d after a graceful stop, want 0; logs:\n%s", c, logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("runner did not stop")
+	}
+	out := logs.String()
+	if !strings.Contains(out, "worker stopped") {
+		t.Errorf("logs lack the shutdown summary:\n%s", out)
+	}
+	if strings.Contains(out, "guest:guest@") {
+		t.Errorf("logs leak the broker password:\n%s", out)
+	}
+}

@@ -1,0 +1,359 @@
+package worker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/metrics"
+	"github.com/warrenq/warren/retry"
+	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/task"
+)
+
+// DefaultURL is the broker used when Config.URL is empty.
+const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// Config configures a Worker. Registry and Queues are required.
+type Config struct {
+	// URL of the broker. Defaults to DefaultURL.
+	URL string
+	// Queues to consume.
+	Queues []string
+	// Registry maps task names to handlers.
+	Registry *task.Registry
+	// Topology is declared on every connect. A consumed queue missing from
+	// it is declared plainly (durable, no arguments) with its dead-letter
+	// queue; put a queue here to give it a default task or arguments.
+	Topology routing.Topology
+	// Concurrency caps the handlers running at once, over all queues.
+	// Defaults to 8.
+	Concurrency int
+	// Prefetch is the window of unacked messages per queue consumer.
+	// Defaults to 32.
+	Prefetch int
+	// ShutdownTimeout is how long Run lets in-flight handlers finish after
+	// its context is cancelled before it cancels their contexts and
+	// requeues what is left. Defaults to 30s.
+	ShutdownTimeout time.Duration
+	// Logger defaults to zap.NewNop().
+	Logger *zap.Logger
+	// TLS configures amqps:// connections.
+	TLS *tls.Config
+	// Heartbeat is the AMQP heartbeat interval. Defaults to 10s.
+	Heartbeat time.Duration
+	// OnReconnect is called after every reconnect (for metrics).
+	OnReconnect func()
+	// ConfirmTimeout bounds the wait for the broker's confirm of a retry
+	// copy or a dead letter; past it the original is requeued. Defaults to
+	// 30s.
+	ConfirmTimeout time.Duration
+	// Retry is the policy for tasks whose definition sets none. Its zero
+	// value is retry.DefaultPolicy (5 attempts, 10s doubling to 1h, 20%
+	// jitter).
+	Retry retry.Policy
+	// Metrics is where the worker registers its Prometheus collectors
+	// (package metrics). Defaults to nil: no metrics.
+	Metrics prometheus.Registerer
+	// QueueDepthInterval is how often the worker polls the ready count of
+	// its queues and their dead-letter queues (warren_queue_messages), with
+	// a passive declare. Defaults to 15s; negative disables. Only with
+	// Metrics.
+	QueueDepthInterval time.Duration
+}
+
+// Stats counts delivery outcomes since the worker started.
+type Stats struct {
+	Received  uint64 // deliveries taken
+	Succeeded uint64 // handler returned nil, acked
+	Retried   uint64 // failed; a delayed copy was confirmed, acked
+	Dead      uint64 // dead-lettered (not expired), acked
+	Expired   uint64 // past its expiry, not run: dead-lettered or dropped
+	Requeued  uint64 // given back unrun or unfinished (shutdown, early ETA, failed follow-up)
+	StaleAcks uint64 // acks dropped because their channel had died
+}
+
+// Worker consumes queues and runs their tasks. Make one with New and call
+// Run; two workers in one process do not share anything.
+type Worker struct {
+	cfg      Config
+	sup      *broker.Supervisor
+	pub      *broker.Publisher
+	log      *zap.Logger
+	metrics  *metrics.Metrics  // nil: none
+	defaults map[string]string // queue -> default task
+
+	mu        sync.Mutex
+	consumers []*broker.Consumer
+	running   atomic.Bool
+	stopping  atomic.Bool
+
+	received, succeeded, retried, dead, expired, requeued atomic.Uint64
+}
+
+// New checks cfg and returns a worker. It connects when Run is called.
+func New(cfg Config) (*Worker, error) {
+	if cfg.Registry == nil {
+		return nil, errors.New("worker: Config.Registry is required")
+	}
+	if len(cfg.Queues) == 0 {
+		return nil, errors.New("worker: Config.Queues is empty: name at least one queue to consume")
+	}
+	if cfg.URL == "" {
+		cfg.URL = DefaultURL
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = 32
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.ConfirmTimeout <= 0 {
+		cfg.ConfirmTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	// Retries come back through the delay levels, so every consumed queue
+	// needs its delivery binding.
+	topo := cfg.Topology.Merge(routing.DelayTopology())
+	defaults := make(map[string]string)
+	seen := make(map[string]bool)
+	for _, q := range cfg.Queues {
+		if q == "" {
+			return nil, errors.New("worker: empty queue name in Config.Queues")
+		}
+		if seen[q] {
+			return nil, fmt.Errorf("worker: queue %q listed twice", q)
+		}
+		seen[q] = true
+		topo.Bindings = append(topo.Bindings, routing.DelayBinding(q))
+		spec, ok := topo.Queue(q)
+		if !ok {
+			topo.Queues = append(topo.Queues, routing.Queue{Name: q})
+			continue
+		}
+		if spec.NoDeadLetters {
+			return nil, fmt.Errorf("worker: queue %q is declared without a dead-letter queue; a worker needs %q for bad input", q, routing.DeadQueue(q))
+		}
+		if spec.DefaultTask != "" {
+			if !cfg.Registry.Has(spec.DefaultTask) {
+				return nil, fmt.Errorf("worker: queue %q names default task %q, which is not registered", q, spec.DefaultTask)
+			}
+			defaults[q] = spec.DefaultTask
+		}
+	}
+	if cfg.QueueDepthInterval == 0 {
+		cfg.QueueDepthInterval = 15 * time.Second
+	}
+	m, err := metrics.New(cfg.Metrics)
+	m = m.ForRole("worker")
+	if err != nil {
+		return nil, fmt.Errorf("worker: metrics: %w", err)
+	}
+	sup, err := broker.New(broker.Config{
+		URL:      cfg.URL,
+		Role:     "worker",
+		Logger:   cfg.Logger,
+		Topology: topo,
+		TLS:      cfg.TLS,
+		OnReconnect: func() {
+			m.Reconnect("worker")
+			if cfg.OnReconnect != nil {
+				cfg.OnReconnect()
+			}
+		},
+		Heartbeat: cfg.Heartbeat,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return &Worker{
+		cfg:      cfg,
+		sup:      sup,
+		pub:      broker.NewPublisher(sup, 1),
+		log:      cfg.Logger,
+		metrics:  m,
+		defaults: defaults,
+	}, nil
+}
+
+// Run consumes until ctx is cancelled, then shuts down gracefully: it stops
+// taking deliveries, requeues those not started, lets running handlers
+// finish for up to ShutdownTimeout, then cancels their contexts and
+// requeues whatever has not finished. It returns nil after a graceful stop.
+// A Worker runs once.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("worker: Run called twice")
+	}
+	defer w.sup.Close()
+
+	// Handlers get hardCtx: it outlives ctx by the shutdown timeout.
+	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+
+	sem := make(chan struct{}, w.cfg.Concurrency)
+	var handlers, feeders sync.WaitGroup
+	for _, q := range w.cfg.Queues {
+		c := w.sup.NewConsumer(q, w.cfg.Prefetch)
+		w.mu.Lock()
+		w.consumers = append(w.consumers, c)
+		w.mu.Unlock()
+		feeders.Add(2)
+		go func() {
+			defer feeders.Done()
+			c.Run(ctx)
+		}()
+		go func() {
+			defer feeders.Done()
+			w.feed(ctx, hardCtx, c, sem, &handlers)
+		}()
+	}
+	pollDone := make(chan struct{})
+	go func() { defer close(pollDone); w.pollDepth(ctx) }()
+	defer func() { <-pollDone }()
+	w.log.Info("worker started", zap.Strings("queues", w.cfg.Queues),
+		zap.Int("concurrency", w.cfg.Concurrency), zap.Int("prefetch", w.cfg.Prefetch))
+
+	<-ctx.Done()
+	w.stopping.Store(true)
+	deadline := time.After(w.cfg.ShutdownTimeout) // from the signal, not after the cancel
+	w.log.Info("worker stopping: no new deliveries; waiting for in-flight tasks", zap.Duration("timeout", w.cfg.ShutdownTimeout))
+	feeders.Wait() // consumers cancelled, unstarted deliveries requeued
+
+	done := make(chan struct{})
+	go func() { handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-deadline:
+		w.log.Warn("shutdown timeout: cancelling running handlers; their tasks are requeued")
+		hardCancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			w.log.Warn("handlers ignored cancellation; closing channels requeues their tasks")
+		}
+	}
+	w.mu.Lock()
+	for _, c := range w.consumers {
+		c.Close()
+	}
+	w.mu.Unlock()
+	_ = w.sup.Close() // first: it wakes publishes waiting for a connection
+	w.pub.Close()
+	s := w.Stats()
+	w.log.Info("worker stopped", zap.Uint64("received", s.Received), zap.Uint64("succeeded", s.Succeeded),
+		zap.Uint64("retried", s.Retried), zap.Uint64("dead", s.Dead), zap.Uint64("expired", s.Expired), zap.Uint64("requeued", s.Requeued), zap.Uint64("stale_acks", s.StaleAcks))
+	return nil
+}
+
+// feed takes a delivery from c only when a handler slot is free, so that
+// messages wait in the broker's prefetch window rather than in memory.
+func (w *Worker) feed(ctx, hardCtx context.Context, c *broker.Consumer, sem chan struct{}, handlers *sync.WaitGroup) {
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case d := <-c.Deliveries():
+			handlers.Add(1)
+			go func() {
+				defer func() { <-sem; handlers.Done() }()
+				w.handle(hardCtx, d)
+			}()
+		case <-ctx.Done():
+			<-sem
+			return
+		}
+	}
+}
+
+// Ready reports whether the worker is connected and consuming every queue
+// it was asked to, and not shutting down.
+func (w *Worker) Ready() bool {
+	if !w.running.Load() || w.stopping.Load() || !w.sup.Connected() {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.consumers) != len(w.cfg.Queues) {
+		return false
+	}
+	for _, c := range w.consumers {
+		if !c.Consuming() {
+			return false
+		}
+	}
+	return true
+}
+
+// Stats returns the outcome counts so far.
+func (w *Worker) Stats() Stats {
+	s := Stats{
+		Received:  w.received.Load(),
+		Succeeded: w.succeeded.Load(),
+		Retried:   w.retried.Load(),
+		Dead:      w.dead.Load(),
+		Expired:   w.expired.Load(),
+		Requeued:  w.requeued.Load(),
+	}
+	w.mu.Lock()
+	for _, c := range w.consumers {
+		s.StaleAcks += c.StaleAcks()
+	}
+	w.mu.Unlock()
+	return s
+}
+
+// pollDepth sets warren_queue_messages for each consumed queue and its
+// dead-letter queue every QueueDepthInterval, until ctx is done.
+func (w *Worker) pollDepth(ctx context.Context) {
+	if w.metrics == nil || w.cfg.QueueDepthInterval < 0 {
+		return
+	}
+	if _, err := w.sup.Session(ctx); err != nil {
+		return
+	}
+	t := time.NewTicker(w.cfg.QueueDepthInterval)
+	defer t.Stop()
+	for {
+		for _, q := range w.cfg.Queues {
+			for _, name := range []string{q, routing.DeadQueue(q)} {
+				if n, err := w.depth(ctx, name); err == nil {
+					w.metrics.QueueDepth(name, n)
+				}
+			}
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (w *Worker) depth(ctx context.Context, queue string) (int, error) {
+	if !w.sup.Connected() {
+		return 0, broker.ErrConnectionLost
+	}
+	r, err := w.sup.OpenReader(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	return r.Count(queue)
+}
