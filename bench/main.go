@@ -1,0 +1,302 @@
+// Command bench runs one workload two ways against the same local broker,
+// raw amqp091-go written as an expert would and warren, and prints both
+// with their ratio:
+//
+//	go run ./bench [-n 20000] [-payload 100] [-concurrency 8] [-prefetch 256]
+//
+// Phases: enqueue (tasks/s), drain of a pre-filled queue (tasks/s), and
+// end to end with producer and consumer at once (tasks/s and the
+// enqueue-to-handler wait p50/p99/max). Drains run in a child process so
+// that its peak RSS is the consumer's alone. CPU is user+system seconds of
+// the client per 10,000 tasks. Every run is persistent, through a durable
+// direct exchange to a durable queue, with publisher confirms and late acks.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// params are the workload, shared with child processes as flags.
+type params struct {
+	URL         string
+	N           int
+	Payload     int
+	Concurrency int
+	Prefetch    int
+	Producers   int
+	Window      int
+	Exchange    string
+	Queue       string
+}
+
+// result is one phase of one side.
+type result struct {
+	Rate       float64       `json:"rate"`        // tasks/s
+	CPUPer10k  float64       `json:"cpu_per_10k"` // client CPU seconds per 10,000 tasks
+	PeakRSSMiB float64       `json:"rss_mib"`     // peak RSS of the process that ran it
+	Allocs     float64       `json:"allocs"`      // heap allocations per task in the process that ran it
+	P50        time.Duration `json:"p50"`
+	P99        time.Duration `json:"p99"`
+	Max        time.Duration `json:"max"`
+}
+
+func main() {
+	var p params
+	flag.StringVar(&p.URL, "broker", envOr("WARREN_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"), "broker URL")
+	flag.IntVar(&p.N, "n", 20000, "tasks per phase")
+	flag.IntVar(&p.Payload, "payload", 100, "approximate JSON payload size in bytes")
+	flag.IntVar(&p.Concurrency, "concurrency", 8, "handler goroutines")
+	flag.IntVar(&p.Prefetch, "prefetch", 256, "consumer prefetch")
+	flag.IntVar(&p.Producers, "producers", 64, "goroutines calling warren's Enqueue at once")
+	flag.IntVar(&p.Window, "window", 256, "raw publisher's window of unconfirmed publishes")
+	child := flag.String("child", "", "internal: run one drain phase (raw or warren) and print its result")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run (not of drain children) to this file")
+	sweep := flag.Bool("sweep", false, "sweep concurrency, prefetch and payload size; write docs/performance.md and docs/performance.svg")
+	flag.StringVar(&p.Exchange, "exchange", "bench.x", "internal: exchange name")
+	flag.StringVar(&p.Queue, "queue", "bench.q", "internal: queue name")
+	flag.Parse()
+
+	ctx, stop := signalContext()
+	defer stop()
+	if *child != "" {
+		r, err := runChild(ctx, *child, p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(1)
+		}
+		_ = json.NewEncoder(os.Stdout).Encode(r)
+		return
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(ctx, p, *sweep); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// row is one phase measured both ways.
+type row struct {
+	phase     string
+	raw, warr result
+	latency   bool
+}
+
+func run(ctx context.Context, p params, sweep bool) error {
+	fmt.Printf("warren bench: n=%d payload=%dB concurrency=%d prefetch=%d producers=%d (raw window %d)\n\n",
+		p.N, p.Payload, p.Concurrency, p.Prefetch, p.Producers, p.Window)
+	if sweep {
+		return runSweep(ctx, p)
+	}
+	rows, err := runOnce(ctx, p, true)
+	if err != nil {
+		return err
+	}
+	printRows(rows)
+	return nil
+}
+
+// runOnce measures every phase once, each on a fresh queue; end to end
+// only with e2e.
+func runOnce(ctx context.Context, p params, e2e bool) ([]row, error) {
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
+	p.Exchange, p.Queue = "bench.x."+suffix, "bench.q."+suffix
+	if err := declare(p); err != nil {
+		return nil, err
+	}
+	defer cleanup(p)
+	var rows []row
+
+	// enqueue: raw, warren Enqueue, warren EnqueueBatch.
+	rawEnq, err := measure(func() (result, error) { return rawEnqueue(ctx, p) }, p.N)
+	if err != nil {
+		return nil, fmt.Errorf("raw enqueue: %w", err)
+	}
+	if err := purge(p); err != nil {
+		return nil, err
+	}
+	wEnq, err := measure(func() (result, error) { return warrenEnqueue(ctx, p, false) }, p.N)
+	if err != nil {
+		return nil, fmt.Errorf("warren enqueue: %w", err)
+	}
+	if err := purge(p); err != nil {
+		return nil, err
+	}
+	wBatch, err := measure(func() (result, error) { return warrenEnqueue(ctx, p, true) }, p.N)
+	if err != nil {
+		return nil, fmt.Errorf("warren batch enqueue: %w", err)
+	}
+	rows = append(rows, row{phase: "enqueue", raw: rawEnq, warr: wEnq}, row{phase: "enqueue (batch)", raw: rawEnq, warr: wBatch})
+
+	// drain: a queue pre-filled by the raw publisher, drained in a child.
+	if err := purgeAndFill(ctx, p); err != nil {
+		return nil, err
+	}
+	rawDrain, err := childRun(ctx, "raw", p)
+	if err != nil {
+		return nil, fmt.Errorf("raw drain: %w", err)
+	}
+	if err := purgeAndFill(ctx, p); err != nil {
+		return nil, err
+	}
+	wDrain, err := childRun(ctx, "warren", p)
+	if err != nil {
+		return nil, fmt.Errorf("warren drain: %w", err)
+	}
+	rows = append(rows, row{phase: "drain", raw: rawDrain, warr: wDrain})
+	if !e2e {
+		return rows, nil
+	}
+
+	// end to end: producer and consumer at once, with wait latency.
+	if err := purge(p); err != nil {
+		return nil, err
+	}
+	rawE2E, err := measure(func() (result, error) { return rawEndToEnd(ctx, p) }, p.N)
+	if err != nil {
+		return nil, fmt.Errorf("raw end-to-end: %w", err)
+	}
+	if err := purge(p); err != nil {
+		return nil, err
+	}
+	wE2E, err := measure(func() (result, error) { return warrenEndToEnd(ctx, p) }, p.N)
+	if err != nil {
+		return nil, fmt.Errorf("warren end-to-end: %w", err)
+	}
+	return append(rows, row{phase: "end-to-end", raw: rawE2E, warr: wE2E, latency: true}), nil
+}
+
+func printRows(rows []row) {
+	fmt.Printf("| phase | raw tasks/s | warren tasks/s | ratio | raw CPU s/10k | warren CPU s/10k | raw allocs/task | warren allocs/task | raw RSS MiB | warren RSS MiB |\n")
+	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range rows {
+		rss := func(x result) string {
+			if x.PeakRSSMiB == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.1f", x.PeakRSSMiB)
+		}
+		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.2f | %.2f | %.0f | %.0f | %s | %s |\n", r.phase, r.raw.Rate, r.warr.Rate, r.warr.Rate/r.raw.Rate,
+			r.raw.CPUPer10k, r.warr.CPUPer10k, r.raw.Allocs, r.warr.Allocs, rss(r.raw), rss(r.warr))
+	}
+	for _, r := range rows {
+		if r.latency {
+			fmt.Printf("\nend-to-end wait (enqueue -> handler start): raw p50 %v p99 %v max %v; warren p50 %v p99 %v max %v (p99 ratio %.2f)\n",
+				r.raw.P50.Round(time.Microsecond), r.raw.P99.Round(time.Microsecond), r.raw.Max.Round(time.Microsecond),
+				r.warr.P50.Round(time.Microsecond), r.warr.P99.Round(time.Microsecond), r.warr.Max.Round(time.Microsecond),
+				float64(r.warr.P99)/float64(max(r.raw.P99, 1)))
+		}
+	}
+}
+
+// measure runs f and fills in the CPU figure from this process's rusage.
+func measure(f func() (result, error), n int) (result, error) {
+	before, mallocs := cpuTime(), mallocCount()
+	r, err := f()
+	if err != nil {
+		return r, err
+	}
+	r.CPUPer10k = (cpuTime() - before).Seconds() * 10000 / float64(n)
+	r.Allocs = float64(mallocCount()-mallocs) / float64(n)
+	return r, nil
+}
+
+func mallocCount() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+// childRun runs a drain phase in a child process, for its own peak RSS.
+func childRun(ctx context.Context, side string, p params) (result, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return result{}, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "-child", side, "-broker", p.URL, "-n", fmt.Sprint(p.N), "-payload", fmt.Sprint(p.Payload),
+		"-concurrency", fmt.Sprint(p.Concurrency), "-prefetch", fmt.Sprint(p.Prefetch), "-exchange", p.Exchange, "-queue", p.Queue)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return result{}, err
+	}
+	var r result
+	if err := json.Unmarshal(out, &r); err != nil {
+		return r, fmt.Errorf("child output %q: %w", out, err)
+	}
+	return r, nil
+}
+
+func runChild(ctx context.Context, side string, p params) (result, error) {
+	var r result
+	var err error
+	before, mallocs := cpuTime(), mallocCount()
+	switch side {
+	case "raw":
+		r, err = rawDrain(ctx, p)
+	case "warren":
+		r, err = warrenDrain(ctx, p)
+	default:
+		return r, fmt.Errorf("unknown child %q", side)
+	}
+	r.CPUPer10k = (cpuTime() - before).Seconds() * 10000 / float64(p.N)
+	r.Allocs = float64(mallocCount()-mallocs) / float64(p.N)
+	r.PeakRSSMiB = peakRSSMiB()
+	return r, err
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakRSSMiB reads VmHWM, the process's peak resident set.
+func peakRSSMiB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// latencies returns p50, p99 and max of ds.
+func latencies(ds []time.Duration) (p50, p99, mx time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)*50/100], ds[min(len(ds)*99/100, len(ds)-1)], ds[len(ds)-1]
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

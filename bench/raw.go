@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Payload is the benchmark task's payload: Sent carries the enqueue time
+// for the raw side's latency; Pad brings it to the size asked for.
+type Payload struct {
+	N    int    `json:"n"`
+	Sent int64  `json:"sent"`
+	Pad  string `json:"pad"`
+}
+
+func body(p params, i int) []byte {
+	b, _ := json.Marshal(Payload{N: i, Sent: time.Now().UnixNano(), Pad: strings.Repeat("x", max(p.Payload-40, 0))})
+	return b
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+func withChannel(p params, f func(*amqp.Channel) error) error {
+	conn, err := amqp.Dial(p.URL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	return f(ch)
+}
+
+func declare(p params) error {
+	return withChannel(p, func(ch *amqp.Channel) error {
+		if err := ch.ExchangeDeclare(p.Exchange, "direct", true, false, false, false, nil); err != nil {
+			return err
+		}
+		if _, err := ch.QueueDeclare(p.Queue, true, false, false, false, nil); err != nil {
+			return err
+		}
+		return ch.QueueBind(p.Queue, "bench", p.Exchange, false, nil)
+	})
+}
+
+func purge(p params) error {
+	return withChannel(p, func(ch *amqp.Channel) error {
+		_, err := ch.QueuePurge(p.Queue, false)
+		return err
+	})
+}
+
+func cleanup(p params) {
+	_ = withChannel(p, func(ch *amqp.Channel) error {
+		_, _ = ch.QueueDelete(p.Queue, false, false, false)
+		_, _ = ch.QueueDelete(p.Queue+".dead", false, false, false)
+		return ch.ExchangeDelete(p.Exchange, false, false)
+	})
+}
+
+func purgeAndFill(ctx context.Context, p params) error {
+	if err := purge(p); err != nil {
+		return err
+	}
+	_, err := rawEnqueue(ctx, p)
+	return err
+}
+
+// rawPublish publishes n messages on one confirm channel with a window of
+// unconfirmed publishes, as an expert would: pipelined, never one round
+// trip per message.
+func rawPublish(ctx context.Context, conn *amqp.Connection, p params, n int) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	if err := ch.Confirm(false); err != nil {
+		return err
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, p.Window))
+	window := make(chan struct{}, p.Window)
+	var nacked atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < n; i++ {
+			c, ok := <-confirms
+			if !ok {
+				return
+			}
+			if !c.Ack {
+				nacked.Add(1)
+			}
+			<-window
+		}
+	}()
+	for i := 0; i < n; i++ {
+		window <- struct{}{}
+		if err := ch.PublishWithContext(ctx, p.Exchange, "bench", true, false, amqp.Publishing{
+			ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body(p, i),
+			MessageId: fmt.Sprint(i), Timestamp: time.Now(),
+			Headers: amqp.Table{"task": "bench", "id": fmt.Sprint(i)},
+		}); err != nil {
+			return err
+		}
+	}
+	<-done
+	if nacked.Load() > 0 {
+		return fmt.Errorf("%d nacked", nacked.Load())
+	}
+	return nil
+}
+
+func rawEnqueue(ctx context.Context, p params) (result, error) {
+	conn, err := amqp.Dial(p.URL)
+	if err != nil {
+		return result{}, err
+	}
+	defer conn.Close()
+	start := time.Now()
+	if err := rawPublish(ctx, conn, p, p.N); err != nil {
+		return result{}, err
+	}
+	return result{Rate: float64(p.N) / time.Since(start).Seconds()}, nil
+}
+
+// rawConsume consumes n messages with prefetch and concurrency goroutines,
+// decoding each payload and acking it after the (no-op) handler, and
+// returns the rate from first to last message and each message's wait.
+func rawConsume(ctx context.Context, p params, n int) (result, []time.Duration, error) {
+	conn, err := amqp.Dial(p.URL)
+	if err != nil {
+		return result{}, nil, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return result{}, nil, err
+	}
+	if err := ch.Qos(p.Prefetch, 0, false); err != nil {
+		return result{}, nil, err
+	}
+	dels, err := ch.Consume(p.Queue, "", false, false, false, false, nil)
+	if err != nil {
+		return result{}, nil, err
+	}
+	var count atomic.Int64
+	var first, last atomic.Int64
+	waits := make([]time.Duration, n)
+	finished := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for g := 0; g < p.Concurrency; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case d, ok := <-dels:
+					if !ok {
+						return
+					}
+					now := time.Now()
+					var pl Payload
+					if err := json.Unmarshal(d.Body, &pl); err != nil {
+						_ = d.Nack(false, false)
+						continue
+					}
+					_ = d.Ack(false)
+					first.CompareAndSwap(0, now.UnixNano())
+					i := count.Add(1)
+					if int(i) <= n {
+						waits[i-1] = now.Sub(time.Unix(0, pl.Sent))
+					}
+					if int(i) == n {
+						last.Store(time.Now().UnixNano())
+						once.Do(func() { close(finished) })
+					}
+				case <-finished:
+					return
+				}
+			}
+		}()
+	}
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		return result{}, nil, ctx.Err()
+	case <-time.After(10 * time.Minute):
+		return result{}, nil, errors.New("timed out")
+	}
+	wg.Wait()
+	el := time.Duration(last.Load() - first.Load())
+	return result{Rate: float64(n) / el.Seconds()}, waits, nil
+}
+
+func rawDrain(ctx context.Context, p params) (result, error) {
+	r, _, err := rawConsume(ctx, p, p.N)
+	return r, err
+}
+
+func rawEndToEnd(ctx context.Context, p params) (result, error) {
+	conn, err := amqp.Dial(p.URL)
+	if err != nil {
+		return result{}, err
+	}
+	defer conn.Close()
+	type out struct {
+		r     result
+		waits []time.Duration
+		err   error
+	}
+	got := make(chan out, 1)
+	go func() {
+		r, w, err := rawConsume(ctx, p, p.N)
+		got <- out{r, w, err}
+	}()
+	if err := rawPublish(ctx, conn, p, p.N); err != nil {
+		return result{}, err
+	}
+	o := <-got
+	if o.err != nil {
+		return result{}, o.err
+	}
+	o.r.P50, o.r.P99, o.r.Max = latencies(o.waits)
+	return o.r, nil
+}
