@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command (README, CI): starts RabbitMQ if none answers (installing
+# it and Kombu from Debian's packages where missing), checks formatting and
+# vet, runs every package's tests with -race, then the fault suite, which
+# stops and restarts the broker and so runs alone, after the main suite.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+
+scripts/ensure-rabbitmq.sh --with-kombu
+
+echo "== gofmt, go vet"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed on:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+go vet -tags fault ./...
+
+echo "== tests (-race)"
+go test -race -count=1 ./...
+
+echo "== fuzz the message decoder briefly"
+go test -run='^$' -fuzz=FuzzDecode -fuzztime=10s ./task
+
+echo "== benchmark smoke run (keeps ./bench from rotting; asserts nothing about speed)"
+go run ./bench -n 300
+
+echo "== fault suite (restarts RabbitMQ; runs alone)"
+go test -race -count=1 -p 1 -tags fault -v -run 'Broker' ./internal/faulttest
