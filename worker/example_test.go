@@ -69,3 +69,52 @@ func Example() {
 	// worker stopped: <nil>
 	// succeeded: 1
 }
+
+// Size is the result of the example's MeasureImage task.
+type Size struct {
+	Bytes int `json:"bytes"`
+}
+
+// MeasureImage declares a result type: its handler returns a Size, and the
+// caller that enqueues it with EnqueueResult can await that Size.
+var MeasureImage = task.DefineWithResult[Resize, Size]("measure_image")
+
+// A task with a result: the worker confirms the result to the caller's
+// reply queue before it acks the task, and Get returns it typed.
+func Example_result() {
+	queue := "example.measure." + uuid.NewString()[:8]
+	defer brokertest.DeleteQueues(queue, routing.DeadQueue(queue))
+	topo := routing.Topology{Queues: []routing.Queue{{Name: queue}}}
+
+	reg := task.NewRegistry()
+	reg.MustRegister(MeasureImage.Handler(func(ctx context.Context, r Resize) (Size, error) {
+		return Size{Bytes: r.Width * 100}, nil
+	}))
+	w, err := worker.New(worker.Config{URL: brokertest.LocalURL(), Queues: []string{queue}, Registry: reg, Topology: topo})
+	if err != nil {
+		panic(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { _ = w.Run(ctx) }()
+
+	p, err := producer.New(producer.Config{
+		URL:      brokertest.LocalURL(),
+		Topology: topo,
+		Routes:   routing.NewTable().Add(MeasureImage.Name(), routing.ToQueue(queue)),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer p.Close()
+	gctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := producer.EnqueueResult(gctx, p, MeasureImage, Resize{Path: "cat.jpg", Width: 640})
+	if err != nil {
+		panic(err)
+	}
+	size, err := h.Get(gctx)
+	fmt.Println(size.Bytes, err, h.State())
+	// Output:
+	// 64000 <nil> SUCCESS
+}
