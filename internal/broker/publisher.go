@@ -128,6 +128,10 @@ var errChannelDown = errors.New("publisher channel down")
 // that a basic.return is matched to exactly one publish.
 const HeaderPublishSeq = "x-warren-publish-seq"
 
+// confirmBuffer is the capacity of a channel's confirm notifications: about
+// the number of publishes a busy channel has in flight.
+const confirmBuffer = 1024
+
 type slot struct {
 	mu sync.Mutex
 	pc *pubChannel
@@ -189,10 +193,13 @@ func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
 		return nil, err
 	}
 	pc := &pubChannel{ch: ch, log: log, returned: make(map[uint64]amqp.Return)}
-	// Unbuffered and read by one goroutine: amqp091-go sends a message's
-	// return before its ack from its single reader goroutine, so the return
-	// is always recorded before the ack that it must turn into an error.
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation))
+	// Both are read by one goroutine. amqp091-go's single reader sends a
+	// message's return before its ack, and returns is unbuffered, so the
+	// listener has taken the return before the ack can even be queued: the
+	// return is always recorded before the ack it must turn into an error.
+	// confirms is buffered, as amqp091-go advises, so that its reader does
+	// not stop for our listener on every ack of a multiple-ack burst.
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, confirmBuffer))
 	returns := ch.NotifyReturn(make(chan amqp.Return))
 	closes := ch.NotifyClose(make(chan *amqp.Error, 1))
 	go pc.listen(confirms, returns, closes)
