@@ -19,6 +19,9 @@ go vet -tags fault ./...
 echo "== tests (-race)"
 go test -race -count=1 ./...
 
+echo "== Kubernetes manifests (their own module: kustomize and Kubernetes API types stay out of warren's go.mod)"
+(cd deploy/kubernetes && go vet ./... && go test -race -count=1 ./...)
+
 echo "== fuzz the message decoder briefly"
 go test -run='^$' -fuzz=FuzzDecode -fuzztime=10s ./task
 
