@@ -62,7 +62,7 @@ type Letter struct {
 	ID          string
 	Task        string
 	Queue       string // the work queue it died in
-	Reason      string // unknown_task, undecodable, exhausted, permanent, expired
+	Reason      string // unknown_task, undecodable, too_large, exhausted, permanent, expired
 	Error       string // the last error's text
 	Attempts    int
 	DiedAt      time.Time

@@ -18,7 +18,7 @@ import (
 const (
 	OutcomeSuccess  = "success"  // handler returned nil, acked
 	OutcomeRetry    = "retry"    // handler failed, a delayed copy was confirmed, acked
-	OutcomeDead     = "dead"     // dead-lettered: exhausted, permanent, unknown task, undecodable
+	OutcomeDead     = "dead"     // dead-lettered: exhausted, permanent, unknown task, undecodable, too large
 	OutcomeExpired  = "expired"  // past its expiry, not run
 	OutcomeRequeued = "requeued" // given back unrun or unfinished
 )

@@ -78,6 +78,7 @@ const (
 	KindExpired     = "expired"      // past its expiry, not run
 	KindUnknownTask = "unknown_task" // no worker knows the task
 	KindUndecodable = "undecodable"  // its payload or headers could not be read
+	KindTooLarge    = "too_large"    // its body or header table was over the worker's limits
 )
 
 // TaskError is a task's final failure, as Get returns it.

@@ -2,8 +2,11 @@ package task
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
+	"strings"
+	"unicode/utf8"
 )
 
 // ContentTypeJSON is the content type of the default codec.
@@ -29,8 +32,43 @@ func (JSON) ContentType() string { return ContentTypeJSON }
 // Marshal encodes v with encoding/json.
 func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// Unmarshal decodes data with encoding/json.
-func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+// Unmarshal decodes data with encoding/json, strictly: a body that is not
+// valid UTF-8 is an error wrapping ErrInvalidUTF8 (encoding/json would
+// silently turn the bad bytes into U+FFFD, handing the handler data the
+// producer never sent), nesting past encoding/json's limit wraps
+// ErrNestingTooDeep, and other syntax errors say at which byte they are.
+func (JSON) Unmarshal(data []byte, v any) error {
+	if !utf8.Valid(data) {
+		return fmt.Errorf("%w at byte %d of %d", ErrInvalidUTF8, invalidUTF8At(data), len(data))
+	}
+	err := json.Unmarshal(data, v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		if strings.Contains(se.Error(), "exceeded max depth") {
+			return fmt.Errorf("%w (%d levels) at byte %d: %w", ErrNestingTooDeep, MaxJSONDepth, se.Offset, err)
+		}
+		return fmt.Errorf("invalid JSON at byte %d of %d: %w", se.Offset, len(data), err)
+	}
+	return err
+}
+
+// MaxJSONDepth is how deeply encoding/json lets arrays and objects nest
+// before it gives up; a deeper body is an error, decoded in time linear in
+// its size, so a hostile body cannot stall or crash a worker.
+const MaxJSONDepth = 10000
+
+// invalidUTF8At returns the offset of the first byte of data that does not
+// start a valid UTF-8 sequence.
+func invalidUTF8At(data []byte) int {
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(data)
+}
 
 // Codecs maps content types to codecs. The zero value knows JSON only; add
 // others with Add. It is a value, not a global, so two workers in one

@@ -11,6 +11,14 @@ var ErrUnknownTask = errors.New("task: unknown task")
 // content_type.
 var ErrUnknownContentType = errors.New("task: unknown content type")
 
+// ErrInvalidUTF8 is wrapped by the JSON codec's error for a body that is not
+// valid UTF-8, which JSON must be (RFC 8259).
+var ErrInvalidUTF8 = errors.New("task: body is not valid UTF-8")
+
+// ErrNestingTooDeep is wrapped by the JSON codec's error for a body whose
+// arrays or objects nest deeper than MaxJSONDepth.
+var ErrNestingTooDeep = errors.New("task: JSON nests too deeply")
+
 // ErrNoTaskName is returned when a message carries no task name and its
 // queue names no default task.
 var ErrNoTaskName = errors.New("task: message has no task name")
@@ -28,7 +36,7 @@ func (e *DecodeError) Error() string {
 	if e.Task == "" {
 		return "task: undecodable message: " + e.Err.Error()
 	}
-	return "task: undecodable message for " + e.Task + ": " + e.Err.Error()
+	return "task: undecodable message for " + clip(e.Task) + ": " + e.Err.Error()
 }
 
 // Unwrap returns the underlying decode error.

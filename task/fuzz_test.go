@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 type fuzzPayload struct {
@@ -107,6 +108,9 @@ func FuzzDecode(f *testing.F) {
 			if got == nil {
 				t.Fatal("Dispatch succeeded without running the handler")
 			}
+			if !utf8.Valid(body) {
+				t.Fatalf("Dispatch succeeded on a body that is not UTF-8: %q", body)
+			}
 			var want fuzzPayload
 			if jerr := json.Unmarshal(body, &want); jerr != nil {
 				t.Fatalf("Dispatch succeeded on a body encoding/json rejects: %v", jerr)
@@ -129,6 +133,12 @@ func FuzzDecode(f *testing.F) {
 		case errors.As(err, &de):
 			if got != nil {
 				t.Fatalf("handler ran although decoding failed: %v", err)
+			}
+			// Stricter than encoding/json only on invalid UTF-8.
+			var std fuzzPayload
+			_, lerr := (&Codecs{}).Lookup(contentType)
+			if m.Task == name && lerr == nil && json.Unmarshal(body, &std) == nil && !errors.Is(err, ErrInvalidUTF8) {
+				t.Fatalf("Dispatch refused a body encoding/json takes, for a reason other than UTF-8: %v", err)
 			}
 		case errors.As(err, &pe):
 			t.Fatalf("decoding panicked inside Dispatch: %v\n%s", pe.Value, pe.Stack)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Header names of the wire protocol (docs/protocol.md). They match Celery's
@@ -27,7 +28,7 @@ const (
 	HeaderEnqueuedAt = HeaderPrefix + "enqueued-at"
 
 	// Headers the worker adds to the copies it republishes.
-	HeaderReason     = HeaderPrefix + "reason"      // why it died: unknown_task, undecodable, exhausted, permanent, expired
+	HeaderReason     = HeaderPrefix + "reason"      // why it died: unknown_task, undecodable, too_large, exhausted, permanent, expired
 	HeaderError      = HeaderPrefix + "error"       // the last error's text
 	HeaderFirstError = HeaderPrefix + "first-error" // the first failure's text, kept across retries
 	HeaderAttempts   = HeaderPrefix + "attempts"    // runs made, including the last
@@ -107,7 +108,24 @@ func (m *Message) ParseHeaders(h map[string]any) error {
 }
 
 func (m *Message) headerErr(name string, v any, want string) error {
-	return &DecodeError{Task: m.Task, Err: fmt.Errorf("header %q is %T %v, want %s", name, v, v, want)}
+	return &DecodeError{Task: m.Task, Err: fmt.Errorf("header %q is %T %s, want %s", name, v, clip(fmt.Sprint(v)), want)}
+}
+
+// maxQuoted bounds a header value quoted in an error: the error goes to
+// logs and to the dead letter's x-warren-error, and a producer's value may
+// be as long as the frame.
+const maxQuoted = 64
+
+// clip cuts s to maxQuoted bytes, saying how long it was.
+func clip(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	n := maxQuoted
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:n], len(s))
 }
 
 // BuildHeaders returns the header table for m: the protocol headers from its
@@ -173,7 +191,7 @@ func parseTimeHeader(h map[string]any, name string) (time.Time, error) {
 		}
 		ts, err := time.Parse(time.RFC3339Nano, t)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("header %q: %q is not an RFC 3339 time", name, t)
+			return time.Time{}, fmt.Errorf("header %q: %q is not an RFC 3339 time", name, clip(t))
 		}
 		return ts, nil
 	case time.Time:
@@ -246,12 +264,15 @@ func fmtAny(v any) string {
 }
 
 // Reason says why a message can never run, for the dead-letter header
-// x-warren-reason: "unknown_task" or "undecodable". It returns "" for any
-// other error (a handler's failure or panic), which the worker's retry
-// policy judges instead.
+// x-warren-reason: "unknown_task", "undecodable" or "too_large" (a
+// *TooLargeError). It returns "" for any other error (a handler's failure
+// or panic), which the worker's retry policy judges instead.
 func Reason(err error) string {
 	var de *DecodeError
+	var tl *TooLargeError
 	switch {
+	case errors.As(err, &tl):
+		return "too_large"
 	case errors.Is(err, ErrUnknownTask), errors.Is(err, ErrNoTaskName):
 		return "unknown_task"
 	case errors.As(err, &de):

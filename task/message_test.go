@@ -278,6 +278,8 @@ func TestReason(t *testing.T) {
 		{name: "decode error", err: &DecodeError{Task: "t", Err: errors.New("bad")}, want: "undecodable"},
 		{name: "wrapped decode error", err: fmt.Errorf("worker: %w", &DecodeError{Err: errors.New("bad")}), want: "undecodable"},
 		{name: "unknown content type", err: &DecodeError{Err: ErrUnknownContentType}, want: "undecodable"},
+		{name: "too large", err: &TooLargeError{Part: PartBody, Size: 2, Limit: 1}, want: "too_large"},
+		{name: "wrapped too large", err: fmt.Errorf("worker: %w", &TooLargeError{Part: PartHeaders}), want: "too_large"},
 		{name: "panic is the retry policy's to judge", err: &PanicError{Value: "boom"}, want: ""},
 		{name: "wrapped panic", err: fmt.Errorf("run: %w", &PanicError{Value: "boom"}), want: ""},
 		{name: "handler error is the retry policy's to judge", err: errors.New("disk full"), want: ""},

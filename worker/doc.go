@@ -8,7 +8,8 @@
 // attempts left: a copy with retries+1 goes through the delay levels for
 // the policy's backoff, is confirmed, then the original is acked); dead
 // (published to <queue>.dead with a reason, confirmed, then acked: attempts
-// exhausted, a permanent error, an unknown task or an undecodable message);
+// exhausted, a permanent error, an unknown task, an undecodable message or
+// one over the body or header limits);
 // expired (past its expiry, not run); requeued (given back unrun or
 // unfinished: shutdown, an early ETA, or a follow-up publish that failed).
 package worker

@@ -36,7 +36,52 @@ const (
 	ReasonExhausted   = "exhausted"
 	ReasonPermanent   = "permanent"
 	ReasonExpired     = "expired"
+	ReasonTooLarge    = "too_large" // body or header table over MaxBodyBytes / MaxHeaderBytes
 )
+
+// HeaderDroppedHeaders counts the header entries a dead letter left out
+// because the table was over MaxHeaderBytes.
+const HeaderDroppedHeaders = task.HeaderDroppedHeaders
+
+// Size limits on what a worker takes (Config.MaxBodyBytes, MaxHeaderBytes).
+const (
+	// DefaultMaxBodyBytes is 16 MiB, RabbitMQ 4's own default
+	// max_message_size: any body a current broker takes by default runs.
+	// A larger one (RabbitMQ 3.x accepts up to 128 MiB) is bulk data that
+	// belongs in object storage with its reference in the task; decoding
+	// it would hold a handler slot and several times its size in memory.
+	DefaultMaxBodyBytes = 16 << 20
+	// DefaultMaxHeaderBytes is 64 KiB, half of the 128 KiB AMQP frame that
+	// RabbitMQ and amqp091-go use by default. A message's properties must
+	// fit in one frame, and every copy warren republishes (retry, ETA
+	// deferral, dead letter) carries the producer's headers (what the
+	// limit counts, task.UserHeaderSize) plus the protocol's and warren's
+	// own, at most about 23 KiB. Celery and warren producers send well
+	// under 1 KiB.
+	DefaultMaxHeaderBytes = 64 << 10
+	// MaxHeaderBytesCeiling is the highest MaxHeaderBytes honoured: with
+	// warren's headers and every other property at their largest, a copy
+	// still fits in a 128 KiB frame. Past it the broker would close the
+	// connection on the copy's publish and the message would come back
+	// forever. With a broker whose frame_max is lowered, set
+	// MaxHeaderBytes to at most frame_max - 32 KiB.
+	MaxHeaderBytesCeiling = 96 << 10
+)
+
+// limits returns the size limits of cfg with defaults applied.
+func (w *Worker) limits() task.Limits {
+	l := task.Limits{MaxBody: w.cfg.MaxBodyBytes, MaxHeaders: w.cfg.MaxHeaderBytes}
+	if l.MaxBody == 0 {
+		l.MaxBody = DefaultMaxBodyBytes
+	}
+	switch {
+	case l.MaxHeaders == 0:
+		l.MaxHeaders = DefaultMaxHeaderBytes
+	case l.MaxHeaders < 0, l.MaxHeaders > MaxHeaderBytesCeiling:
+		l.MaxHeaders = MaxHeaderBytesCeiling
+	}
+	return l
+}
 
 // maxErrorHeader bounds the error text kept in headers.
 const maxErrorHeader = 1024
@@ -50,7 +95,7 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery) {
 	m, err := w.message(d)
 	label := m.Task
 	if err == nil && !w.cfg.Registry.Has(m.Task) {
-		err = fmt.Errorf("%w: %q", task.ErrUnknownTask, m.Task)
+		err = fmt.Errorf("%w: %q", task.ErrUnknownTask, truncate(m.Task, maxLogField))
 		if m.Task == "" {
 			err = task.ErrNoTaskName
 		}
@@ -58,11 +103,16 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery) {
 	if !w.cfg.Registry.Has(label) {
 		label = unknownTaskLabel // label values stay bounded whatever producers send
 	}
-	log := newTaskLog(w.log, zap.String("task", m.Task), zap.String("id", m.ID), zap.String("queue", d.Queue), zap.Int("attempt", m.Retries+1))
+	// Task name and id come from the producer and may be as long as a frame.
+	log := newTaskLog(w.log, zap.String("task", truncate(m.Task, maxLogField)), zap.String("id", truncate(m.ID, maxLogField)),
+		zap.String("queue", d.Queue), zap.Int("attempt", m.Retries+1))
 	outcome := w.run(ctx, d, m, err, label, log)
 	w.count(outcome)
 	w.metrics.Outcome(label, d.Queue, outcome)
 }
+
+// maxLogField bounds the producer's strings written to a log line.
+const maxLogField = 256
 
 // unknownTaskLabel stands for every task name no handler serves.
 const unknownTaskLabel = "(unknown)"
@@ -104,9 +154,10 @@ func (w *Worker) run(ctx context.Context, d *broker.Delivery, m *task.Message, e
 	w.metrics.Start(label, d.Queue, waitOf(m, now))
 
 	rctx := ctx
-	if settings.Timeout > 0 {
+	limit, byConsumerTimeout := w.runLimit(settings.Timeout) // see consumertimeout.go
+	if limit > 0 {
 		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, settings.Timeout)
+		rctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
 	w.notify(d, m, result.Update{State: result.Started, Retries: m.Retries}, false, log)
@@ -134,7 +185,7 @@ func (w *Worker) run(ctx context.Context, d *broker.Delivery, m *task.Message, e
 		return w.deadLetter(d, m, task.Reason(err), err, log)
 	}
 	if errors.Is(err, context.DeadlineExceeded) && rctx.Err() != nil {
-		err = fmt.Errorf("timed out after %v: %w", settings.Timeout, err)
+		err = timeoutError(limit, byConsumerTimeout, err)
 	}
 	dec := w.policy(m, settings).Decide(m.Retries+1, err, rand.Float64())
 	if !dec.Retry {
@@ -180,8 +231,9 @@ func (w *Worker) policy(m *task.Message, s task.Settings) retry.Policy {
 	return p
 }
 
-// message builds the task envelope from a delivery. Bad headers or an
-// unknown content encoding are a *task.DecodeError.
+// message builds the task envelope from a delivery. A body or header table
+// over the limits is a *task.TooLargeError; bad headers or an unknown
+// content encoding are a *task.DecodeError.
 func (w *Worker) message(d *broker.Delivery) (*task.Message, error) {
 	m := &task.Message{
 		ID:          d.MessageID,
@@ -193,9 +245,15 @@ func (w *Worker) message(d *broker.Delivery) (*task.Message, error) {
 		ReplyTo:     d.ReplyTo,
 		Redelivered: d.Redelivered,
 	}
+	tooLarge := w.limits().Check(d.Body, d.Headers)
 	err := m.ParseHeaders(d.Headers)
 	if m.Task == "" {
 		m.Task = w.defaults[d.Queue]
+	}
+	if tooLarge != nil {
+		// Checked first but reported with the task name, if one was read.
+		tooLarge.(*task.TooLargeError).Task = m.Task
+		return m, tooLarge
 	}
 	if err != nil {
 		return m, err
@@ -379,7 +437,7 @@ func (w *Worker) publish(d *broker.Delivery, p *broker.Publishing) error {
 // acks the original. If the copy is not confirmed, the original is
 // requeued: a message is never lost between the two.
 func (w *Worker) deadLetter(d *broker.Delivery, m *task.Message, reason string, cause error, log *taskLog) string {
-	h := copyHeaders(d.Headers)
+	h := w.deadHeaders(d)
 	h[HeaderReason] = reason
 	h[HeaderError] = truncate(cause.Error(), maxErrorHeader)
 	h[HeaderAttempts] = int64(m.Retries + 1)
@@ -408,6 +466,18 @@ func (w *Worker) deadLetter(d *broker.Delivery, m *task.Message, reason string, 
 		return metrics.OutcomeExpired
 	}
 	return metrics.OutcomeDead
+}
+
+// deadHeaders returns the headers a dead letter starts from: d's, or, when
+// they are over the limit, a summary that always fits in one frame with
+// what deadLetter adds, so that the dead letter can be published.
+func (w *Worker) deadHeaders(d *broker.Delivery) map[string]any {
+	if !w.limits().HeadersOver(d.Headers) {
+		return copyHeaders(d.Headers)
+	}
+	h, dropped := task.SummarizeHeaders(d.Headers)
+	h[HeaderDroppedHeaders] = int64(dropped)
+	return h
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

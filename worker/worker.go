@@ -56,6 +56,15 @@ type Config struct {
 	// copy or a dead letter; past it the original is requeued. Defaults to
 	// 30s.
 	ConfirmTimeout time.Duration
+	// ConsumerTimeout is the broker's consumer_timeout, if known: runs are
+	// cut a margin (a tenth, at most a minute) before it and fail into the
+	// retry policy, because the broker closes the channel of a delivery
+	// unacked that long and the run could never ack. Zero: unknown; the
+	// worker warns at start about task timeouts above RabbitMQ's default
+	// (RabbitMQDefaultConsumerTimeout) and learns the real value the first
+	// time the broker closes a channel for it. Negative: the broker has
+	// none.
+	ConsumerTimeout time.Duration
 	// Retry is the policy for tasks whose definition sets none. Its zero
 	// value is retry.DefaultPolicy (5 attempts, 10s doubling to 1h, 20%
 	// jitter).
@@ -68,6 +77,17 @@ type Config struct {
 	// a passive declare. Defaults to 15s; negative disables. Only with
 	// Metrics.
 	QueueDepthInterval time.Duration
+	// MaxBodyBytes caps a message body: a longer one is dead-lettered
+	// unrun with reason "too_large". Defaults to DefaultMaxBodyBytes
+	// (16 MiB); negative means no limit.
+	MaxBodyBytes int
+	// MaxHeaderBytes caps the headers a producer adds beyond the
+	// protocol's, as encoded on the wire (task.UserHeaderSize): a message
+	// over it is dead-lettered unrun with reason "too_large", its dead
+	// letter keeping only the protocol's and warren's headers. Defaults
+	// to DefaultMaxHeaderBytes (64 KiB); values above
+	// MaxHeaderBytesCeiling (96 KiB), or negative, mean the ceiling.
+	MaxHeaderBytes int
 }
 
 // Stats counts delivery outcomes since the worker started.
@@ -79,6 +99,9 @@ type Stats struct {
 	Expired   uint64 // past its expiry, not run: dead-lettered or dropped
 	Requeued  uint64 // given back unrun or unfinished (shutdown, early ETA, failed follow-up)
 	StaleAcks uint64 // acks dropped because their channel had died
+	// ConsumerTimeouts counts consumer channels the broker closed because
+	// a delivery outlived its consumer_timeout.
+	ConsumerTimeouts uint64
 }
 
 // Worker consumes queues and runs their tasks. Make one with New and call
@@ -97,6 +120,9 @@ type Worker struct {
 	stopping  atomic.Bool
 
 	received, succeeded, retried, dead, expired, requeued atomic.Uint64
+
+	consumerTimeouts atomic.Uint64
+	learnedTimeout   atomic.Int64 // consumer_timeout the broker named, ns; 0 if none yet
 }
 
 // New checks cfg and returns a worker. It connects when Run is called.
@@ -208,6 +234,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var handlers, feeders sync.WaitGroup
 	for _, q := range w.cfg.Queues {
 		c := w.sup.NewConsumer(q, w.cfg.Prefetch)
+		c.OnConsumerTimeout(func(d time.Duration) { w.consumerTimedOut(q, d) })
 		w.mu.Lock()
 		w.consumers = append(w.consumers, c)
 		w.mu.Unlock()
@@ -226,6 +253,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer func() { <-pollDone }()
 	w.log.Info("worker started", zap.Strings("queues", w.cfg.Queues),
 		zap.Int("concurrency", w.cfg.Concurrency), zap.Int("prefetch", w.cfg.Prefetch))
+	w.warnConsumerTimeout()
 
 	<-ctx.Done()
 	w.stopping.Store(true)
@@ -310,6 +338,8 @@ func (w *Worker) Stats() Stats {
 		Dead:      w.dead.Load(),
 		Expired:   w.expired.Load(),
 		Requeued:  w.requeued.Load(),
+
+		ConsumerTimeouts: w.consumerTimeouts.Load(),
 	}
 	w.mu.Lock()
 	for _, c := range w.consumers {

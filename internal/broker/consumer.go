@@ -84,6 +84,9 @@ type Consumer struct {
 	declare     *routing.Queue // declared on every subscribe, if set
 	onRecreated func()         // called when declare had to create it anew
 	subscribed  bool           // a subscribe has succeeded before
+
+	closed    chan *amqp.Error    // why the live channel closed (Run's goroutine only)
+	onTimeout func(time.Duration) // see OnConsumerTimeout
 }
 
 // DeclareOnSubscribe makes the consumer declare q before each subscribe,
@@ -179,7 +182,22 @@ func (c *Consumer) Run(ctx context.Context) {
 		// acks of handlers still running on it are stale and dropped.
 		c.gen.Store(0)
 		_ = ch.Close()
-		c.log.Warn("consumer channel closed; re-subscribing")
+		var reason *amqp.Error
+		select {
+		case reason = <-c.closed: // sent before the deliveries end
+		default:
+		}
+		if timeout, ok := consumerTimeout(reason); ok {
+			c.log.Error("the broker closed the consumer channel: a delivery stayed unacked longer than its consumer_timeout; every unacked delivery on it is requeued",
+				zap.Duration("consumer_timeout", timeout), zap.Error(reason))
+			if c.onTimeout != nil {
+				c.onTimeout(timeout)
+			}
+		} else if reason != nil {
+			c.log.Warn("consumer channel closed; re-subscribing", zap.Error(reason))
+		} else {
+			c.log.Warn("consumer channel closed; re-subscribing")
+		}
 	}
 }
 
@@ -206,6 +224,7 @@ func (c *Consumer) subscribe(ctx context.Context) (*amqp.Channel, <-chan amqp.De
 		_ = ch.Close()
 		return nil, nil, err
 	}
+	c.closed = ch.NotifyClose(make(chan *amqp.Error, 1))
 	gen := c.sup.NextChannelGen()
 	tag := fmt.Sprintf("warren-%d-%s-%d", os.Getpid(), c.queue, gen)
 	if len(tag) > 255 {
