@@ -58,6 +58,8 @@ type Options struct {
 	Broker          string
 	MetricsAddr     string
 	ShutdownTimeout time.Duration
+	// ConsumerTimeout is the broker's consumer_timeout (worker.Config).
+	ConsumerTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
 }
@@ -77,6 +79,7 @@ func ParseFlags(args []string, output io.Writer) (Options, error) {
 	fs.StringVar(&o.Broker, "broker", defBroker, "broker URL (env "+EnvBrokerURL+")")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9090", "HTTP address for /metrics, /healthz, /readyz; empty disables")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight tasks may finish after SIGTERM")
+	fs.DurationVar(&o.ConsumerTimeout, "consumer-timeout", 0, "the broker's consumer_timeout: runs are cut before it; 0 = unknown (warn against RabbitMQ's 30m default, learn it from the broker), negative = none")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
 	if err := fs.Parse(args); err != nil {
@@ -122,6 +125,12 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 	}
 	defer func() { _ = log.Sync() }()
 
+	tlsCfg, err := tlsFromEnv(o.Broker)
+	if err != nil {
+		log.Error("cannot load TLS settings", zap.Error(err))
+		return 1
+	}
+
 	// Its own registry, not the global one, with the Go and process
 	// collectors beside warren's.
 	promReg := prometheus.NewRegistry()
@@ -134,8 +143,10 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 		Concurrency:     o.Concurrency,
 		Prefetch:        o.Prefetch,
 		ShutdownTimeout: o.ShutdownTimeout,
+		ConsumerTimeout: o.ConsumerTimeout,
 		Logger:          log,
 		Metrics:         promReg,
+		TLS:             tlsCfg,
 	})
 	if err != nil {
 		log.Error("cannot start worker", zap.Error(err))

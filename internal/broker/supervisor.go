@@ -301,7 +301,7 @@ func (s *Supervisor) connect() (*amqp.Connection, error) {
 		},
 	})
 	if err != nil {
-		return nil, err
+		return nil, explainDial(err, s.cfg.URL, s.cfg.TLS)
 	}
 	if err := Declare(conn, s.cfg.Topology); err != nil {
 		_ = conn.Close()
