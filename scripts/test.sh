@@ -29,4 +29,8 @@ echo "== benchmark smoke run (keeps ./bench from rotting; asserts nothing about 
 go run ./bench -n 300
 
 echo "== fault suite (restarts RabbitMQ; runs alone)"
-go test -race -count=1 -p 1 -tags fault -v -run 'Broker' ./internal/faulttest
+# Broker stop/start and kill -9, worker processes killed, SIGTERMed, timed
+# out by consumer_timeout and crashed by a poison task, a TLS-only node, and
+# the CLI against the management plugin (enabled, then disabled again).
+go test -race -count=1 -p 1 -tags fault -v -run 'Broker|Process' ./internal/faulttest
+go test -race -count=1 -p 1 -tags fault -v -run 'TestFault' ./cmd/warren

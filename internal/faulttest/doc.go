@@ -1,7 +1,12 @@
-// Package faulttest holds warren's fault suite: a producer and a worker run
-// a few thousand tasks while the network path is cut or the broker
-// restarted, and the suite checks that every task was handled, counting
-// duplicates and recovery time. Tests that only disturb their own TCP proxy
-// run with the main suite; those that stop or restart RabbitMQ are behind
-// the "fault" build tag and run alone, after it (scripts/test.sh).
+// Package faulttest holds warren's fault suite. A producer enqueues a known
+// set of task ids while workers record each id they handle, and the suite
+// checks that every task was handled at least once, counting duplicates and
+// recovery time, while the network path is cut or goes silent, the broker
+// is stopped or killed with kill -9, worker processes (testworker, built by
+// the tests) are killed, sent SIGTERM, timed out by consumer_timeout or
+// crashed by a poison task, and a TLS-only RabbitMQ node checks amqps://
+// with client certificates. Tests that only disturb their own TCP proxy run
+// with the main suite; the others are behind the "fault" build tag and run
+// alone, after it (scripts/test.sh), since they stop, restart or reconfigure
+// the shared broker.
 package faulttest
