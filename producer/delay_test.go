@@ -146,15 +146,7 @@ func TestUnboundDelayedMessageIsKept(t *testing.T) {
 	}
 	id := "unbound-" + b.Queue("id")
 	b.Publish(routing.DelayEntry, routing.DelayKey(time.Second, b.Queue("nobody-binds-me")), amqp.Publishing{MessageId: id, Body: []byte(`{}`)})
-	conn, err := amqp.Dial(b.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := b.Channel()
 	// Hold other messages unacked while scanning (a nack would put them
 	// back at the head), then give them back.
 	found := false

@@ -428,15 +428,7 @@ func TestDeletedDeadQueueIsRedeclared(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, w)
-	conn, err := amqp.Dial(b.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := b.Channel()
 	if _, err := ch.QueueDelete(routing.DeadQueue(q), false, false, false); err != nil {
 		t.Fatal(err)
 	}

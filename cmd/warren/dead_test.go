@@ -213,15 +213,7 @@ func TestDeadPurge(t *testing.T) {
 func TestDeadReplayWorkQueueGone(t *testing.T) {
 	t.Parallel()
 	b, q := deadSetup(t, threeLetters...)
-	conn, err := amqp.Dial(b.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := b.Channel()
 	if _, err := ch.QueueDelete(q, false, false, false); err != nil {
 		t.Fatal(err)
 	}

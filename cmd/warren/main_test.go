@@ -86,15 +86,7 @@ func workQueue(t *testing.T, b *brokertest.Broker, base string) string {
 // exchangeExists checks with a passive declare.
 func exchangeExists(t *testing.T, b *brokertest.Broker, name string) bool {
 	t.Helper()
-	conn, err := amqp.Dial(b.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := b.Channel()
 	defer ch.Close()
 	return ch.ExchangeDeclarePassive(name, "direct", true, false, false, false, nil) == nil
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/warrenq/warren/internal/brokertest"
 )
 
@@ -79,15 +77,7 @@ func TestFaultBrokerManagementAPI(t *testing.T) {
 	publishN(b, video, 3)
 	publishN(b, video+".dead", 2)
 	// One consumer holding one message unacked: 2 ready, 1 unacked.
-	conn, err := amqp.Dial(b.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := b.Channel()
 	if err := ch.Qos(1, 0, false); err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/warrenq/warren/internal/brokertest"
 )
 
@@ -35,15 +33,7 @@ func TestQueuesPassive(t *testing.T) {
 	b.DeclareQueue(plain)
 	publishN(b, video, 3)
 	publishN(b, video+".dead", 2)
-	conn, err := amqp.Dial(b.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := b.Channel()
 	if _, err := ch.Consume(plain, "", false, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -177,6 +177,15 @@ func (b *Broker) channel() *amqp.Channel {
 	return ch
 }
 
+// Channel opens a channel for checks that need raw AMQP (passive declares,
+// deletes, gets); it is closed at cleanup.
+func (b *Broker) Channel() *amqp.Channel {
+	b.t.Helper()
+	ch := b.channel()
+	b.t.Cleanup(func() { _ = ch.Close() })
+	return ch
+}
+
 // DeclareQueue declares a durable queue with no arguments, as a plain
 // client would.
 func (b *Broker) DeclareQueue(name string) {
