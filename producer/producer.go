@@ -162,7 +162,7 @@ func EnqueueResult[T, R any](ctx context.Context, p *Producer, def *task.ResultD
 		backend.Unsubscribe(id)
 		return nil, err
 	}
-	return result.NewHandle(sub, def.DecodeResult), nil
+	return result.NewHandle(sub, def.DecodeResult, backend), nil
 }
 
 func (p *Producer) resultBackend() result.Backend {

@@ -7,13 +7,24 @@ import (
 
 // Handle is a caller's view of one task that returns an R.
 type Handle[R any] struct {
-	sub    *Subscription
-	decode func([]byte) (R, error)
+	sub     *Subscription
+	decode  func([]byte) (R, error)
+	backend Backend
 }
 
-// NewHandle wraps sub, decoding results with decode.
-func NewHandle[R any](sub *Subscription, decode func([]byte) (R, error)) *Handle[R] {
-	return &Handle[R]{sub: sub, decode: decode}
+// NewHandle wraps sub, which backend delivers, decoding results with
+// decode.
+func NewHandle[R any](sub *Subscription, decode func([]byte) (R, error), backend Backend) *Handle[R] {
+	return &Handle[R]{sub: sub, decode: decode, backend: backend}
+}
+
+// Forget stops following the task, for a caller that gave up waiting: the
+// backend keeps a waiter per task until its final state arrives, and a task
+// that never gets one (its queue was purged, say) would otherwise keep it
+// for the life of the process. Get then returns ErrForgotten.
+func (h *Handle[R]) Forget() {
+	h.backend.Unsubscribe(h.sub.ID())
+	h.sub.Lose(ErrForgotten)
 }
 
 // ID is the task id.

@@ -99,6 +99,9 @@ func (e *TaskError) Error() string {
 // backend was closed.
 var ErrLost = errors.New("result: lost: the reply path was reset or closed before the result arrived")
 
+// ErrForgotten is what Get returns after Handle.Forget.
+var ErrForgotten = errors.New("result: the handle was forgotten; its result is no longer followed")
+
 // Subscription follows one task's updates. It is what a Backend returns;
 // Handle wraps it with the result type.
 type Subscription struct {

@@ -203,6 +203,37 @@ func TestGetHonoursItsContext(t *testing.T) {
 	brokertest.Eventually(t, 5*time.Second, func() bool { return h.State() == result.Started }, "state %s, want STARTED while running", h.State())
 }
 
+// A caller that gives up can Forget a handle: Get says so, and the result
+// that arrives later is dropped rather than kept for a waiter that is gone.
+func TestForgetStopsFollowing(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("forget")
+	def := task.DefineWithResult[Sum, Total]("forget")
+	release := make(chan struct{})
+	var done atomic.Int32
+	startWorker(t, b.URL, q, def.Handler(func(ctx context.Context, s Sum) (Total, error) {
+		<-release
+		done.Add(1)
+		return Total{7}, nil
+	}))
+	p := newProducer(t, b.URL, q)
+	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, def, Sum{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Forget()
+	close(release)
+	brokertest.Eventually(t, 10*time.Second, func() bool { return done.Load() == 1 }, "the task never ran")
+	time.Sleep(200 * time.Millisecond) // let its SUCCESS arrive
+	if _, err := h.Get(ctxT(t, time.Second)); !errors.Is(err, result.ErrForgotten) {
+		t.Errorf("Get after Forget = %v, want ErrForgotten", err)
+	}
+	if st := h.State(); st.Final() {
+		t.Errorf("state %s after Forget, want the update dropped", st)
+	}
+}
+
 func TestTenThousandConcurrentAwaits(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)

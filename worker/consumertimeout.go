@@ -16,7 +16,11 @@ import (
 // run a margin before the consumer_timeout when it knows the value
 // (Config.ConsumerTimeout, or learned from the broker's first such close):
 // the cut run fails like any timed-out run and follows the retry policy, so
-// the task ends retried or dead-lettered, never looping. When the value is
+// the task ends retried or dead-lettered. The run's deadline counts from
+// when the worker received the delivery, as the broker's clock does. The
+// cut is cooperative: a handler that ignores its context is not stopped,
+// its channel is still closed and the task redelivered (a quorum queue's
+// delivery-limit ends that). When the value is
 // only assumed (RabbitMQ's default), the worker warns at start and does not
 // cut: an operator may have raised it in rabbitmq.conf.
 
@@ -42,9 +46,12 @@ func (w *Worker) consumerTimeout() (d time.Duration, known bool, source string) 
 }
 
 // consumerTimeoutMargin is how long before the consumer_timeout a run is
-// cut: enough to publish the retry copy, wait for its confirm and ack.
+// cut: enough to publish the retry copy, wait for its confirm and ack, and
+// to cover the time a delivery waited before the worker saw it. A tenth of
+// the timeout, at least a second (half the timeout when that is shorter),
+// at most a minute.
 func consumerTimeoutMargin(ct time.Duration) time.Duration {
-	return min(max(ct/10, 100*time.Millisecond), time.Minute)
+	return min(max(ct/10, time.Second), ct/2, time.Minute)
 }
 
 // runLimit returns how long one run of a task with timeout taskTimeout (0:

@@ -38,12 +38,13 @@ func TestRunLimit(t *testing.T) {
 		{"configured: a shorter task timeout wins", 10 * time.Minute, 0, 5 * time.Minute, 5 * time.Minute, false},
 		{"configured: a longer task timeout is cut", 10 * time.Minute, 0, 20 * time.Minute, 9 * time.Minute, true},
 		{"the margin is at most a minute", time.Hour, 0, 0, 59 * time.Minute, true},
-		{"the margin is at least 100ms", 500 * time.Millisecond, 0, 0, 400 * time.Millisecond, true},
+		{"the margin is at least a second", 5 * time.Second, 0, 0, 4 * time.Second, true},
+		{"the margin is at most half the timeout", 500 * time.Millisecond, 0, 0, 250 * time.Millisecond, true},
 		{"negative: the broker has none", -1, 0, time.Hour, time.Hour, false},
-		{"learned from the broker", 0, 3 * time.Second, 0, 2700 * time.Millisecond, true},
-		{"learned below the configured value wins", 10 * time.Minute, 3 * time.Second, 0, 2700 * time.Millisecond, true},
-		{"configured below the learned value wins", 2 * time.Second, 3 * time.Second, 0, 1800 * time.Millisecond, true},
-		{"learned overrides a configured none", -1, 3 * time.Second, time.Hour, 2700 * time.Millisecond, true},
+		{"learned from the broker", 0, 30 * time.Second, 0, 27 * time.Second, true},
+		{"learned below the configured value wins", 10 * time.Minute, 3 * time.Second, 0, 2 * time.Second, true},
+		{"configured below the learned value wins", 2 * time.Second, 3 * time.Second, 0, 1 * time.Second, true},
+		{"learned overrides a configured none", -1, 3 * time.Second, time.Hour, 2 * time.Second, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,8 +86,8 @@ func TestConsumerTimedOutLearns(t *testing.T) {
 	if len(errs) != 4 {
 		t.Fatalf("%d error lines, want 4", len(errs))
 	}
-	if got := errs[3].ContextMap()["run_limit"]; got != 2700*time.Millisecond {
-		t.Errorf("run_limit field %v, want 2.7s", got)
+	if got := errs[3].ContextMap()["run_limit"]; got != 2*time.Second {
+		t.Errorf("run_limit field %v, want 2s", got)
 	}
 }
 

@@ -156,8 +156,14 @@ func (w *Worker) run(ctx context.Context, d *broker.Delivery, m *task.Message, e
 	rctx := ctx
 	limit, byConsumerTimeout := w.runLimit(settings.Timeout) // see consumertimeout.go
 	if limit > 0 {
+		// The broker's clock runs from delivery, not from the handler's
+		// start: time spent waiting for a free handler counts against it.
+		deadline := time.Now().Add(limit)
+		if byConsumerTimeout && !d.Received.IsZero() {
+			deadline = d.Received.Add(limit)
+		}
 		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, limit)
+		rctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
 	w.notify(d, m, result.Update{State: result.Started, Retries: m.Retries}, false, log)
@@ -356,7 +362,7 @@ func (w *Worker) notify(d *broker.Delivery, m *task.Message, u result.Update, wa
 	defer cancel()
 	c, err := w.pub.Publish(ctx, &broker.Publishing{
 		Key: d.ReplyTo, MessageID: m.ID, CorrelationID: corr, ContentType: task.ContentTypeJSON,
-		Headers: map[string]any{task.HeaderTask: m.Task}, Body: body, Timestamp: time.Now(),
+		Headers: replyHeaders(m.Task), Body: body, Timestamp: time.Now(),
 	})
 	if err == nil && wait {
 		err = c.Wait(ctx)
@@ -489,4 +495,17 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// maxReplyTaskHeader bounds the task name copied onto a result update: the
+// name comes from the message, and an oversized one (already a too_large
+// dead letter) must not push the update past the broker's frame size,
+// which would close the connection and bring the message back for ever.
+const maxReplyTaskHeader = 255
+
+func replyHeaders(taskName string) map[string]any {
+	if len(taskName) > maxReplyTaskHeader {
+		return nil
+	}
+	return map[string]any{task.HeaderTask: taskName}
 }

@@ -34,6 +34,11 @@ type Delivery struct {
 	Exchange      string
 	RoutingKey    string
 
+	// Received is when the consumer took it from amqp091-go, at or after
+	// the broker sent it: the broker's consumer_timeout clock started
+	// before, while it waited in the prefetch window.
+	Received time.Time
+
 	Gen uint64 // generation of the channel it came on
 	Tag uint64 // delivery tag, meaningful on that channel only
 
@@ -188,7 +193,8 @@ func (c *Consumer) Run(ctx context.Context) {
 		default:
 		}
 		if timeout, ok := consumerTimeout(reason); ok {
-			c.log.Error("the broker closed the consumer channel: a delivery stayed unacked longer than its consumer_timeout; every unacked delivery on it is requeued",
+			// The worker's hook logs it at error level, with what to do.
+			c.log.Info("the broker closed the consumer channel: a delivery stayed unacked longer than its consumer_timeout; every unacked delivery on it is requeued",
 				zap.Duration("consumer_timeout", timeout), zap.Error(reason))
 			if c.onTimeout != nil {
 				c.onTimeout(timeout)
@@ -285,6 +291,7 @@ func (c *Consumer) wrap(ad *amqp.Delivery, ch *amqp.Channel, gen uint64) *Delive
 		Redelivered:   ad.Redelivered,
 		Exchange:      ad.Exchange,
 		RoutingKey:    ad.RoutingKey,
+		Received:      time.Now(),
 		Gen:           gen,
 		Tag:           ad.DeliveryTag,
 		ch:            ch,

@@ -12,14 +12,15 @@ import (
 // timeoutUsed finds the value RabbitMQ names when it closes a channel whose
 // delivery stayed unacked past its consumer_timeout: "PRECONDITION_FAILED -
 // delivery acknowledgement on channel 1 timed out. Timeout value used:
-// 1800000 ms. ..." (3.8.15 to at least 3.13).
+// 1800000 ms. ..." (3.10 to at least 3.13; 3.8 said "consumer ack timed
+// out on channel N" and named no value).
 var timeoutUsed = regexp.MustCompile(`Timeout value used: (\d+) ms`)
 
 // consumerTimeout reports whether err is the broker closing a channel for
 // its consumer_timeout, and the timeout it names (zero when it names none).
 func consumerTimeout(err *amqp.Error) (time.Duration, bool) {
-	if err == nil || err.Code != amqp.PreconditionFailed ||
-		!strings.Contains(err.Reason, "delivery acknowledgement") || !strings.Contains(err.Reason, "timed out") {
+	if err == nil || err.Code != amqp.PreconditionFailed || !strings.Contains(err.Reason, "timed out") ||
+		!(strings.Contains(err.Reason, "delivery acknowledgement") || strings.Contains(err.Reason, "ack timed out")) {
 		return 0, false
 	}
 	m := timeoutUsed.FindStringSubmatch(err.Reason)

@@ -301,11 +301,34 @@ func (pc *pubChannel) listen(confirms <-chan amqp.Confirmation, returns <-chan a
 			}
 			pc.confirm(cf)
 		case e, ok := <-closes:
+			// Acks the broker sent before the close may still be in the
+			// buffer: settle them first, or fail would report publishes
+			// the broker confirmed as lost.
+			pc.drain(confirms)
 			if ok && e != nil {
 				pc.fail(e)
 			} else {
 				pc.fail(nil)
 			}
+			return
+		}
+	}
+}
+
+// drain settles the confirms amqp091-go delivered before the channel's
+// close. It closes the confirm channel right after sending the close, so
+// the wait is short; the timer only guards against that changing.
+func (pc *pubChannel) drain(confirms <-chan amqp.Confirmation) {
+	timer := time.NewTimer(time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case cf, ok := <-confirms:
+			if !ok {
+				return
+			}
+			pc.confirm(cf)
+		case <-timer.C:
 			return
 		}
 	}

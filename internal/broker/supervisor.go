@@ -283,7 +283,7 @@ func (s *Supervisor) connect() (*amqp.Connection, error) {
 	timeout := s.cfg.DialTimeout
 	conn, err := amqp.DialConfig(s.cfg.URL, amqp.Config{
 		Heartbeat:       s.cfg.Heartbeat,
-		TLSClientConfig: s.cfg.TLS,
+		TLSClientConfig: s.cfg.TLS.Clone(), // amqp091-go sets ServerName on it; the caller's may be shared
 		Locale:          "en_US",
 		Properties:      amqp.Table{"connection_name": "warren " + s.cfg.Role},
 		Dial: func(network, addr string) (net.Conn, error) {

@@ -52,8 +52,9 @@ func setRabbitEnv(t *testing.T, key, value string) {
 // One task sleeps 6s among 40 quick ones. Its first run outlives the
 // timeout: the broker closes the channel with PRECONDITION_FAILED and
 // requeues every delivery unacked on it. The worker logs it, counts it,
-// learns 3s from the broker's message and from then on cuts runs 10%
-// before it: the redelivered slow task fails with "cut after 2.7s" into its
+// learns 3s from the broker's message and from then on cuts runs a margin
+// (here a second) before it, counted from the delivery's arrival: the
+// redelivered slow task fails with "cut after 2s" into its
 // retry policy (2 attempts) and ends dead-lettered, instead of running and
 // timing out for ever. The first run's late ack is dropped as stale.
 func TestFaultProcessConsumerTimeout(t *testing.T) {
