@@ -135,7 +135,7 @@ func clip(s string) string {
 func (m *Message) BuildHeaders(extra map[string]any) map[string]any {
 	h := make(map[string]any, 3+len(extra))
 	for k, v := range extra {
-		if !isProtocolHeader(k) {
+		if !IsProtocolHeader(k) {
 			h[k] = v
 		}
 	}
@@ -163,7 +163,10 @@ func (m *Message) BuildHeaders(extra map[string]any) map[string]any {
 	return h
 }
 
-func isProtocolHeader(k string) bool {
+// IsProtocolHeader reports whether k is one of the protocol's own headers
+// (task, id, retries, eta, expires...), which a message's builder sets and
+// a caller's extra headers never override.
+func IsProtocolHeader(k string) bool {
 	switch k {
 	case HeaderTask, HeaderID, HeaderRetries, HeaderETA, HeaderExpires, HeaderMaxAttempts, HeaderEnqueuedAt:
 		return true

@@ -63,9 +63,9 @@ func padTo(h amqp.Table, n int, size func(map[string]any) int) amqp.Table {
 	return h
 }
 
-// userSize is task.UserHeaderSize without the entry count.
+// userSize is worker.UserHeaderSize without the entry count.
 func userSize(h map[string]any) int {
-	n, _ := task.UserHeaderSize(h)
+	n, _ := worker.UserHeaderSize(h)
 	return n
 }
 
@@ -79,7 +79,7 @@ func summarised(dropped int) func(t *testing.T, name string, d amqp.Delivery) {
 		if d.Headers["task"] != "good" {
 			t.Errorf("%s: task header %v not kept in the summary", name, d.Headers["task"])
 		}
-		if n := task.HeaderTableSize(d.Headers); n > 8<<10 {
+		if n := worker.HeaderTableSize(d.Headers); n > 8<<10 {
 			t.Errorf("%s: summarised dead letter still has %d bytes of headers", name, n)
 		}
 	}
@@ -92,7 +92,7 @@ func poisonMatrix() []poisonCase {
 	// dead letter adds could not be published.
 	huge := bigTable(4000)
 	huge["task"] = "good"
-	huge = padTo(withDeath(huge), 128<<10-14-64, task.HeaderTableSize)
+	huge = padTo(withDeath(huge), 128<<10-14-64, worker.HeaderTableSize)
 	atLimit := padTo(withDeath(amqp.Table{"task": "nope"}), worker.DefaultMaxHeaderBytes, userSize)
 	blob := withDeath(amqp.Table{"task": "good", "blob": strings.Repeat("b", 100<<10)})
 	oversized := `{"note":"` + strings.Repeat("a", testMaxBody) + `"}`
@@ -293,7 +293,7 @@ func TestBadInputMatrix(t *testing.T) {
 		start, before := time.Now(), w.Stats().Dead
 		b.Publish("", q, m)
 		brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Dead > before }, "%s: not dead-lettered within 10s: %+v", c.name, w.Stats())
-		t.Logf("  %-36s %6d B body %7d B headers  %v", c.name, len(m.Body), task.HeaderTableSize(m.Headers), time.Since(start).Round(10*time.Microsecond))
+		t.Logf("  %-36s %6d B body %7d B headers  %v", c.name, len(m.Body), worker.HeaderTableSize(m.Headers), time.Since(start).Round(10*time.Microsecond))
 	}
 	base := lat.enqueueGood(t, p, def, q, "base", goods, gap)
 
@@ -404,7 +404,7 @@ func TestBadInputMatrix(t *testing.T) {
 	}
 }
 
-// task.HeaderTableSize is byte-exact against amqp091-go's encoder and the
+// worker.HeaderTableSize is byte-exact against amqp091-go's encoder and the
 // broker's frame check: a table of every AMQP field type, padded to fill the
 // negotiated frame exactly, is accepted, and one byte more is refused. The
 // header limits rest on this arithmetic.
@@ -449,13 +449,13 @@ func TestHeaderTableSizeMatchesTheWire(t *testing.T) {
 	// The content header frame's payload: class, weight, body size and
 	// property flags (14 bytes), then the table.
 	room := frame - 14
-	exact := padTo(mixed, room, task.HeaderTableSize)
+	exact := padTo(mixed, room, worker.HeaderTableSize)
 	if ok, _ := fits(exact); !ok {
-		t.Errorf("a table of HeaderTableSize %d (frame_max %d - 14) was refused: HeaderTableSize is short of the real size", task.HeaderTableSize(exact), frame)
+		t.Errorf("a table of HeaderTableSize %d (frame_max %d - 14) was refused: HeaderTableSize is short of the real size", worker.HeaderTableSize(exact), frame)
 	}
-	over := padTo(mixed, room+1, task.HeaderTableSize)
+	over := padTo(mixed, room+1, worker.HeaderTableSize)
 	if ok, _ := fits(over); ok {
-		t.Errorf("a table of HeaderTableSize %d (one byte over) was taken: HeaderTableSize is over the real size", task.HeaderTableSize(over))
+		t.Errorf("a table of HeaderTableSize %d (one byte over) was taken: HeaderTableSize is over the real size", worker.HeaderTableSize(over))
 	}
 }
 
@@ -500,7 +500,7 @@ func TestHeadersAtTheCeilingRetryThenDeadLetter(t *testing.T) {
 	if p, _ := d.Headers["pad"].(string); len(p) != len(h["pad"].(string)) {
 		t.Errorf("pad header of %d bytes, want it kept whole", len(p))
 	}
-	t.Logf("dead letter header table: %d bytes", task.HeaderTableSize(d.Headers))
+	t.Logf("dead letter header table: %d bytes", worker.HeaderTableSize(d.Headers))
 	if n := runs.Load(); n != 2 {
 		t.Errorf("handler ran %d times, want 2", n)
 	}

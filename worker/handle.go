@@ -41,7 +41,7 @@ const (
 
 // HeaderDroppedHeaders counts the header entries a dead letter left out
 // because the table was over MaxHeaderBytes.
-const HeaderDroppedHeaders = task.HeaderDroppedHeaders
+const HeaderDroppedHeaders = task.HeaderPrefix + "dropped-headers"
 
 // Size limits on what a worker takes (Config.MaxBodyBytes, MaxHeaderBytes).
 const (
@@ -55,7 +55,7 @@ const (
 	// RabbitMQ and amqp091-go use by default. A message's properties must
 	// fit in one frame, and every copy warren republishes (retry, ETA
 	// deferral, dead letter) carries the producer's headers (what the
-	// limit counts, task.UserHeaderSize) plus the protocol's and warren's
+	// limit counts, userHeaderSize) plus the protocol's and warren's
 	// own, at most about 23 KiB. Celery and warren producers send well
 	// under 1 KiB.
 	DefaultMaxHeaderBytes = 64 << 10
@@ -69,8 +69,8 @@ const (
 )
 
 // limits returns the size limits of cfg with defaults applied.
-func (w *Worker) limits() task.Limits {
-	l := task.Limits{MaxBody: w.cfg.MaxBodyBytes, MaxHeaders: w.cfg.MaxHeaderBytes}
+func (w *Worker) limits() limits {
+	l := limits{MaxBody: w.cfg.MaxBodyBytes, MaxHeaders: w.cfg.MaxHeaderBytes}
 	if l.MaxBody == 0 {
 		l.MaxBody = DefaultMaxBodyBytes
 	}
@@ -251,7 +251,7 @@ func (w *Worker) message(d *broker.Delivery) (*task.Message, error) {
 		ReplyTo:     d.ReplyTo,
 		Redelivered: d.Redelivered,
 	}
-	tooLarge := w.limits().Check(d.Body, d.Headers)
+	tooLarge := w.limits().check(d.Body, d.Headers)
 	err := m.ParseHeaders(d.Headers)
 	if m.Task == "" {
 		m.Task = w.defaults[d.Queue]
@@ -478,10 +478,10 @@ func (w *Worker) deadLetter(d *broker.Delivery, m *task.Message, reason string, 
 // they are over the limit, a summary that always fits in one frame with
 // what deadLetter adds, so that the dead letter can be published.
 func (w *Worker) deadHeaders(d *broker.Delivery) map[string]any {
-	if !w.limits().HeadersOver(d.Headers) {
+	if !w.limits().headersOver(d.Headers) {
 		return copyHeaders(d.Headers)
 	}
-	h, dropped := task.SummarizeHeaders(d.Headers)
+	h, dropped := summarizeHeaders(d.Headers)
 	h[HeaderDroppedHeaders] = int64(dropped)
 	return h
 }

@@ -82,7 +82,7 @@ type Config struct {
 	// (16 MiB); negative means no limit.
 	MaxBodyBytes int
 	// MaxHeaderBytes caps the headers a producer adds beyond the
-	// protocol's, as encoded on the wire (task.UserHeaderSize): a message
+	// protocol's, as encoded in the AMQP header table: a message
 	// over it is dead-lettered unrun with reason "too_large", its dead
 	// letter keeping only the protocol's and warren's headers. Defaults
 	// to DefaultMaxHeaderBytes (64 KiB); values above

@@ -1,0 +1,7 @@
+package worker
+
+// Header sizing, for the external tests that build messages at the limits.
+var (
+	HeaderTableSize = headerTableSize
+	UserHeaderSize  = userHeaderSize
+)

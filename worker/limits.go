@@ -1,0 +1,168 @@
+package worker
+
+import (
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/task"
+)
+
+// limits caps the size of a message a worker takes. A zero or negative
+// field means no limit.
+type limits struct {
+	// MaxBody caps the body, in bytes.
+	MaxBody int
+	// MaxHeaders caps the producer's headers, in bytes as encoded on the
+	// wire (userHeaderSize).
+	MaxHeaders int
+}
+
+// check returns a *task.TooLargeError when body or headers are over l; the
+// headers are checked first, because their dead letter must be summarised.
+func (l limits) check(body []byte, headers map[string]any) error {
+	if l.headersOver(headers) {
+		n, entries := userHeaderSize(headers)
+		return &task.TooLargeError{Part: task.PartHeaders, Size: n, Limit: l.MaxHeaders, Entries: entries}
+	}
+	if l.MaxBody > 0 && len(body) > l.MaxBody {
+		return &task.TooLargeError{Part: task.PartBody, Size: len(body), Limit: l.MaxBody}
+	}
+	return nil
+}
+
+// headersOver reports whether h is over MaxHeaders.
+func (l limits) headersOver(h map[string]any) bool {
+	if l.MaxHeaders <= 0 {
+		return false
+	}
+	n, _ := userHeaderSize(h)
+	return n > l.MaxHeaders
+}
+
+// headerTableSize returns the size of h encoded as an AMQP 0-9-1 field
+// table, as amqp091-go writes it: what the header table costs in the one
+// frame that carries a message's properties. Nested tables and arrays
+// count in full; types amqp091-go cannot write count as 9 bytes, as much as
+// its largest scalar.
+func headerTableSize(h map[string]any) int {
+	n := 4 // the table's length prefix
+	for k, v := range h {
+		n += entrySize(k, v)
+	}
+	return n
+}
+
+// userHeaderSize returns the encoded size of the headers of h that
+// limits.MaxHeaders caps, as a table of their own, and their number: every
+// entry but RabbitMQ's dead-lettering headers (x-death...), which copies
+// drop, and the protocol's and warren's own headers of at most
+// maxOwnHeaderEntry bytes each,
+// which copies keep or replace but never add to. So a message under the
+// limit stays under it through its retries, and any copy of it carries at
+// most the limit plus about 23 KiB of headers.
+func userHeaderSize(h map[string]any) (size, entries int) {
+	size = 4
+	for k, v := range h {
+		if task.IsBrokerHeader(k) {
+			continue
+		}
+		n := entrySize(k, v)
+		if isSummaryHeader(k) && n <= maxOwnHeaderEntry {
+			continue
+		}
+		size += n
+		entries++
+	}
+	return size, entries
+}
+
+// entrySize is one table entry: the key as a short string, then the value.
+func entrySize(k string, v any) int { return 1 + len(k) + fieldSize(v) }
+
+// fieldSize is the size of one field value, its type octet included.
+func fieldSize(v any) int {
+	switch x := v.(type) {
+	case nil:
+		return 1
+	case bool, int8, uint8:
+		return 2
+	case int16, uint16:
+		return 3
+	case int, int32, uint32, float32:
+		return 5
+	case int64, float64, time.Time:
+		return 9
+	case string:
+		return 5 + len(x)
+	case []byte:
+		return 5 + len(x)
+	case []any:
+		n := 5
+		for _, e := range x {
+			n += fieldSize(e)
+		}
+		return n
+	case map[string]any:
+		return 1 + headerTableSize(x)
+	}
+	// Named types of an AMQP client (amqp091-go's Table and Decimal), which
+	// this package does not import.
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Map:
+		n := 5
+		for it := rv.MapRange(); it.Next(); {
+			n += 1 + len(fmt.Sprint(it.Key().Interface())) + fieldSize(it.Value().Interface())
+		}
+		return n
+	case reflect.Slice, reflect.Array:
+		n := 5
+		for i := range rv.Len() {
+			n += fieldSize(rv.Index(i).Interface())
+		}
+		return n
+	case reflect.Struct:
+		if rv.NumField() == 2 { // Decimal{Scale uint8, Value int32}
+			return 6
+		}
+	}
+	return 9
+}
+
+// maxOwnHeaderEntry bounds each entry of the protocol's and warren's own
+// headers that summarizeHeaders keeps and userHeaderSize does not count
+// (key and value, encoded), so that together they stay small whatever the
+// values: warren's longest, an error text cut at 1 KiB, fits.
+const maxOwnHeaderEntry = 1536
+
+// summarizeHeaders returns what a dead letter keeps of headers over the
+// limit: the protocol headers and warren's own bookkeeping, each only if its
+// entry is at most maxOwnHeaderEntry (the entries userHeaderSize does not
+// count), and how many it left out. The summary is at most about 23 KiB,
+// so the dead letter, with the headers the worker adds, always fits in one
+// AMQP frame and its publish cannot fail for size; a copy with the full
+// table might not, and a dead letter that cannot be published would
+// requeue the message forever.
+func summarizeHeaders(h map[string]any) (kept map[string]any, dropped int) {
+	kept = make(map[string]any, 16)
+	for k, v := range h {
+		if isSummaryHeader(k) && entrySize(k, v) <= maxOwnHeaderEntry {
+			kept[k] = v
+		} else {
+			dropped++
+		}
+	}
+	return kept, dropped
+}
+
+// isSummaryHeader reports whether summarizeHeaders may keep a header: a
+// fixed set of names, so a summary's size is bounded by their number.
+func isSummaryHeader(k string) bool {
+	switch k {
+	case HeaderFirstError, HeaderError, HeaderReason, HeaderAttempts, HeaderQueue, HeaderDiedAt, HeaderDroppedHeaders, broker.HeaderPublishSeq:
+		return true
+	}
+	return task.IsProtocolHeader(k)
+}
