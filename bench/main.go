@@ -6,7 +6,9 @@
 //
 // Phases: enqueue (tasks/s), drain of a pre-filled queue (tasks/s), and
 // end to end with producer and consumer at once (tasks/s and the
-// enqueue-to-handler wait p50/p99/max). Drains run in a child process so
+// enqueue-to-handler wait p50/p99/max). warren's per-call enqueue runs
+// -producers goroutines, as many as the raw publisher's -window by default,
+// so both keep the same number of publishes in flight. Drains run in a child process so
 // that its peak RSS is the consumer's alone. CPU is user+system seconds of
 // the client per 10,000 tasks. Every run is persistent, through a durable
 // direct exchange to a durable queue, with publisher confirms and late acks.
@@ -58,7 +60,7 @@ func main() {
 	flag.IntVar(&p.Payload, "payload", 100, "approximate JSON payload size in bytes")
 	flag.IntVar(&p.Concurrency, "concurrency", 8, "handler goroutines")
 	flag.IntVar(&p.Prefetch, "prefetch", 256, "consumer prefetch")
-	flag.IntVar(&p.Producers, "producers", 64, "goroutines calling warren's Enqueue at once")
+	flag.IntVar(&p.Producers, "producers", 0, "goroutines calling warren's Enqueue at once (0: the raw window, so that both keep as many publishes in flight)")
 	flag.IntVar(&p.Window, "window", 256, "raw publisher's window of unconfirmed publishes")
 	child := flag.String("child", "", "internal: run one drain phase (raw or warren) and print its result")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run (not of drain children) to this file")
@@ -67,6 +69,14 @@ func main() {
 	flag.StringVar(&p.Queue, "queue", "bench.q", "internal: queue name")
 	flag.Parse()
 
+	if p.Producers <= 0 {
+		// A caller of Enqueue has one publish in flight, so the broker
+		// sees as many unconfirmed publishes as there are callers; with
+		// fewer callers than the raw side's window, warren would be
+		// measured at a shallower pipeline (confirm latency, not client
+		// cost, would set its rate).
+		p.Producers = p.Window
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	if *child != "" {
