@@ -232,6 +232,20 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	sem := make(chan struct{}, w.cfg.Concurrency)
 	var handlers, feeders sync.WaitGroup
+	// A fixed pool of handler goroutines rather than one per delivery:
+	// their stacks, grown once by decoding and publishing, stay grown.
+	jobs := make(chan *broker.Delivery)
+	// They exit once jobs is closed at shutdown and their task is done; Run
+	// does not wait for a handler that ignores cancellation.
+	for range w.cfg.Concurrency {
+		go func() {
+			for d := range jobs {
+				w.handle(hardCtx, d)
+				<-sem
+				handlers.Done()
+			}
+		}()
+	}
 	for _, q := range w.cfg.Queues {
 		c := w.sup.NewConsumer(q, w.cfg.Prefetch)
 		c.OnConsumerTimeout(func(d time.Duration) { w.consumerTimedOut(q, d) })
@@ -245,7 +259,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}()
 		go func() {
 			defer feeders.Done()
-			w.feed(ctx, hardCtx, c, sem, &handlers)
+			w.feed(ctx, c, sem, jobs, &handlers)
 		}()
 	}
 	pollDone := make(chan struct{})
@@ -260,6 +274,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	deadline := time.After(w.cfg.ShutdownTimeout) // from the signal, not after the cancel
 	w.log.Info("worker stopping: no new deliveries; waiting for in-flight tasks", zap.Duration("timeout", w.cfg.ShutdownTimeout))
 	feeders.Wait() // consumers cancelled, unstarted deliveries requeued
+	close(jobs)    // no feeder sends any more; the pool drains and exits
 
 	done := make(chan struct{})
 	go func() { handlers.Wait(); close(done) }()
@@ -288,8 +303,9 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // feed takes a delivery from c only when a handler slot is free, so that
-// messages wait in the broker's prefetch window rather than in memory.
-func (w *Worker) feed(ctx, hardCtx context.Context, c *broker.Consumer, sem chan struct{}, handlers *sync.WaitGroup) {
+// messages wait in the broker's prefetch window rather than in memory, and
+// hands it to the pool, which frees the slot when the task is done.
+func (w *Worker) feed(ctx context.Context, c *broker.Consumer, sem chan struct{}, jobs chan<- *broker.Delivery, handlers *sync.WaitGroup) {
 	for {
 		select {
 		case sem <- struct{}{}:
@@ -299,10 +315,7 @@ func (w *Worker) feed(ctx, hardCtx context.Context, c *broker.Consumer, sem chan
 		select {
 		case d := <-c.Deliveries():
 			handlers.Add(1)
-			go func() {
-				defer func() { <-sem; handlers.Done() }()
-				w.handle(hardCtx, d)
-			}()
+			jobs <- d // a pool goroutine is free or about to be: the slot says so
 		case <-ctx.Done():
 			<-sem
 			return
