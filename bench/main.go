@@ -38,6 +38,7 @@ type params struct {
 	Prefetch    int
 	Producers   int
 	Window      int
+	Rounds      int
 	Exchange    string
 	Queue       string
 }
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&p.Prefetch, "prefetch", 256, "consumer prefetch")
 	flag.IntVar(&p.Producers, "producers", 0, "goroutines calling warren's Enqueue at once (0: the raw window, so that both keep as many publishes in flight)")
 	flag.IntVar(&p.Window, "window", 256, "raw publisher's window of unconfirmed publishes")
+	flag.IntVar(&p.Rounds, "rounds", 3, "rounds of every phase; the table gives medians and each round's ratio")
 	child := flag.String("child", "", "internal: run one drain phase (raw or warren) and print its result")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run (not of drain children) to this file")
 	sweep := flag.Bool("sweep", false, "sweep concurrency, prefetch and payload size; write docs/performance.md and docs/performance.svg")
@@ -106,17 +108,19 @@ func main() {
 // row is one phase measured both ways.
 type row struct {
 	phase     string
-	raw, warr result
-	latency   bool
+	raw, warr result    // medians over the rounds
+	latency   bool      // end to end: wait latencies were measured
+	ratios    []float64 // warren/raw throughput, one per round
+	p99Ratio  float64   // median over the rounds of warren/raw wait p99
 }
 
 func run(ctx context.Context, p params, sweep bool) error {
-	fmt.Printf("warren bench: n=%d payload=%dB concurrency=%d prefetch=%d producers=%d (raw window %d)\n\n",
-		p.N, p.Payload, p.Concurrency, p.Prefetch, p.Producers, p.Window)
+	fmt.Printf("warren bench: n=%d payload=%dB concurrency=%d prefetch=%d producers=%d (raw window %d) rounds=%d\n\n",
+		p.N, p.Payload, p.Concurrency, p.Prefetch, p.Producers, p.Window, p.Rounds)
 	if sweep {
 		return runSweep(ctx, p)
 	}
-	rows, err := runOnce(ctx, p, true)
+	rows, err := runRounds(ctx, p, true, p.Rounds)
 	if err != nil {
 		return err
 	}
@@ -124,79 +128,163 @@ func run(ctx context.Context, p params, sweep bool) error {
 	return nil
 }
 
-// runOnce measures every phase once, each on a fresh queue; end to end
-// only with e2e.
-func runOnce(ctx context.Context, p params, e2e bool) ([]row, error) {
+// runRounds measures every phase rounds times and reports, per phase, the
+// median of each side's figures and the median of the rounds' ratios: the
+// broker drifts between fast and slow spells, and a ratio taken within one
+// round, with both sides a few seconds apart, is what survives it.
+func runRounds(ctx context.Context, p params, e2e bool, rounds int) ([]row, error) {
+	var all [][]row
+	for i := range max(rounds, 1) {
+		rows, err := runOnce(ctx, p, e2e, i%2 == 1)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, rows)
+	}
+	return combine(all), nil
+}
+
+// runOnce measures every phase once, each side on a freshly purged (or,
+// for drains, freshly filled) queue; end to end only with e2e. With flip,
+// warren goes first in each phase, so that over several rounds neither side
+// always meets the broker as the other left it.
+func runOnce(ctx context.Context, p params, e2e, flip bool) ([]row, error) {
 	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
 	p.Exchange, p.Queue = "bench.x."+suffix, "bench.q."+suffix
 	if err := declare(p); err != nil {
 		return nil, err
 	}
 	defer cleanup(p)
-	var rows []row
+	empty := func() error { return purge(p) }
+	filled := func() error { return purgeAndFill(ctx, p) }
+	timed := func(f func(context.Context, params) (result, error)) func() (result, error) {
+		return func() (result, error) { return measure(func() (result, error) { return f(ctx, p) }, p.N) }
+	}
 
-	// enqueue: raw, warren Enqueue, warren EnqueueBatch.
-	rawEnq, err := measure(func() (result, error) { return rawEnqueue(ctx, p) }, p.N)
+	rawEnq, wEnq, err := pair(flip, empty, timed(rawEnqueue), timed(func(ctx context.Context, p params) (result, error) { return warrenEnqueue(ctx, p, false) }))
 	if err != nil {
-		return nil, fmt.Errorf("raw enqueue: %w", err)
+		return nil, fmt.Errorf("enqueue: %w", err)
 	}
-	if err := purge(p); err != nil {
+	if err := empty(); err != nil {
 		return nil, err
 	}
-	wEnq, err := measure(func() (result, error) { return warrenEnqueue(ctx, p, false) }, p.N)
-	if err != nil {
-		return nil, fmt.Errorf("warren enqueue: %w", err)
-	}
-	if err := purge(p); err != nil {
-		return nil, err
-	}
-	wBatch, err := measure(func() (result, error) { return warrenEnqueue(ctx, p, true) }, p.N)
+	wBatch, err := timed(func(ctx context.Context, p params) (result, error) { return warrenEnqueue(ctx, p, true) })()
 	if err != nil {
 		return nil, fmt.Errorf("warren batch enqueue: %w", err)
 	}
-	rows = append(rows, row{phase: "enqueue", raw: rawEnq, warr: wEnq}, row{phase: "enqueue (batch)", raw: rawEnq, warr: wBatch})
+	rows := []row{{phase: "enqueue", raw: rawEnq, warr: wEnq}, {phase: "enqueue (batch)", raw: rawEnq, warr: wBatch}}
 
-	// drain: a queue pre-filled by the raw publisher, drained in a child.
-	if err := purgeAndFill(ctx, p); err != nil {
-		return nil, err
-	}
-	rawDrain, err := childRun(ctx, "raw", p)
+	// Drains run in a child each, on a queue the raw publisher filled.
+	rawDrain, wDrain, err := pair(flip, filled,
+		func() (result, error) { return childRun(ctx, "raw", p) },
+		func() (result, error) { return childRun(ctx, "warren", p) })
 	if err != nil {
-		return nil, fmt.Errorf("raw drain: %w", err)
-	}
-	if err := purgeAndFill(ctx, p); err != nil {
-		return nil, err
-	}
-	wDrain, err := childRun(ctx, "warren", p)
-	if err != nil {
-		return nil, fmt.Errorf("warren drain: %w", err)
+		return nil, fmt.Errorf("drain: %w", err)
 	}
 	rows = append(rows, row{phase: "drain", raw: rawDrain, warr: wDrain})
 	if !e2e {
-		return rows, nil
+		return ratios(rows), nil
 	}
 
-	// end to end: producer and consumer at once, with wait latency.
-	if err := purge(p); err != nil {
-		return nil, err
-	}
-	rawE2E, err := measure(func() (result, error) { return rawEndToEnd(ctx, p) }, p.N)
+	// End to end: producer and consumer at once, with wait latency.
+	rawE2E, wE2E, err := pair(flip, empty, timed(rawEndToEnd), timed(warrenEndToEnd))
 	if err != nil {
-		return nil, fmt.Errorf("raw end-to-end: %w", err)
+		return nil, fmt.Errorf("end-to-end: %w", err)
 	}
-	if err := purge(p); err != nil {
-		return nil, err
-	}
-	wE2E, err := measure(func() (result, error) { return warrenEndToEnd(ctx, p) }, p.N)
-	if err != nil {
-		return nil, fmt.Errorf("warren end-to-end: %w", err)
-	}
-	return append(rows, row{phase: "end-to-end", raw: rawE2E, warr: wE2E, latency: true}), nil
+	return ratios(append(rows, row{phase: "end-to-end", raw: rawE2E, warr: wE2E, latency: true})), nil
 }
 
+// pair runs prep then raw, and prep then warren; warren first with flip.
+func pair(flip bool, prep func() error, raw, warren func() (result, error)) (r, w result, err error) {
+	sides := []struct {
+		name string
+		f    func() (result, error)
+		out  *result
+	}{{"raw", raw, &r}, {"warren", warren, &w}}
+	if flip {
+		sides[0], sides[1] = sides[1], sides[0]
+	}
+	for _, s := range sides {
+		if err := prep(); err != nil {
+			return r, w, err
+		}
+		if *s.out, err = s.f(); err != nil {
+			return r, w, fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	return r, w, nil
+}
+
+// ratios fills in each row's warren/raw ratios from its own figures.
+func ratios(rows []row) []row {
+	for i := range rows {
+		r := &rows[i]
+		r.ratios = []float64{r.warr.Rate / max(r.raw.Rate, 1e-9)}
+		r.p99Ratio = float64(r.warr.P99) / float64(max(r.raw.P99, 1))
+	}
+	return rows
+}
+
+// combine turns several rounds of the same phases into one row per phase:
+// each side's median figures, every round's ratio, and the median p99
+// ratio.
+func combine(rounds [][]row) []row {
+	out := make([]row, len(rounds[0]))
+	for i := range out {
+		var raws, warrs []result
+		var rs, p99s []float64
+		for _, rows := range rounds {
+			raws, warrs = append(raws, rows[i].raw), append(warrs, rows[i].warr)
+			rs, p99s = append(rs, rows[i].ratios...), append(p99s, rows[i].p99Ratio)
+		}
+		out[i] = row{phase: rounds[0][i].phase, latency: rounds[0][i].latency,
+			raw: medianResult(raws), warr: medianResult(warrs), ratios: rs, p99Ratio: median(p99s)}
+	}
+	return out
+}
+
+// medianResult takes the median of each figure on its own.
+func medianResult(rs []result) result {
+	f := func(get func(result) float64) float64 {
+		xs := make([]float64, len(rs))
+		for i, r := range rs {
+			xs[i] = get(r)
+		}
+		return median(xs)
+	}
+	d := func(get func(result) time.Duration) time.Duration {
+		return time.Duration(f(func(r result) float64 { return float64(get(r)) }))
+	}
+	return result{
+		Rate:       f(func(r result) float64 { return r.Rate }),
+		CPUPer10k:  f(func(r result) float64 { return r.CPUPer10k }),
+		PeakRSSMiB: f(func(r result) float64 { return r.PeakRSSMiB }),
+		Allocs:     f(func(r result) float64 { return r.Allocs }),
+		P50:        d(func(r result) time.Duration { return r.P50 }),
+		P99:        d(func(r result) time.Duration { return r.P99 }),
+		Max:        d(func(r result) time.Duration { return r.Max }),
+	}
+}
+
+// median of xs (the mean of the middle two for an even count).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+// ratio is the row's median warren/raw ratio over the rounds.
+func (r row) ratio() float64 { return median(r.ratios) }
+
 func printRows(rows []row) {
-	fmt.Printf("| phase | raw tasks/s | warren tasks/s | ratio | raw CPU s/10k | warren CPU s/10k | raw allocs/task | warren allocs/task | raw RSS MiB | warren RSS MiB |\n")
-	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Printf("| phase | raw tasks/s | warren tasks/s | ratio | each round | raw CPU s/10k | warren CPU s/10k | raw allocs/task | warren allocs/task | raw RSS MiB | warren RSS MiB |\n")
+	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range rows {
 		rss := func(x result) string {
 			if x.PeakRSSMiB == 0 {
@@ -204,15 +292,19 @@ func printRows(rows []row) {
 			}
 			return fmt.Sprintf("%.1f", x.PeakRSSMiB)
 		}
-		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.2f | %.2f | %.0f | %.0f | %s | %s |\n", r.phase, r.raw.Rate, r.warr.Rate, r.warr.Rate/r.raw.Rate,
+		each := make([]string, len(r.ratios))
+		for i, x := range r.ratios {
+			each[i] = fmt.Sprintf("%.2f", x)
+		}
+		fmt.Printf("| %s | %.0f | %.0f | %.2f | %s | %.2f | %.2f | %.0f | %.0f | %s | %s |\n", r.phase, r.raw.Rate, r.warr.Rate, r.ratio(), strings.Join(each, " "),
 			r.raw.CPUPer10k, r.warr.CPUPer10k, r.raw.Allocs, r.warr.Allocs, rss(r.raw), rss(r.warr))
 	}
 	for _, r := range rows {
 		if r.latency {
-			fmt.Printf("\nend-to-end wait (enqueue -> handler start): raw p50 %v p99 %v max %v; warren p50 %v p99 %v max %v (p99 ratio %.2f)\n",
+			fmt.Printf("\nend-to-end wait (enqueue -> handler start, medians): raw p50 %v p99 %v max %v; warren p50 %v p99 %v max %v (p99 ratio %.2f, median of the rounds')\n",
 				r.raw.P50.Round(time.Microsecond), r.raw.P99.Round(time.Microsecond), r.raw.Max.Round(time.Microsecond),
 				r.warr.P50.Round(time.Microsecond), r.warr.P99.Round(time.Microsecond), r.warr.Max.Round(time.Microsecond),
-				float64(r.warr.P99)/float64(max(r.raw.P99, 1)))
+				r.p99Ratio)
 		}
 	}
 }
