@@ -297,7 +297,7 @@ func (s *Supervisor) connect() (*amqp.Connection, error) {
 				_ = c.Close()
 				return nil, err
 			}
-			return c, nil
+			return newCoalescingConn(c), nil
 		},
 	})
 	if err != nil {
