@@ -124,8 +124,10 @@ func (c *Confirm) resolve(err error) {
 
 var errChannelDown = errors.New("publisher channel down")
 
-// HeaderPublishSeq carries a publish's sequence number on its channel, so
-// that a basic.return is matched to exactly one publish.
+// HeaderPublishSeq carries a publish's sequence number on its channel when
+// another publish with the same message id is in flight there, so that a
+// basic.return is matched to exactly one publish. Other publishes go
+// without it: every header costs the broker on every message.
 const HeaderPublishSeq = "x-warren-publish-seq"
 
 // confirmBuffer is the capacity of a channel's confirm notifications: about
@@ -173,14 +175,20 @@ type pubChannel struct {
 
 	mu       sync.Mutex // guards below
 	pending  []*pending
+	untagged map[string]*pending    // by message id: the in-flight publish sent without HeaderPublishSeq
 	returned map[uint64]amqp.Return // by publish sequence number
 	closed   bool
 	closeErr error
 }
 
+// pending is one publish waiting for its confirm. A return names it by
+// message id when it went untagged (at most one per id at a time), else by
+// the HeaderPublishSeq it carries.
 type pending struct {
-	seq uint64
-	c   *Confirm
+	seq    uint64
+	id     string
+	tagged bool
+	c      *Confirm
 }
 
 func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
@@ -192,7 +200,7 @@ func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
 		_ = ch.Close()
 		return nil, err
 	}
-	pc := &pubChannel{ch: ch, log: log, returned: make(map[uint64]amqp.Return)}
+	pc := &pubChannel{ch: ch, log: log, returned: make(map[uint64]amqp.Return), untagged: make(map[string]*pending)}
 	// Both are read by one goroutine. amqp091-go's single reader sends a
 	// message's return before its ack, and returns is unbuffered, so the
 	// listener has taken the return before the ack can even be queued: the
@@ -234,17 +242,29 @@ func (pc *pubChannel) publish(ctx context.Context, m *Publishing) (*Confirm, err
 		pc.mu.Unlock()
 		return nil, errChannelDown
 	}
-	pc.pending = append(pc.pending, &pending{seq: seq, c: c})
+	pend := &pending{seq: seq, id: m.MessageID, c: c}
+	if _, dup := pc.untagged[m.MessageID]; dup {
+		pend.tagged = true
+	} else {
+		pc.untagged[m.MessageID] = pend
+	}
+	pc.pending = append(pc.pending, pend)
 	pc.mu.Unlock()
 
-	// The sequence number travels in a header so that a return names
-	// exactly the publish it belongs to, even when ids repeat (redeliveries,
-	// a caller's WithID): matching by message id could mark the wrong one.
+	// A return is matched by message id, unique among this channel's
+	// untagged publishes in flight. Ids do repeat (redeliveries, a caller's
+	// WithID), so a publish whose id is already in flight here carries its
+	// sequence number instead, and matching by id cannot mark the wrong
+	// one. A copied header from an earlier publish must not mislead it.
 	headers := make(amqp.Table, len(m.Headers)+1)
 	for k, v := range m.Headers {
 		headers[k] = v
 	}
-	headers[HeaderPublishSeq] = int64(seq)
+	if pend.tagged {
+		headers[HeaderPublishSeq] = int64(seq)
+	} else {
+		delete(headers, HeaderPublishSeq)
+	}
 	err := pc.ch.Publish(m.Exchange, m.Key, true, false, amqp.Publishing{
 		Headers:         headers,
 		ContentType:     m.ContentType,
@@ -265,6 +285,7 @@ func (pc *pubChannel) publish(ctx context.Context, m *Publishing) (*Confirm, err
 	removed := false
 	if n := len(pc.pending); n > 0 && pc.pending[n-1].c == c {
 		pc.pending = pc.pending[:n-1]
+		pc.forget(pend)
 		removed = true
 	}
 	pc.mu.Unlock()
@@ -289,11 +310,13 @@ func (pc *pubChannel) listen(confirms <-chan amqp.Confirmation, returns <-chan a
 				returns = nil
 				continue
 			}
+			pc.mu.Lock()
 			if seq, ok := r.Headers[HeaderPublishSeq].(int64); ok {
-				pc.mu.Lock()
 				pc.returned[uint64(seq)] = r
-				pc.mu.Unlock()
+			} else if p, ok := pc.untagged[r.MessageId]; ok {
+				pc.returned[p.seq] = r
 			}
+			pc.mu.Unlock()
 		case cf, ok := <-confirms:
 			if !ok {
 				pc.fail(nil)
@@ -341,6 +364,7 @@ func (pc *pubChannel) confirm(cf amqp.Confirmation) {
 		p := pc.pending[0]
 		pc.pending[0] = nil
 		pc.pending = pc.pending[1:]
+		pc.forget(p)
 		if p.seq < cf.DeliveryTag {
 			// amqp091-go drops a notification its listener did not take
 			// within 5s. The listener only ever waits for pc.mu, held
@@ -382,7 +406,15 @@ func (pc *pubChannel) fail(reason *amqp.Error) {
 		p.c.resolve(err)
 	}
 	pc.pending = nil
+	clear(pc.untagged)
 	if reason != nil {
 		pc.log.Warn("publisher channel closed", zap.Error(reason))
+	}
+}
+
+// forget drops p from the untagged index once it is settled; under pc.mu.
+func (pc *pubChannel) forget(p *pending) {
+	if !p.tagged && pc.untagged[p.id] == p {
+		delete(pc.untagged, p.id)
 	}
 }

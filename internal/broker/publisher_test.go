@@ -1,0 +1,104 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/internal/brokertest"
+)
+
+func newPublisher(t *testing.T, url string) *broker.Publisher {
+	t.Helper()
+	sup, err := broker.New(broker.Config{URL: url, Role: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := broker.NewPublisher(sup, 1)
+	t.Cleanup(func() { _ = sup.Close(); pub.Close() })
+	return pub
+}
+
+// Returns are matched by message id, with the sequence number in a header
+// only for an id already in flight on the channel. Whatever the order of
+// routable (R) and unroutable (U) publishes sharing one id, in flight
+// together, each gets its own outcome.
+func TestReturnsFindTheirPublishAmongRepeatedIDs(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("routable")
+	b.DeclareQueue(q)
+	missing := b.Queue("missing")
+	pub := newPublisher(t, b.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	routed := 0
+	for round, pattern := range []string{"RU", "UR", "URU", "RUR", "UU", "RR", "URRU", "RUUR"} {
+		id := fmt.Sprintf("same-%d", round)
+		var cs []*broker.Confirm
+		for _, kind := range pattern {
+			key := missing
+			if kind == 'R' {
+				key = q
+				routed++
+			}
+			c, err := pub.Publish(ctx, &broker.Publishing{Key: key, MessageID: id, Body: []byte("{}")})
+			if err != nil {
+				t.Fatalf("%s: publish: %v", pattern, err)
+			}
+			cs = append(cs, c)
+		}
+		for i, c := range cs {
+			err := c.Wait(ctx)
+			if pattern[i] == 'R' && err != nil {
+				t.Errorf("%s: publish %d (routable) failed: %v", pattern, i, err)
+			}
+			if pattern[i] == 'U' && !errors.Is(err, broker.ErrUnroutable) {
+				t.Errorf("%s: publish %d (unroutable): err = %v, want ErrUnroutable", pattern, i, err)
+			}
+		}
+	}
+	if n := b.Ready(q); n != routed {
+		t.Errorf("queue holds %d, want %d", n, routed)
+	}
+}
+
+// A header copied from an earlier publish (a consumed message republished
+// whole) must not decide which publish a return belongs to.
+func TestStaleSequenceHeaderIsIgnored(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("routable")
+	b.DeclareQueue(q)
+	pub := newPublisher(t, b.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// On a fresh channel the first publish is sequence number 1.
+	ok, err := pub.Publish(ctx, &broker.Publishing{Key: q, MessageID: "a", Body: []byte("{}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := pub.Publish(ctx, &broker.Publishing{Key: b.Queue("missing"), MessageID: "b", Body: []byte("{}"),
+		Headers: amqp.Table{broker.HeaderPublishSeq: int64(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ok.Wait(ctx); err != nil {
+		t.Errorf("routable publish: %v", err)
+	}
+	if err := bad.Wait(ctx); !errors.Is(err, broker.ErrUnroutable) {
+		t.Errorf("unroutable publish with a stale sequence header: err = %v, want ErrUnroutable", err)
+	}
+	d, got := b.Get(q)
+	if !got {
+		t.Fatal("routable message not in its queue")
+	}
+	if _, tagged := d.Headers[broker.HeaderPublishSeq]; tagged {
+		t.Errorf("a publish with no repeated id in flight carries %s: %v", broker.HeaderPublishSeq, d.Headers)
+	}
+}
