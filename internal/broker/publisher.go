@@ -256,14 +256,17 @@ func (pc *pubChannel) publish(ctx context.Context, m *Publishing) (*Confirm, err
 	// WithID), so a publish whose id is already in flight here carries its
 	// sequence number instead, and matching by id cannot mark the wrong
 	// one. A copied header from an earlier publish must not mislead it.
-	headers := make(amqp.Table, len(m.Headers)+1)
-	for k, v := range m.Headers {
-		headers[k] = v
-	}
-	if pend.tagged {
-		headers[HeaderPublishSeq] = int64(seq)
-	} else {
+	// The caller's map is shared, not written: copy it only to change it.
+	headers := amqp.Table(m.Headers)
+	if _, stale := m.Headers[HeaderPublishSeq]; stale || pend.tagged {
+		headers = make(amqp.Table, len(m.Headers)+1)
+		for k, v := range m.Headers {
+			headers[k] = v
+		}
 		delete(headers, HeaderPublishSeq)
+		if pend.tagged {
+			headers[HeaderPublishSeq] = int64(seq)
+		}
 	}
 	err := pc.ch.Publish(m.Exchange, m.Key, true, false, amqp.Publishing{
 		Headers:         headers,
