@@ -92,9 +92,9 @@ func sweepMarkdown(base params, points []sweepPoint) string {
 	fmt.Fprintf(&b, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, pt := range points {
 		e, bt, d := find(pt.rows, "enqueue"), find(pt.rows, "enqueue (batch)"), find(pt.rows, "drain")
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.2f | %.0f | %.2f | %.0f | %.0f | %.2f | %.1f | %.0f (raw %.0f) |\n",
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.2f | %.0f | %.2f | %.0f | %.0f | %.2f | %.1f (raw %.1f) | %.0f (raw %.0f) |\n",
 			pt.label, pt.p.N, e.raw.Rate, e.warr.Rate, e.ratio(), bt.warr.Rate, bt.ratio(),
-			d.raw.Rate, d.warr.Rate, d.ratio(), d.warr.PeakRSSMiB, d.warr.Allocs, d.raw.Allocs)
+			d.raw.Rate, d.warr.Rate, d.ratio(), d.warr.PeakRSSMiB, d.raw.PeakRSSMiB, d.warr.Allocs, d.raw.Allocs)
 	}
 	fmt.Fprintf(&b, "\nReproduce: `go run ./bench -sweep` (a few minutes). A single point with end-to-end latency: `go run ./bench -n 20000`.\n")
 	return b.String()
