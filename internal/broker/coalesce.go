@@ -21,8 +21,9 @@ const coalesceLimit = 1 << 20
 // once; under load, many go out together.
 //
 // Nothing is promised earlier than before: a publish is safe only when the
-// broker confirms it, and a write error closes the connection, which fails
-// every unconfirmed publish as amqp091-go's own write error would.
+// broker confirms it, and a write error fails the connection's next write,
+// which fails every unconfirmed publish as amqp091-go's own write error
+// would.
 type coalescingConn struct {
 	net.Conn
 
@@ -93,10 +94,12 @@ func (cc *coalescingConn) flush() {
 				out = nil // a burst's buffer is not kept for good
 			}
 			if err != nil {
+				// Later writes return err, so amqp091-go's next frame (a
+				// heartbeat at the latest) shuts the connection down and
+				// fails every unconfirmed publish. The socket stays open
+				// for its reader: what the peer sent before it went, a TLS
+				// alert saying why, is worth more than our write error.
 				cc.fail(err)
-				// The reader sees the closed socket and amqp091-go shuts
-				// the connection down, failing every unconfirmed publish.
-				_ = cc.Conn.Close()
 			}
 		}
 	}
@@ -110,6 +113,16 @@ func (cc *coalescingConn) fail(err error) {
 	cc.room.Broadcast()
 	cc.mu.Unlock()
 }
+
+// SetDeadline applies t to reads only: a Write here never waits on the
+// socket, and the flusher's writes must not fail on a deadline that was
+// meant for a caller's write.
+func (cc *coalescingConn) SetDeadline(t time.Time) error { return cc.Conn.SetReadDeadline(t) }
+
+// SetWriteDeadline does nothing, for the same reason. crypto/tls sets one
+// just before it closes the connection, which would otherwise drop its
+// buffered close_notify; Close bounds the last flush itself.
+func (cc *coalescingConn) SetWriteDeadline(time.Time) error { return nil }
 
 // closeFlushTimeout bounds how long Close waits to send what is buffered
 // (a TLS close_notify, say) to a peer that has stopped reading.
@@ -131,7 +144,7 @@ func (cc *coalescingConn) Close() error {
 	<-cc.exited
 	cc.fail(net.ErrClosed)
 	if err := cc.Conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		return err // a failed write has closed it already, which is no news
+		return err
 	}
 	return nil
 }
