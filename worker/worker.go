@@ -237,14 +237,28 @@ func (w *Worker) Run(ctx context.Context) error {
 	jobs := make(chan *broker.Delivery)
 	// They exit once jobs is closed at shutdown and their task is done; Run
 	// does not wait for a handler that ignores cancellation.
-	for range w.cfg.Concurrency {
-		go func() {
-			for d := range jobs {
+	var pool func()
+	pool = func() {
+		for d := range jobs {
+			returned := false
+			func() {
+				defer func() {
+					<-sem
+					handlers.Done()
+					if !returned {
+						// The handler ended this goroutine (runtime.Goexit,
+						// as t.FailNow does; panics are recovered inside
+						// handle): replace it, or the pool would shrink.
+						go pool()
+					}
+				}()
 				w.handle(hardCtx, d)
-				<-sem
-				handlers.Done()
-			}
-		}()
+				returned = true
+			}()
+		}
+	}
+	for range w.cfg.Concurrency {
+		go pool()
 	}
 	for _, q := range w.cfg.Queues {
 		c := w.sup.NewConsumer(q, w.cfg.Prefetch)

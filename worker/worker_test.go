@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -449,4 +450,31 @@ func TestQueueWithoutDeadLettersIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "q.dead") {
 		t.Errorf("err = %v, want a refusal naming q.dead", err)
 	}
+}
+
+// A handler that ends its goroutine without returning (runtime.Goexit, as
+// t.FailNow does) leaves its delivery unacked, but its handler slot is
+// freed: with one slot, the next task still runs.
+func TestHandlerGoexitFreesItsSlot(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("goexit")
+	var ran atomic.Int64
+	reg := task.NewRegistry()
+	reg.MustRegister(task.Define[Job]("goexit").Handler(func(_ context.Context, j Job) error {
+		ran.Add(1)
+		if j.N == 0 {
+			runtime.Goexit()
+		}
+		return nil
+	}))
+	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	for n := range 2 {
+		b.Publish("", q, amqp.Publishing{Headers: amqp.Table{"task": "goexit"}, Body: fmt.Appendf(nil, `{"n":%d}`, n)})
+	}
+	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "the task after a Goexit never ran: ran %d, stats %+v", ran.Load(), w.Stats())
 }
