@@ -261,9 +261,9 @@ func TestBadURL(t *testing.T) {
 	}
 }
 
-// Returns are matched to the exact publish, not by message id: with ids
-// repeated (a caller's WithID, redeliveries), a routable and an unroutable
-// publish in flight together on one channel each get their own outcome.
+// Returns are matched to the exact publish even when ids repeat (a
+// caller's WithID, redeliveries): a routable and an unroutable publish with
+// one id, in flight together on one channel, each get their own outcome.
 func TestReturnsMatchTheirPublishWhenIDsRepeat(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)

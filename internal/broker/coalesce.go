@@ -27,14 +27,13 @@ const coalesceLimit = 1 << 20
 type coalescingConn struct {
 	net.Conn
 
-	mu       sync.Mutex
-	room     *sync.Cond // signalled when the flusher has taken the buffer
-	buf      []byte
-	err      error // sticky: the first failed write, or net.ErrClosed
-	flushing bool  // the flusher has been kicked and not yet found buf empty
-	closing  bool
-	kick     chan struct{}
-	exited   chan struct{}
+	mu      sync.Mutex
+	room    *sync.Cond // signalled when the flusher has taken the buffer
+	buf     []byte
+	err     error // sticky: the first failed write, or net.ErrClosed
+	closing bool
+	kick    chan struct{} // one pending wake-up for the flusher at most
+	exited  chan struct{}
 }
 
 func newCoalescingConn(c net.Conn) *coalescingConn {
@@ -58,16 +57,8 @@ func (cc *coalescingConn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	cc.buf = append(cc.buf, p...)
-	cc.wake()
+	kick(cc.kick)
 	return len(p), nil
-}
-
-// wake kicks the flusher unless it is already on its way; under cc.mu.
-func (cc *coalescingConn) wake() {
-	if !cc.flushing {
-		cc.flushing = true
-		kick(cc.kick)
-	}
 }
 
 // flush writes what has gathered, whenever there is some, until Close.
@@ -78,7 +69,6 @@ func (cc *coalescingConn) flush() {
 		for {
 			cc.mu.Lock()
 			if len(cc.buf) == 0 || cc.err != nil {
-				cc.flushing = false
 				closing := cc.closing
 				cc.mu.Unlock()
 				if closing {

@@ -182,13 +182,12 @@ type pubChannel struct {
 }
 
 // pending is one publish waiting for its confirm. A return names it by
-// message id when it went untagged (at most one per id at a time), else by
+// message id when it is the channel's untagged publish of that id, else by
 // the HeaderPublishSeq it carries.
 type pending struct {
-	seq    uint64
-	id     string
-	tagged bool
-	c      *Confirm
+	seq uint64
+	id  string
+	c   *Confirm
 }
 
 func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
@@ -243,9 +242,8 @@ func (pc *pubChannel) publish(ctx context.Context, m *Publishing) (*Confirm, err
 		return nil, errChannelDown
 	}
 	pend := &pending{seq: seq, id: m.MessageID, c: c}
-	if _, dup := pc.untagged[m.MessageID]; dup {
-		pend.tagged = true
-	} else {
+	_, tagged := pc.untagged[m.MessageID]
+	if !tagged {
 		pc.untagged[m.MessageID] = pend
 	}
 	pc.pending = append(pc.pending, pend)
@@ -258,13 +256,13 @@ func (pc *pubChannel) publish(ctx context.Context, m *Publishing) (*Confirm, err
 	// one. A copied header from an earlier publish must not mislead it.
 	// The caller's map is shared, not written: copy it only to change it.
 	headers := amqp.Table(m.Headers)
-	if _, stale := m.Headers[HeaderPublishSeq]; stale || pend.tagged {
+	if _, stale := m.Headers[HeaderPublishSeq]; stale || tagged {
 		headers = make(amqp.Table, len(m.Headers)+1)
 		for k, v := range m.Headers {
 			headers[k] = v
 		}
 		delete(headers, HeaderPublishSeq)
-		if pend.tagged {
+		if tagged {
 			headers[HeaderPublishSeq] = int64(seq)
 		}
 	}
@@ -417,7 +415,7 @@ func (pc *pubChannel) fail(reason *amqp.Error) {
 
 // forget drops p from the untagged index once it is settled; under pc.mu.
 func (pc *pubChannel) forget(p *pending) {
-	if !p.tagged && pc.untagged[p.id] == p {
+	if pc.untagged[p.id] == p {
 		delete(pc.untagged, p.id)
 	}
 }

@@ -13,15 +13,21 @@ import (
 	"github.com/warrenq/warren/internal/brokertest"
 )
 
-func newPublisher(t *testing.T, url string) *broker.Publisher {
+// returnsSetup gives a test its broker, a declared queue, a publisher on one
+// confirm channel and a bounded context.
+func returnsSetup(t *testing.T) (b *brokertest.Broker, q string, pub *broker.Publisher, ctx context.Context) {
 	t.Helper()
-	sup, err := broker.New(broker.Config{URL: url, Role: "test"})
+	b = brokertest.New(t)
+	q = b.Queue("routable")
+	b.DeclareQueue(q)
+	sup, err := broker.New(broker.Config{URL: b.URL, Role: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := broker.NewPublisher(sup, 1)
-	t.Cleanup(func() { _ = sup.Close(); pub.Close() })
-	return pub
+	pub = broker.NewPublisher(sup, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
+	return b, q, pub, ctx
 }
 
 // Returns are matched by message id, with the sequence number in a header
@@ -30,13 +36,8 @@ func newPublisher(t *testing.T, url string) *broker.Publisher {
 // together, each gets its own outcome.
 func TestReturnsFindTheirPublishAmongRepeatedIDs(t *testing.T) {
 	t.Parallel()
-	b := brokertest.New(t)
-	q := b.Queue("routable")
-	b.DeclareQueue(q)
+	b, q, pub, ctx := returnsSetup(t)
 	missing := b.Queue("missing")
-	pub := newPublisher(t, b.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	routed := 0
 	for round, pattern := range []string{"RU", "UR", "URU", "RUR", "UU", "RR", "URRU", "RUUR"} {
 		id := fmt.Sprintf("same-%d", round)
@@ -72,12 +73,7 @@ func TestReturnsFindTheirPublishAmongRepeatedIDs(t *testing.T) {
 // whole) must not decide which publish a return belongs to.
 func TestStaleSequenceHeaderIsIgnored(t *testing.T) {
 	t.Parallel()
-	b := brokertest.New(t)
-	q := b.Queue("routable")
-	b.DeclareQueue(q)
-	pub := newPublisher(t, b.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	b, q, pub, ctx := returnsSetup(t)
 	// On a fresh channel the first publish is sequence number 1.
 	ok, err := pub.Publish(ctx, &broker.Publishing{Key: q, MessageID: "a", Body: []byte("{}")})
 	if err != nil {
