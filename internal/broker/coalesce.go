@@ -104,14 +104,12 @@ func (cc *coalescingConn) fail(err error) {
 	cc.mu.Unlock()
 }
 
-// SetDeadline applies t to reads only: a Write here never waits on the
-// socket, and the flusher's writes must not fail on a deadline that was
-// meant for a caller's write.
-func (cc *coalescingConn) SetDeadline(t time.Time) error { return cc.Conn.SetReadDeadline(t) }
-
-// SetWriteDeadline does nothing, for the same reason. crypto/tls sets one
-// just before it closes the connection, which would otherwise drop its
-// buffered close_notify; Close bounds the last flush itself.
+// SetWriteDeadline does nothing: a Write here never waits on the socket,
+// and the flusher's writes must not fail on a deadline meant for a
+// caller's write. crypto/tls sets one just before it closes the
+// connection, which would otherwise drop its buffered close_notify; Close
+// bounds the last flush itself. SetDeadline still reaches the socket
+// whole: the handshake's deadline is set and cleared through it.
 func (cc *coalescingConn) SetWriteDeadline(time.Time) error { return nil }
 
 // closeFlushTimeout bounds how long Close waits to send what is buffered

@@ -156,3 +156,27 @@ func TestCoalescingConnFailsWritesAfterTheSocketBreaks(t *testing.T) {
 	}
 	t.Fatal("writes kept succeeding on a reset connection")
 }
+
+// The dialer bounds the handshake with a deadline on the socket and
+// amqp091-go clears it through the connection once open; writes after the
+// old deadline must still go out.
+func TestCoalescingConnClearedDeadlineLetsWritesThrough(t *testing.T) {
+	client, server := tcpPair(t)
+	if err := client.SetDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	cc := newCoalescingConn(client)
+	defer cc.Close()
+	if err := cc.SetDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := cc.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(server, got); err != nil || string(got) != "after" {
+		t.Fatalf("peer read %q, %v: a write after the cleared handshake deadline was lost", got, err)
+	}
+}
