@@ -147,6 +147,11 @@ func Enqueue[T any](ctx context.Context, p *Producer, def *task.Def[T], payload 
 //	thumb, err := h.Get(ctx)
 func EnqueueResult[T, R any](ctx context.Context, p *Producer, def *task.ResultDef[T, R], payload T, opts ...Option) (*result.Handle[R], error) {
 	backend := p.resultBackend()
+	if r, ok := backend.(result.ReadyWaiter); ok {
+		if err := r.WaitReady(ctx); err != nil {
+			return nil, fmt.Errorf("producer: enqueue %s: %w", def.Name(), err)
+		}
+	}
 	var o options
 	for _, opt := range opts {
 		opt(&o)

@@ -2,7 +2,9 @@ package result
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,6 +32,8 @@ type AMQP struct {
 	cancel  context.CancelFunc
 	done    chan struct{} // receive returned
 	runDone chan struct{} // the consumer's Run returned
+
+	declared atomic.Bool // the reply queue has existed: it is durable and outlives reconnects
 
 	mu     sync.Mutex
 	subs   map[string]*Subscription
@@ -59,6 +63,25 @@ func NewAMQP(sup *broker.Supervisor, log *zap.Logger) *AMQP {
 	go func() { defer close(b.runDone); b.cons.Run(ctx) }()
 	go b.receive(ctx)
 	return b
+}
+
+// WaitReady waits until the reply queue exists. The consumer declares it in
+// the background; a task published before that would have its updates
+// returned as unroutable, which a worker takes to mean that nobody awaits
+// them, and the result would be lost.
+func (b *AMQP) WaitReady(ctx context.Context) error {
+	for !b.declared.Load() {
+		if b.cons.Consuming() {
+			b.declared.Store(true)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("result: waiting for reply queue %s: %w", b.queue, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // ReplyTo is the reply queue's name.

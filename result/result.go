@@ -24,6 +24,7 @@
 package result
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -166,6 +167,13 @@ func (s *Subscription) outcome() (Update, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.final, s.err
+}
+
+// ReadyWaiter is a Backend that needs a moment before updates can reach it
+// (AMQP declares its reply queue in the background); EnqueueResult waits
+// for it before it publishes a task.
+type ReadyWaiter interface {
+	WaitReady(ctx context.Context) error
 }
 
 // Backend delivers task updates to the process that awaits them.

@@ -174,6 +174,33 @@ func TestRetryThenSuccessIsSeen(t *testing.T) {
 	}
 }
 
+// The reply queue is declared in the background; the first EnqueueResult
+// of a producer must not publish before it exists, or the worker's updates
+// come back unroutable and the result is dropped as nobody's. When it
+// returns, the queue is there, on every fresh producer.
+func TestFirstEnqueueResultFindsItsReplyQueue(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("first")
+	b.DeclareQueue(q)
+	for i := range 10 {
+		p := newProducer(t, b.URL, q)
+		if _, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, add, Sum{i, 1}); err != nil {
+			t.Fatal(err)
+		}
+		d, ok := b.Get(q)
+		if !ok {
+			t.Fatalf("producer %d: task not in %s", i, q)
+		}
+		reply := d.ReplyTo
+		b.Track(reply)
+		ch := b.Channel()
+		if _, err := ch.QueueDeclarePassive(reply, true, false, false, false, nil); err != nil {
+			t.Fatalf("producer %d: reply queue %s missing after its first EnqueueResult returned: %v", i, reply, err)
+		}
+	}
+}
+
 func TestGetHonoursItsContext(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
