@@ -65,7 +65,7 @@ func main() {
 	flag.IntVar(&p.Window, "window", 256, "raw publisher's window of unconfirmed publishes")
 	flag.IntVar(&p.Rounds, "rounds", 3, "rounds of every phase; the table gives medians and each round's ratio")
 	child := flag.String("child", "", "internal: run one drain phase (raw or warren) and print its result")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run (not of drain children) to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file (drains run in children: pass it with -child to profile one)")
 	sweep := flag.Bool("sweep", false, "sweep concurrency, prefetch and payload size; write docs/performance.md and docs/performance.svg")
 	flag.StringVar(&p.Exchange, "exchange", "bench.x", "internal: exchange name")
 	flag.StringVar(&p.Queue, "queue", "bench.q", "internal: queue name")
@@ -81,15 +81,6 @@ func main() {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	if *child != "" {
-		r, err := runChild(ctx, *child, p)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench child:", err)
-			os.Exit(1)
-		}
-		_ = json.NewEncoder(os.Stdout).Encode(r)
-		return
-	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -98,6 +89,16 @@ func main() {
 		}
 		_ = pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if *child != "" {
+		r, err := runChild(ctx, *child, p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			pprof.StopCPUProfile()
+			os.Exit(1)
+		}
+		_ = json.NewEncoder(os.Stdout).Encode(r)
+		return
 	}
 	if err := run(ctx, p, *sweep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
