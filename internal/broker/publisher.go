@@ -29,7 +29,10 @@ type Publishing struct {
 
 // Publisher publishes with publisher confirms over a few channels of one
 // supervised connection. Publishes are pipelined: many may be in flight on a
-// channel, each waiting on its own Confirm.
+// channel, each waiting on its own Confirm. Each channel has one writer
+// goroutine: Publish queues the message for it and returns, so the frame
+// encoding runs on one long-lived stack rather than on every caller's,
+// which the runtime would grow and shrink again around each call.
 type Publisher struct {
 	sup    *Supervisor
 	slots  []*slot
@@ -62,7 +65,7 @@ func (p *Publisher) Publish(ctx context.Context, m *Publishing) (*Confirm, error
 		if err != nil {
 			return nil, err
 		}
-		c, err := pc.publish(ctx, m)
+		c, err := pc.publish(ctx, p, m)
 		if errors.Is(err, errChannelDown) {
 			// Nothing was sent; take the next channel.
 			continue
@@ -86,30 +89,39 @@ func (p *Publisher) Close() {
 }
 
 // Confirm is the outcome of one publish: the broker's ack, a nack, a
-// return, or the loss of the channel.
+// return, or the loss of the channel. It is also the publish's entry in its
+// channel's queue and, once written, in its list of unconfirmed publishes.
 type Confirm struct {
 	done     chan struct{}
 	err      error
 	exchange string
 	key      string
+
+	pub *Publisher  // to publish m again when its channel closed before sending it
+	m   *Publishing // the caller's, read by the writer and by a resend
+	seq uint64      // the channel's publish sequence number, once written
 }
 
 // Wait blocks until the broker has confirmed the publish or ctx is done.
-// nil means the message is safely in its queue(s).
+// nil means the message is safely in its queue(s). A publish whose channel
+// closed before it was written is published again on a live one.
 func (c *Confirm) Wait(ctx context.Context) error {
-	select {
-	case <-c.done:
-		return c.err
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for publisher confirm: %w", ctx.Err())
+	for {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for publisher confirm: %w", ctx.Err())
+		}
+		if !errors.Is(c.err, errChannelDown) {
+			return c.err
+		}
+		next, err := c.pub.Publish(ctx, c.m)
+		if err != nil {
+			return err
+		}
+		c = next
 	}
 }
-
-// Done is closed when the outcome is known.
-func (c *Confirm) Done() <-chan struct{} { return c.done }
-
-// Err is the outcome once Done is closed.
-func (c *Confirm) Err() error { return c.err }
 
 // Exchange is where the message was published.
 func (c *Confirm) Exchange() string { return c.exchange }
@@ -167,27 +179,22 @@ func (s *slot) channel(ctx context.Context, sup *Supervisor) (*pubChannel, error
 // pubChannel is one confirm-mode channel. Confirms arrive in publish order
 // (amqp091-go resequences them), so pending is a FIFO: the listener pops
 // from the front, publishers push at the back.
+//
+// A return names its publish by message id when that is the channel's
+// untagged publish of the id, else by the HeaderPublishSeq it carries.
 type pubChannel struct {
 	ch  *amqp.Channel
 	log *zap.Logger
 
-	pubMu sync.Mutex // orders sequence numbers with publishes
-
-	mu       sync.Mutex // guards below
-	pending  []*pending
-	untagged map[string]*pending    // by message id: the in-flight publish sent without HeaderPublishSeq
+	mu       sync.Mutex             // guards below
+	queue    []*Confirm             // accepted by publish, not yet taken by the writer
+	pending  []*Confirm             // written, waiting for their confirms, in sequence order
+	untagged map[string]*Confirm    // by message id: the in-flight publish sent without HeaderPublishSeq
 	returned map[uint64]amqp.Return // by publish sequence number
 	closed   bool
-	closeErr error
-}
 
-// pending is one publish waiting for its confirm. A return names it by
-// message id when it is the channel's untagged publish of that id, else by
-// the HeaderPublishSeq it carries.
-type pending struct {
-	seq uint64
-	id  string
-	c   *Confirm
+	kick chan struct{} // one pending wake-up for the writer at most
+	stop chan struct{} // closed with the channel: the writer exits
 }
 
 func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
@@ -199,7 +206,8 @@ func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
 		_ = ch.Close()
 		return nil, err
 	}
-	pc := &pubChannel{ch: ch, log: log, returned: make(map[uint64]amqp.Return), untagged: make(map[string]*pending)}
+	pc := &pubChannel{ch: ch, log: log, returned: make(map[uint64]amqp.Return), untagged: make(map[string]*Confirm),
+		kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	// Both are read by one goroutine. amqp091-go's single reader sends a
 	// message's return before its ack, and returns is unbuffered, so the
 	// listener has taken the return before the ack can even be queued: the
@@ -210,6 +218,7 @@ func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
 	returns := ch.NotifyReturn(make(chan amqp.Return))
 	closes := ch.NotifyClose(make(chan *amqp.Error, 1))
 	go pc.listen(confirms, returns, closes)
+	go pc.write()
 	return pc, nil
 }
 
@@ -219,34 +228,73 @@ func (pc *pubChannel) isClosed() bool {
 	return pc.closed
 }
 
-func (pc *pubChannel) publish(ctx context.Context, m *Publishing) (*Confirm, error) {
+// publish queues m for the channel's writer and returns its Confirm.
+func (pc *pubChannel) publish(ctx context.Context, pub *Publisher, m *Publishing) (*Confirm, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	// A header amqp091-go cannot encode is the caller's mistake; check it
-	// first so that every later Publish error means the channel failed.
+	// here, so that every later failure means the channel failed.
 	if err := amqp.Table(m.Headers).Validate(); err != nil {
 		return nil, fmt.Errorf("publish to exchange %q key %q: invalid headers: %w", m.Exchange, m.Key, err)
 	}
-	c := &Confirm{done: make(chan struct{}), exchange: m.Exchange, key: m.Key}
-	pc.pubMu.Lock()
-	defer pc.pubMu.Unlock()
-	// The sequence number is taken before pc.mu: amqp091-go's reader holds
-	// its own lock while it hands a confirm to our listener, which needs
-	// pc.mu, so calling into amqp091-go under pc.mu could deadlock. pubMu
-	// alone keeps it equal to the number the next Publish gets.
-	seq := pc.ch.GetNextPublishSeqNo()
+	c := &Confirm{done: make(chan struct{}), exchange: m.Exchange, key: m.Key, pub: pub, m: m}
 	pc.mu.Lock()
 	if pc.closed {
 		pc.mu.Unlock()
 		return nil, errChannelDown
 	}
-	pend := &pending{seq: seq, id: m.MessageID, c: c}
+	pc.queue = append(pc.queue, c)
+	pc.mu.Unlock()
+	kick(pc.kick)
+	return c, nil
+}
+
+// write sends the queued publishes in order until the channel closes. It is
+// the channel's only publisher, so sequence numbers follow the queue.
+func (pc *pubChannel) write() {
+	var batch []*Confirm
+	for {
+		select {
+		case <-pc.kick:
+		case <-pc.stop:
+			return
+		}
+		for {
+			pc.mu.Lock()
+			batch, pc.queue = pc.queue, batch[:0]
+			pc.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for i, c := range batch {
+				pc.send(c)
+				batch[i] = nil
+			}
+		}
+	}
+}
+
+// send writes one publish. Its outcome reaches c: from the listener once
+// the broker answers, or from here when the write fails.
+func (pc *pubChannel) send(c *Confirm) {
+	m := c.m
+	// The sequence number is taken before pc.mu: amqp091-go's reader holds
+	// its own lock while it hands a confirm to our listener, which needs
+	// pc.mu, so calling into amqp091-go under pc.mu could deadlock.
+	seq := pc.ch.GetNextPublishSeqNo()
+	pc.mu.Lock()
+	if pc.closed {
+		pc.mu.Unlock()
+		c.resolve(errChannelDown)
+		return
+	}
+	c.seq = seq
 	_, tagged := pc.untagged[m.MessageID]
 	if !tagged {
-		pc.untagged[m.MessageID] = pend
+		pc.untagged[m.MessageID] = c
 	}
-	pc.pending = append(pc.pending, pend)
+	pc.pending = append(pc.pending, c)
 	pc.mu.Unlock()
 
 	// A return is matched by message id, unique among this channel's
@@ -279,28 +327,27 @@ func (pc *pubChannel) publish(ctx context.Context, m *Publishing) (*Confirm, err
 		Body:            m.Body,
 	})
 	if err == nil {
-		return c, nil
+		return
 	}
 	// amqp091-go hands the sequence number out again, so the entry must go.
 	pc.mu.Lock()
 	removed := false
-	if n := len(pc.pending); n > 0 && pc.pending[n-1].c == c {
+	if n := len(pc.pending); n > 0 && pc.pending[n-1] == c {
 		pc.pending = pc.pending[:n-1]
-		pc.forget(pend)
+		pc.forget(c)
 		removed = true
 	}
 	pc.mu.Unlock()
-	if !removed {
+	switch {
+	case !removed:
 		// The listener already failed it because the channel closed.
-		<-c.done
-		return nil, errChannelDown
+	case errors.Is(err, amqp.ErrClosed):
+		c.resolve(errChannelDown) // not sent: Wait publishes it again
+	default:
+		// A write that failed mid-frame (a reset socket): the message may
+		// be partly sent, and the connection is going down.
+		c.resolve(fmt.Errorf("publish to exchange %q key %q: %w: %v", m.Exchange, m.Key, ErrConnectionLost, err))
 	}
-	if errors.Is(err, amqp.ErrClosed) {
-		return nil, errChannelDown
-	}
-	// A write that failed mid-frame (a reset socket): the message may be
-	// partly sent, and the connection is going down.
-	return nil, fmt.Errorf("publish to exchange %q key %q: %w: %v", m.Exchange, m.Key, ErrConnectionLost, err)
 }
 
 func (pc *pubChannel) listen(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return, closes <-chan *amqp.Error) {
@@ -314,8 +361,8 @@ func (pc *pubChannel) listen(confirms <-chan amqp.Confirmation, returns <-chan a
 			pc.mu.Lock()
 			if seq, ok := r.Headers[HeaderPublishSeq].(int64); ok {
 				pc.returned[uint64(seq)] = r
-			} else if p, ok := pc.untagged[r.MessageId]; ok {
-				pc.returned[p.seq] = r
+			} else if c, ok := pc.untagged[r.MessageId]; ok {
+				pc.returned[c.seq] = r
 			}
 			pc.mu.Unlock()
 		case cf, ok := <-confirms:
@@ -362,35 +409,37 @@ func (pc *pubChannel) confirm(cf amqp.Confirmation) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	for len(pc.pending) > 0 && pc.pending[0].seq <= cf.DeliveryTag {
-		p := pc.pending[0]
+		c := pc.pending[0]
 		pc.pending[0] = nil
 		pc.pending = pc.pending[1:]
-		pc.forget(p)
-		if p.seq < cf.DeliveryTag {
+		pc.forget(c)
+		if c.seq < cf.DeliveryTag {
 			// amqp091-go drops a notification its listener did not take
 			// within 5s. The listener only ever waits for pc.mu, held
 			// briefly, so this should not happen; if it does, the outcome
 			// is unknown and the caller must hear so.
-			delete(pc.returned, p.seq)
-			p.c.resolve(fmt.Errorf("%w: confirm %d was never delivered", ErrConnectionLost, p.seq))
+			delete(pc.returned, c.seq)
+			c.resolve(fmt.Errorf("%w: confirm %d was never delivered", ErrConnectionLost, c.seq))
 			continue
 		}
-		if r, ok := pc.returned[p.seq]; ok {
-			delete(pc.returned, p.seq)
-			p.c.resolve(&UnroutableError{Exchange: r.Exchange, Key: r.RoutingKey, Reply: r.ReplyText})
+		if r, ok := pc.returned[c.seq]; ok {
+			delete(pc.returned, c.seq)
+			c.resolve(&UnroutableError{Exchange: r.Exchange, Key: r.RoutingKey, Reply: r.ReplyText})
 			continue
 		}
 		if !cf.Ack {
-			p.c.resolve(fmt.Errorf("publish to exchange %q key %q: %w", p.c.exchange, p.c.key, ErrNacked))
+			c.resolve(fmt.Errorf("publish to exchange %q key %q: %w", c.exchange, c.key, ErrNacked))
 			continue
 		}
-		p.c.resolve(nil)
+		c.resolve(nil)
 	}
 	if len(pc.pending) == 0 {
 		pc.pending = nil // let the backing array go
 	}
 }
 
+// fail settles everything on a closed channel: written publishes may have
+// reached the broker, queued ones did not and are published again by Wait.
 func (pc *pubChannel) fail(reason *amqp.Error) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
@@ -398,24 +447,28 @@ func (pc *pubChannel) fail(reason *amqp.Error) {
 		return
 	}
 	pc.closed = true
+	close(pc.stop)
 	err := ErrConnectionLost
 	if reason != nil {
 		err = fmt.Errorf("%w: %v", ErrConnectionLost, reason)
-		pc.closeErr = reason
 	}
-	for _, p := range pc.pending {
-		p.c.resolve(err)
+	for _, c := range pc.pending {
+		c.resolve(err)
 	}
 	pc.pending = nil
+	for _, c := range pc.queue {
+		c.resolve(errChannelDown)
+	}
+	pc.queue = nil
 	clear(pc.untagged)
 	if reason != nil {
 		pc.log.Warn("publisher channel closed", zap.Error(reason))
 	}
 }
 
-// forget drops p from the untagged index once it is settled; under pc.mu.
-func (pc *pubChannel) forget(p *pending) {
-	if pc.untagged[p.id] == p {
-		delete(pc.untagged, p.id)
+// forget drops c from the untagged index once it is settled; under pc.mu.
+func (pc *pubChannel) forget(c *Confirm) {
+	if pc.untagged[c.m.MessageID] == c {
+		delete(pc.untagged, c.m.MessageID)
 	}
 }

@@ -1,0 +1,67 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warrenq/warren/internal/brokertest"
+)
+
+// Publishes still queued for a channel's writer when the channel dies were
+// never sent, so Wait publishes them again on a new channel; those written
+// before the broker's close may be lost and must say so. The broker closes
+// the channel at the first publish, to a missing exchange, while thousands
+// queued behind it wait for the writer.
+func TestQueuedPublishesOutliveTheirChannel(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("outlive")
+	b.DeclareQueue(q)
+	sup, err := New(Config{URL: b.URL, Role: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := NewPublisher(sup, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
+
+	bad, err := pub.Publish(ctx, &Publishing{Exchange: b.Exchange("missing"), Key: "k", MessageID: "bad", Body: []byte("{}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	cs := make([]*Confirm, n)
+	for i := range cs {
+		if cs[i], err = pub.Publish(ctx, &Publishing{Key: q, MessageID: "m", Body: []byte("{}")}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	if err := bad.Wait(ctx); !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), "NOT_FOUND") {
+		t.Fatalf("publish to a missing exchange: err = %v, want ErrConnectionLost with NOT_FOUND", err)
+	}
+	confirmed, resent := 0, 0
+	for i, c := range cs {
+		err := c.Wait(ctx)
+		switch {
+		case err == nil:
+			confirmed++
+			if errors.Is(c.err, errChannelDown) { // the first channel's outcome
+				resent++
+			}
+		case errors.Is(err, ErrConnectionLost):
+			// Written after the bad publish: the broker dropped it.
+		default:
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	if resent == 0 {
+		t.Errorf("no publish was sent again on a new channel (%d confirmed)", confirmed)
+	}
+	if got := b.Ready(q); got != confirmed {
+		t.Errorf("queue holds %d messages, %d were confirmed", got, confirmed)
+	}
+	t.Logf("%d confirmed, %d of them sent again, %d lost with the channel", confirmed, resent, n-confirmed)
+}
