@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -158,7 +157,7 @@ func EnqueueResult[T, R any](ctx context.Context, p *Producer, def *task.ResultD
 	}
 	id := o.id
 	if id == "" {
-		id = uuid.NewString()
+		id = task.NewID(time.Now())
 	}
 	// Subscribe before publishing, so that no update can be missed.
 	sub := backend.Subscribe(id)
@@ -351,11 +350,11 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now()
 	id := o.id
 	if id == "" {
-		id = uuid.NewString()
+		id = task.NewID(now)
 	}
-	now := time.Now()
 	m := task.Message{ID: id, Task: t.Name, ETA: o.eta, Expires: o.expires, MaxAttempts: o.maxAttempts, EnqueuedAt: now}
 	pub := broker.Publishing{
 		Exchange:    route.Exchange,

@@ -88,6 +88,27 @@ func TestEnqueueWireFormat(t *testing.T) {
 	if d.Timestamp.Before(before) || d.Timestamp.After(time.Now().Add(time.Second)) {
 		t.Errorf("timestamp %v is not the enqueue time", d.Timestamp)
 	}
+	// The id carries the enqueue time, in the timestamp's second, so the
+	// enqueued-at header is left out; a worker reads the time back.
+	at, ok := task.IDTime(id)
+	if !ok || at.Before(before) || at.After(time.Now()) || at.Unix() != d.Timestamp.Unix() {
+		t.Errorf("id %q carries %v (%v), want the enqueue time in the second of %v", id, at, ok, d.Timestamp)
+	}
+	if v, has := d.Headers[task.HeaderEnqueuedAt]; has {
+		t.Errorf("%s = %v sent beside an id that carries the time", task.HeaderEnqueuedAt, v)
+	}
+	m := task.Message{ID: d.MessageId, Timestamp: d.Timestamp}
+	if err := m.ParseHeaders(d.Headers); err != nil || !m.EnqueuedAt.Equal(at) {
+		t.Errorf("EnqueuedAt read back = %v (%v), want %v", m.EnqueuedAt, err, at)
+	}
+	// With the caller's own id the time needs the header.
+	if _, err := producer.Enqueue(timeout(t, 10*time.Second), p, noteTask, Note{}, producer.WithID("order-42")); err != nil {
+		t.Fatal(err)
+	}
+	d, ok = b.Get(q)
+	if us, isInt := d.Headers[task.HeaderEnqueuedAt].(int64); !ok || !isInt || time.UnixMicro(us).Before(before) {
+		t.Errorf("with WithID: %s = %v, want the enqueue time in microseconds", task.HeaderEnqueuedAt, d.Headers[task.HeaderEnqueuedAt])
+	}
 }
 
 func TestUnroutableIsAnError(t *testing.T) {

@@ -13,17 +13,18 @@ type benchPayload struct {
 
 var benchDef = Define[benchPayload]("process_media")
 
-// The per-task work of a producer: encode the payload and build headers.
+// The per-task work of a producer: encode the payload, make an id and
+// build headers.
 func BenchmarkEncodeAndHeaders(b *testing.B) {
 	b.ReportAllocs()
 	p := benchPayload{Name: "/tmp/lolcat1.avi", Size: 1301013}
-	now := time.Now()
 	for b.Loop() {
 		t := benchDef.New(p)
 		if _, _, err := t.Encode(); err != nil {
 			b.Fatal(err)
 		}
-		m := Message{ID: "0f8fad5b-d9cb-469f-a165-70867728950e", Task: t.Name, EnqueuedAt: now}
+		now := time.Now()
+		m := Message{ID: NewID(now), Task: t.Name, EnqueuedAt: now}
 		_ = m.BuildHeaders(nil)
 	}
 }
@@ -35,10 +36,12 @@ func BenchmarkParseAndDispatch(b *testing.B) {
 	reg := NewRegistry()
 	reg.MustRegister(benchDef.Handler(func(context.Context, benchPayload) error { return nil }))
 	body := []byte(`{"name": "/tmp/lolcat1.avi", "size": 1301013}`)
-	h := map[string]any{"task": "process_media", "id": "0f8fad5b-d9cb-469f-a165-70867728950e", "x-warren-enqueued-at": time.Now().UnixMicro()}
+	now := time.Now()
+	id := NewID(now)
+	h := map[string]any{"task": "process_media", "id": id}
 	ctx := context.Background()
 	for b.Loop() {
-		m := Message{ID: "0f8fad5b-d9cb-469f-a165-70867728950e", ContentType: ContentTypeJSON, Body: body}
+		m := Message{ID: id, ContentType: ContentTypeJSON, Body: body, Timestamp: time.Unix(now.Unix(), 0)}
 		if err := m.ParseHeaders(h); err != nil {
 			b.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/warrenq/warren/task"
 )
@@ -86,4 +87,15 @@ func ExampleWithAliases() {
 	// Output:
 	// process_media handled by encode_media: a.avi
 	// encode_media handled by encode_media: a.avi
+}
+
+// A task id made by NewID carries its enqueue time, which IDTime reads back:
+// ids sort by enqueue time, and a worker measures how long a task waited
+// without an extra header.
+func ExampleIDTime() {
+	at := time.Date(2026, 11, 29, 12, 0, 0, 250_000_000, time.UTC)
+	id := task.NewID(at)
+	t, ok := task.IDTime(id)
+	fmt.Println(t.UTC().Format(time.RFC3339Nano), ok)
+	// Output: 2026-11-29T12:00:00.25Z true
 }

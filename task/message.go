@@ -24,7 +24,8 @@ const (
 	// HeaderMaxAttempts overrides the task's MaxAttempts for one enqueue.
 	HeaderMaxAttempts = HeaderPrefix + "max-attempts"
 	// HeaderEnqueuedAt is the enqueue time in Unix microseconds: the AMQP
-	// timestamp has whole seconds only, too coarse for wait latency.
+	// timestamp has whole seconds only, too coarse for wait latency. Sent
+	// only when the task id (see NewID) does not carry the time already.
 	HeaderEnqueuedAt = HeaderPrefix + "enqueued-at"
 
 	// Headers the worker adds to the copies it republishes.
@@ -50,7 +51,7 @@ type Message struct {
 	Expires     time.Time      // zero: never expires
 	Priority    uint8
 	MaxAttempts int       // per-enqueue override of the task's MaxAttempts; 0: none
-	EnqueuedAt  time.Time // from x-warren-enqueued-at, else Timestamp; zero if neither
+	EnqueuedAt  time.Time // from x-warren-enqueued-at, else the id (NewID) within Timestamp's second, else Timestamp; zero if none
 	Queue       string    // the queue it was consumed from; empty on the producer side
 	ReplyTo     string    // where the caller awaits updates (reply_to); empty if nobody awaits
 	Redelivered bool      // the broker delivered it before (a crash or a requeue)
@@ -92,11 +93,8 @@ func (m *Message) ParseHeaders(h map[string]any) error {
 	}
 	// Only metrics read the enqueue time, so a bad value is ignored rather
 	// than making the task undecodable.
-	if us, ok := toInt64(h[HeaderEnqueuedAt]); ok && us > 0 {
-		m.EnqueuedAt = time.UnixMicro(us)
-	} else if !m.Timestamp.IsZero() {
-		m.EnqueuedAt = m.Timestamp
-	}
+	us, _ := toInt64(h[HeaderEnqueuedAt])
+	m.EnqueuedAt = enqueuedAt(us, m.ID, m.Timestamp)
 	var err error
 	if m.ETA, err = parseTimeHeader(h, HeaderETA); err != nil {
 		return &DecodeError{Task: m.Task, Err: err}
@@ -131,7 +129,8 @@ func clip(s string) string {
 // BuildHeaders returns the header table for m: the protocol headers from its
 // fields plus extra. Extra never sets a protocol header, even one m leaves
 // out: a caller's "retries" or "eta" would change how the task runs. Zero
-// fields are left out, as the protocol says absent means the default.
+// fields are left out, as the protocol says absent means the default, and
+// so is EnqueuedAt when m.ID carries it (NewID).
 func (m *Message) BuildHeaders(extra map[string]any) map[string]any {
 	h := make(map[string]any, 3+len(extra))
 	for k, v := range extra {
@@ -151,7 +150,7 @@ func (m *Message) BuildHeaders(extra map[string]any) map[string]any {
 	if m.MaxAttempts > 0 {
 		h[HeaderMaxAttempts] = int64(m.MaxAttempts)
 	}
-	if !m.EnqueuedAt.IsZero() {
+	if !m.EnqueuedAt.IsZero() && !idCarriesTime(m.ID, m.EnqueuedAt) {
 		h[HeaderEnqueuedAt] = m.EnqueuedAt.UnixMicro()
 	}
 	if !m.ETA.IsZero() {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/task"
@@ -50,11 +48,11 @@ func (x *exchangeETA) publish(ctx context.Context, t task.Task) (string, *broker
 	if err != nil {
 		return "", nil, err
 	}
+	now := time.Now()
 	id := x.id
 	if id == "" {
-		id = uuid.NewString()
+		id = task.NewID(now)
 	}
-	now := time.Now()
 	m := task.Message{ID: id, Task: t.Name, ETA: x.eta(), EnqueuedAt: now}
 	c, err := x.pub.Publish(ctx, &broker.Publishing{
 		Exchange: x.exchange, Key: x.key, MessageID: id, ContentType: contentType,
