@@ -221,6 +221,20 @@ func checkArgs(t *testing.T, w *workload, f *facts) {
 	if !slices.ContainsFunc(w.container.Env, func(e corev1.EnvVar) bool { return e.Name == runner.EnvBrokerURL }) {
 		t.Errorf("container %s: no env %s: the worker would dial its default, localhost", containerName, runner.EnvBrokerURL)
 	}
+	// Go's GC lets the heap reach twice the live data; with a prefetch
+	// window of large messages live, that overshoots a memory limit unless
+	// GOMEMLIMIT tells the runtime where the limit is.
+	if _, limited := w.container.Resources.Limits[corev1.ResourceMemory]; limited {
+		i := slices.IndexFunc(w.container.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })
+		switch {
+		case i < 0:
+			t.Errorf("container %s: a memory limit but no env GOMEMLIMIT", containerName)
+		case w.container.Env[i].ValueFrom == nil || w.container.Env[i].ValueFrom.ResourceFieldRef == nil ||
+			w.container.Env[i].ValueFrom.ResourceFieldRef.Resource != "limits.memory" ||
+			!w.container.Env[i].ValueFrom.ResourceFieldRef.Divisor.IsZero() && w.container.Env[i].ValueFrom.ResourceFieldRef.Divisor.Value() != 1:
+			t.Errorf("container %s: GOMEMLIMIT %+v, want it from resourceFieldRef limits.memory in bytes", containerName, w.container.Env[i])
+		}
+	}
 }
 
 func checkProbes(t *testing.T, w *workload) {
