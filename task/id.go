@@ -8,16 +8,17 @@ import (
 )
 
 // NewID returns a new task id: a version 7 UUID (RFC 9562) that carries t,
-// the enqueue time, to 256 ns (48 bits of Unix milliseconds, then 12 bits
-// of the millisecond's fraction, then 62 random bits). Ids sort by enqueue
+// the enqueue time, to 256 ns: 48 bits of Unix milliseconds, the version,
+// 12 bits of the millisecond's fraction, the variant, 62 random bits. Ids sort by enqueue
 // time, and a worker reads the enqueue time from the id rather than from a
 // header: RabbitMQ decodes every message's header table on publish, and one
 // more header costs it several percent of its publish rate.
+//
+// t must be after 1970, as the format's clock is; time.Now always is.
 func NewID(t time.Time) string {
 	u := uuid.New() // version 4: random, with the variant set
-	ns := t.UnixNano()
-	ms := ns / int64(time.Millisecond)
-	frac := (ns - ms*int64(time.Millisecond)) >> 8 // < 3907: fits 12 bits
+	ms := t.UnixMilli()
+	frac := int64(t.Nanosecond()%int(time.Millisecond)) >> 8 // < 3907: fits 12 bits
 	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
 	u[6] = 0x70 | byte(frac>>8)&0x0f
 	u[7] = byte(frac)

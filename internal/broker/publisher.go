@@ -38,10 +38,11 @@ type Publisher struct {
 	slots  []*slot
 	next   atomic.Uint32
 	closed atomic.Bool
+	resent atomic.Uint64 // publishes a closed channel never wrote, queued again
 }
 
 // NewPublisher returns a publisher using channels confirm channels (at least
-// one). More channels spread the lock that orders publishes on each.
+// one), each with its own writer goroutine.
 func NewPublisher(sup *Supervisor, channels int) *Publisher {
 	if channels < 1 {
 		channels = 1
@@ -53,30 +54,69 @@ func NewPublisher(sup *Supervisor, channels int) *Publisher {
 	return p
 }
 
-// Publish sends m and returns its Confirm without waiting for it. It waits
-// for a connection until ctx is done.
+// Publish queues m for a channel's writer and returns its Confirm without
+// waiting for the broker. It waits for a connection until ctx is done.
+//
+// m, its headers and its body must not change until the Confirm is
+// settled: the writer reads them after Publish returns, and if the channel
+// closes before it has written m, m goes out again on another channel.
 func (p *Publisher) Publish(ctx context.Context, m *Publishing) (*Confirm, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// A header amqp091-go cannot encode is the caller's mistake; check it
+	// here, so that every later failure means the channel failed.
+	if err := amqp.Table(m.Headers).Validate(); err != nil {
+		return nil, fmt.Errorf("publish to exchange %q key %q: invalid headers: %w", m.Exchange, m.Key, err)
+	}
+	c := &Confirm{done: make(chan struct{}), m: m}
+	if err := p.enqueue(ctx, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// enqueue puts c on a live channel's queue, waiting for one until ctx is
+// done.
+func (p *Publisher) enqueue(ctx context.Context, c *Confirm) error {
 	s := p.slots[int(p.next.Add(1))%len(p.slots)]
 	for {
 		if p.closed.Load() {
-			return nil, ErrClosed
+			return ErrClosed
 		}
-		pc, err := s.channel(ctx, p.sup)
+		pc, err := s.channel(ctx, p)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		c, err := pc.publish(ctx, p, m)
-		if errors.Is(err, errChannelDown) {
-			// Nothing was sent; take the next channel.
+		if pc.enqueue(c) {
+			return nil
+		}
+		// It closed in between: open the next one.
+	}
+}
+
+// resend puts publishes that a closed channel never wrote on a live one.
+// It is done here rather than in Wait because some callers never wait
+// (the worker's progress notices).
+func (p *Publisher) resend(cs []*Confirm) {
+	p.resent.Add(uint64(len(cs)))
+	p.sup.log.Info("publisher channel closed before writing some publishes; sending them on another", zap.Int("publishes", len(cs)))
+	for _, c := range cs {
+		if c.abandoned.Load() {
+			c.resolve(errAbandoned)
 			continue
 		}
-		return c, err
+		// No deadline of its own: the supervisor's reconnecting or closing
+		// ends the wait, and a caller that stops waiting meanwhile marks
+		// c abandoned, which the next writer honours.
+		if err := p.enqueue(context.Background(), c); err != nil {
+			c.resolve(err)
+		}
 	}
 }
 
 // Close closes the publisher's channels; pending confirms fail. Close the
-// supervisor first: a publish waiting for a connection holds its slot
-// until the supervisor's closing wakes it.
+// supervisor first, so that publishes waiting for a connection end.
 func (p *Publisher) Close() {
 	p.closed.Store(true)
 	for _, s := range p.slots {
@@ -91,50 +131,44 @@ func (p *Publisher) Close() {
 // Confirm is the outcome of one publish: the broker's ack, a nack, a
 // return, or the loss of the channel. It is also the publish's entry in its
 // channel's queue and, once written, in its list of unconfirmed publishes.
+// Exactly one owner settles it: the queue's writer, the channel's listener,
+// or the channel's failure.
 type Confirm struct {
-	done     chan struct{}
-	err      error
-	exchange string
-	key      string
-
-	pub *Publisher  // to publish m again when its channel closed before sending it
-	m   *Publishing // the caller's, read by the writer and by a resend
-	seq uint64      // the channel's publish sequence number, once written
+	done      chan struct{}
+	err       error
+	m         *Publishing
+	seq       uint64      // the channel's publish sequence number, once written
+	abandoned atomic.Bool // Wait gave up: a writer that has not sent it yet drops it
 }
 
+// errAbandoned settles a publish dropped because its caller stopped
+// waiting; nobody reads it.
+var errAbandoned = errors.New("publish abandoned: its caller stopped waiting before it was sent")
+
 // Wait blocks until the broker has confirmed the publish or ctx is done.
-// nil means the message is safely in its queue(s). A publish whose channel
-// closed before it was written is published again on a live one.
+// nil means the message is safely in its queue(s). After a context error
+// the message may still be sent, unless its channel's writer had not yet
+// reached it: then it is dropped.
 func (c *Confirm) Wait(ctx context.Context) error {
-	for {
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for publisher confirm: %w", ctx.Err())
-		}
-		if !errors.Is(c.err, errChannelDown) {
-			return c.err
-		}
-		next, err := c.pub.Publish(ctx, c.m)
-		if err != nil {
-			return err
-		}
-		c = next
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		c.abandoned.Store(true)
+		return fmt.Errorf("waiting for publisher confirm: %w", ctx.Err())
 	}
 }
 
 // Exchange is where the message was published.
-func (c *Confirm) Exchange() string { return c.exchange }
+func (c *Confirm) Exchange() string { return c.m.Exchange }
 
 // Key is the routing key it was published with.
-func (c *Confirm) Key() string { return c.key }
+func (c *Confirm) Key() string { return c.m.Key }
 
 func (c *Confirm) resolve(err error) {
 	c.err = err
 	close(c.done)
 }
-
-var errChannelDown = errors.New("publisher channel down")
 
 // HeaderPublishSeq carries a publish's sequence number on its channel when
 // another publish with the same message id is in flight there, so that a
@@ -146,28 +180,42 @@ const HeaderPublishSeq = "x-warren-publish-seq"
 // the number of publishes a busy channel has in flight.
 const confirmBuffer = 1024
 
+// keptBatch bounds the queue arrays a writer keeps between bursts, so that
+// one burst does not hold its memory for the channel's life.
+const keptBatch = 4096
+
 type slot struct {
 	mu sync.Mutex
 	pc *pubChannel
 }
 
-func (s *slot) channel(ctx context.Context, sup *Supervisor) (*pubChannel, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pc != nil && !s.pc.isClosed() {
-		return s.pc, nil
-	}
+// channel returns the slot's live channel, opening one when there is none.
+// It waits for a connection without holding the slot's lock, so that a
+// publish whose context ends, or Close, is never stuck behind a wait that
+// has no deadline (a resend's).
+func (s *slot) channel(ctx context.Context, p *Publisher) (*pubChannel, error) {
 	for {
-		sess, err := sup.Session(ctx)
+		if pc := s.live(); pc != nil {
+			return pc, nil
+		}
+		sess, err := p.sup.Session(ctx)
 		if err != nil {
 			return nil, err
 		}
-		pc, err := openPubChannel(sess, sup.log)
+		s.mu.Lock()
+		if s.pc != nil && !s.pc.isClosed() {
+			s.mu.Unlock()
+			continue // another publish opened one meanwhile
+		}
+		pc, err := openPubChannel(sess, p)
 		if err == nil {
 			s.pc = pc
+		}
+		s.mu.Unlock()
+		if err == nil {
 			return pc, nil
 		}
-		sup.log.Warn("open publisher channel", zap.Error(err))
+		p.sup.log.Warn("open publisher channel", zap.Error(err))
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("open publisher channel: %w (%v)", ctx.Err(), err)
@@ -176,14 +224,24 @@ func (s *slot) channel(ctx context.Context, sup *Supervisor) (*pubChannel, error
 	}
 }
 
+func (s *slot) live() *pubChannel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pc != nil && !s.pc.isClosed() {
+		return s.pc
+	}
+	return nil
+}
+
 // pubChannel is one confirm-mode channel. Confirms arrive in publish order
 // (amqp091-go resequences them), so pending is a FIFO: the listener pops
-// from the front, publishers push at the back.
+// from the front, the writer pushes at the back.
 //
 // A return names its publish by message id when that is the channel's
 // untagged publish of the id, else by the HeaderPublishSeq it carries.
 type pubChannel struct {
 	ch  *amqp.Channel
+	pub *Publisher
 	log *zap.Logger
 
 	mu       sync.Mutex             // guards below
@@ -191,13 +249,17 @@ type pubChannel struct {
 	pending  []*Confirm             // written, waiting for their confirms, in sequence order
 	untagged map[string]*Confirm    // by message id: the in-flight publish sent without HeaderPublishSeq
 	returned map[uint64]amqp.Return // by publish sequence number
-	closed   bool
+	writing  *Confirm               // in pending and inside amqp091-go's Publish
+	orphaned bool                   // fail found writing in pending and left it to the writer
+	failErr  error                  // why the channel closed, once closed
+	closed   bool                   // fail has run
+	dead     bool                   // amqp091-go refused a publish: closed, fail yet to run
 
 	kick chan struct{} // one pending wake-up for the writer at most
 	stop chan struct{} // closed with the channel: the writer exits
 }
 
-func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
+func openPubChannel(sess *Session, pub *Publisher) (*pubChannel, error) {
 	ch, err := sess.Conn.Channel()
 	if err != nil {
 		return nil, err
@@ -206,7 +268,7 @@ func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
 		_ = ch.Close()
 		return nil, err
 	}
-	pc := &pubChannel{ch: ch, log: log, returned: make(map[uint64]amqp.Return), untagged: make(map[string]*Confirm),
+	pc := &pubChannel{ch: ch, pub: pub, log: pub.sup.log, returned: make(map[uint64]amqp.Return), untagged: make(map[string]*Confirm),
 		kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	// Both are read by one goroutine. amqp091-go's single reader sends a
 	// message's return before its ack, and returns is unbuffered, so the
@@ -225,29 +287,20 @@ func openPubChannel(sess *Session, log *zap.Logger) (*pubChannel, error) {
 func (pc *pubChannel) isClosed() bool {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	return pc.closed
+	return pc.closed || pc.dead
 }
 
-// publish queues m for the channel's writer and returns its Confirm.
-func (pc *pubChannel) publish(ctx context.Context, pub *Publisher, m *Publishing) (*Confirm, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	// A header amqp091-go cannot encode is the caller's mistake; check it
-	// here, so that every later failure means the channel failed.
-	if err := amqp.Table(m.Headers).Validate(); err != nil {
-		return nil, fmt.Errorf("publish to exchange %q key %q: invalid headers: %w", m.Exchange, m.Key, err)
-	}
-	c := &Confirm{done: make(chan struct{}), exchange: m.Exchange, key: m.Key, pub: pub, m: m}
+// enqueue queues c for the writer; false if the channel has closed.
+func (pc *pubChannel) enqueue(c *Confirm) bool {
 	pc.mu.Lock()
-	if pc.closed {
+	if pc.closed || pc.dead {
 		pc.mu.Unlock()
-		return nil, errChannelDown
+		return false
 	}
 	pc.queue = append(pc.queue, c)
 	pc.mu.Unlock()
 	kick(pc.kick)
-	return c, nil
+	return true
 }
 
 // write sends the queued publishes in order until the channel closes. It is
@@ -268,26 +321,40 @@ func (pc *pubChannel) write() {
 				break
 			}
 			for i, c := range batch {
-				pc.send(c)
+				if !pc.send(c) {
+					// The channel is gone: what it did not write goes
+					// out on another, in order.
+					pc.pub.resend(batch[i:])
+					clear(batch[i:])
+					break
+				}
 				batch[i] = nil
+			}
+			if cap(batch) > keptBatch {
+				batch = nil
 			}
 		}
 	}
 }
 
-// send writes one publish. Its outcome reaches c: from the listener once
-// the broker answers, or from here when the write fails.
-func (pc *pubChannel) send(c *Confirm) {
+// send writes one publish. Its outcome reaches c from the listener once the
+// broker answers, from here if the write failed, from fail if the channel
+// closes after the write. false means the channel had closed and c was not
+// sent: the caller hands it to another.
+func (pc *pubChannel) send(c *Confirm) bool {
+	if c.abandoned.Load() {
+		c.resolve(errAbandoned)
+		return true
+	}
 	m := c.m
 	// The sequence number is taken before pc.mu: amqp091-go's reader holds
 	// its own lock while it hands a confirm to our listener, which needs
 	// pc.mu, so calling into amqp091-go under pc.mu could deadlock.
 	seq := pc.ch.GetNextPublishSeqNo()
 	pc.mu.Lock()
-	if pc.closed {
+	if pc.closed || pc.dead {
 		pc.mu.Unlock()
-		c.resolve(errChannelDown)
-		return
+		return false
 	}
 	c.seq = seq
 	_, tagged := pc.untagged[m.MessageID]
@@ -295,6 +362,7 @@ func (pc *pubChannel) send(c *Confirm) {
 		pc.untagged[m.MessageID] = c
 	}
 	pc.pending = append(pc.pending, c)
+	pc.writing = c
 	pc.mu.Unlock()
 
 	// A return is matched by message id, unique among this channel's
@@ -326,28 +394,41 @@ func (pc *pubChannel) send(c *Confirm) {
 		Timestamp:       m.Timestamp,
 		Body:            m.Body,
 	})
-	if err == nil {
-		return
-	}
-	// amqp091-go hands the sequence number out again, so the entry must go.
+
 	pc.mu.Lock()
-	removed := false
-	if n := len(pc.pending); n > 0 && pc.pending[n-1] == c {
-		pc.pending = pc.pending[:n-1]
-		pc.forget(c)
-		removed = true
+	pc.writing = nil
+	orphaned, failErr := pc.orphaned, pc.failErr
+	pc.orphaned = false
+	mine := orphaned
+	if errors.Is(err, amqp.ErrClosed) {
+		pc.dead = true // so that the resend below does not come back here
+	}
+	if !orphaned && err != nil {
+		// amqp091-go hands the sequence number out again, so the entry
+		// must go. Only this goroutine appends, so it is the last one,
+		// unless the listener settled it already.
+		if n := len(pc.pending); n > 0 && pc.pending[n-1] == c {
+			pc.pending[n-1] = nil
+			pc.pending = pc.pending[:n-1]
+			pc.forget(c)
+			mine = true
+		}
 	}
 	pc.mu.Unlock()
 	switch {
-	case !removed:
-		// The listener already failed it because the channel closed.
+	case !mine:
+		// The listener settles it.
 	case errors.Is(err, amqp.ErrClosed):
-		c.resolve(errChannelDown) // not sent: Wait publishes it again
+		return false
+	case err == nil:
+		// Written, then the channel closed before the broker confirmed it.
+		c.resolve(failErr)
 	default:
 		// A write that failed mid-frame (a reset socket): the message may
 		// be partly sent, and the connection is going down.
 		c.resolve(fmt.Errorf("publish to exchange %q key %q: %w: %v", m.Exchange, m.Key, ErrConnectionLost, err))
 	}
+	return true
 }
 
 func (pc *pubChannel) listen(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return, closes <-chan *amqp.Error) {
@@ -428,7 +509,7 @@ func (pc *pubChannel) confirm(cf amqp.Confirmation) {
 			continue
 		}
 		if !cf.Ack {
-			c.resolve(fmt.Errorf("publish to exchange %q key %q: %w", c.exchange, c.key, ErrNacked))
+			c.resolve(fmt.Errorf("publish to exchange %q key %q: %w", c.m.Exchange, c.m.Key, ErrNacked))
 			continue
 		}
 		c.resolve(nil)
@@ -439,7 +520,8 @@ func (pc *pubChannel) confirm(cf amqp.Confirmation) {
 }
 
 // fail settles everything on a closed channel: written publishes may have
-// reached the broker, queued ones did not and are published again by Wait.
+// reached the broker, so they fail; queued ones did not and go out again
+// on a live channel. The one the writer is writing is left to it.
 func (pc *pubChannel) fail(reason *amqp.Error) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
@@ -452,12 +534,17 @@ func (pc *pubChannel) fail(reason *amqp.Error) {
 	if reason != nil {
 		err = fmt.Errorf("%w: %v", ErrConnectionLost, reason)
 	}
+	pc.failErr = err
 	for _, c := range pc.pending {
+		if c == pc.writing {
+			pc.orphaned = true
+			continue
+		}
 		c.resolve(err)
 	}
 	pc.pending = nil
-	for _, c := range pc.queue {
-		c.resolve(errChannelDown)
+	if len(pc.queue) > 0 {
+		go pc.pub.resend(pc.queue)
 	}
 	pc.queue = nil
 	clear(pc.untagged)
