@@ -49,7 +49,15 @@ func runSweep(ctx context.Context, base params) error {
 		pt.rows = rows
 		fmt.Printf("enqueue %.2f, batch %.2f, drain %.2f of raw\n", ratio(rows, "enqueue"), ratio(rows, "enqueue (batch)"), ratio(rows, "drain"))
 	}
-	if err := os.WriteFile("docs/performance.md", []byte(sweepMarkdown(base, points)), 0o644); err != nil {
+	// The prose after the generated part (runs, profiles, findings) is
+	// written by hand; keep it.
+	var notes string
+	if old, err := os.ReadFile("docs/performance.md"); err == nil {
+		if _, after, ok := strings.Cut(string(old), sweepEnd); ok {
+			notes = after
+		}
+	}
+	if err := os.WriteFile("docs/performance.md", []byte(sweepMarkdown(base, points)+sweepEnd+notes), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile("docs/performance.svg", []byte(sweepSVG(points)), 0o644); err != nil {
@@ -81,6 +89,9 @@ func find(rows []row, phase string) row {
 func ratio(rows []row, phase string) float64 {
 	return find(rows, phase).ratio()
 }
+
+// sweepEnd ends the part of docs/performance.md that a sweep rewrites.
+const sweepEnd = "<!-- end of the sweep's output; the rest is kept when it runs again -->\n"
 
 func sweepMarkdown(base params, points []sweepPoint) string {
 	var b strings.Builder

@@ -10,6 +10,23 @@ import (
 	"github.com/warrenq/warren/internal/brokertest"
 )
 
+// publisherSetup gives a test its broker, a declared queue, a publisher on
+// one confirm channel and a bounded context.
+func publisherSetup(t *testing.T, queue string) (b *brokertest.Broker, q string, pub *Publisher, ctx context.Context) {
+	t.Helper()
+	b = brokertest.New(t)
+	q = b.Queue(queue)
+	b.DeclareQueue(q)
+	sup, err := New(Config{URL: b.URL, Role: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub = NewPublisher(sup, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
+	return b, q, pub, ctx
+}
+
 // Publishes still queued for a channel's writer when the channel dies were
 // never sent, so Wait publishes them again on a new channel; those written
 // before the broker's close may be lost and must say so. The broker closes
@@ -17,16 +34,7 @@ import (
 // queued behind it wait for the writer.
 func TestQueuedPublishesOutliveTheirChannel(t *testing.T) {
 	t.Parallel()
-	b := brokertest.New(t)
-	q := b.Queue("outlive")
-	b.DeclareQueue(q)
-	sup, err := New(Config{URL: b.URL, Role: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := NewPublisher(sup, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
+	b, q, pub, ctx := publisherSetup(t, "outlive")
 
 	bad, err := pub.Publish(ctx, &Publishing{Exchange: b.Exchange("missing"), Key: "k", MessageID: "bad", Body: []byte("{}")})
 	if err != nil {
@@ -70,16 +78,7 @@ func TestQueuedPublishesOutliveTheirChannel(t *testing.T) {
 // keeps the writer busy for long enough.
 func TestAbandonedPublishIsNotSentLate(t *testing.T) {
 	t.Parallel()
-	b := brokertest.New(t)
-	q := b.Queue("abandoned")
-	b.DeclareQueue(q)
-	sup, err := New(Config{URL: b.URL, Role: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := NewPublisher(sup, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
+	b, q, pub, ctx := publisherSetup(t, "abandoned")
 
 	big, err := pub.Publish(ctx, &Publishing{Key: q, MessageID: "big", Body: make([]byte, 32<<20)})
 	if err != nil {
