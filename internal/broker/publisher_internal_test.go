@@ -10,9 +10,9 @@ import (
 	"github.com/warrenq/warren/internal/brokertest"
 )
 
-// publisherSetup gives a test its broker, a declared queue, a publisher on
-// one confirm channel and a bounded context.
-func publisherSetup(t *testing.T, queue string) (b *brokertest.Broker, q string, pub *Publisher, ctx context.Context) {
+// publisherSetup gives a test its broker, a declared queue, a supervisor, a
+// publisher on that many confirm channels and a bounded context.
+func publisherSetup(t *testing.T, queue string, channels int) (b *brokertest.Broker, q string, sup *Supervisor, pub *Publisher, ctx context.Context) {
 	t.Helper()
 	b = brokertest.New(t)
 	q = b.Queue(queue)
@@ -21,10 +21,10 @@ func publisherSetup(t *testing.T, queue string) (b *brokertest.Broker, q string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub = NewPublisher(sup, 1)
+	pub = NewPublisher(sup, channels)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
-	return b, q, pub, ctx
+	return b, q, sup, pub, ctx
 }
 
 // Publishes still queued for a channel's writer when the channel dies were
@@ -34,7 +34,7 @@ func publisherSetup(t *testing.T, queue string) (b *brokertest.Broker, q string,
 // queued behind it wait for the writer.
 func TestQueuedPublishesOutliveTheirChannel(t *testing.T) {
 	t.Parallel()
-	b, q, pub, ctx := publisherSetup(t, "outlive")
+	b, q, _, pub, ctx := publisherSetup(t, "outlive", 1)
 
 	bad, err := pub.Publish(ctx, &Publishing{Exchange: b.Exchange("missing"), Key: "k", MessageID: "bad", Body: []byte("{}")})
 	if err != nil {
@@ -78,7 +78,7 @@ func TestQueuedPublishesOutliveTheirChannel(t *testing.T) {
 // keeps the writer busy for long enough.
 func TestAbandonedPublishIsNotSentLate(t *testing.T) {
 	t.Parallel()
-	b, q, pub, ctx := publisherSetup(t, "abandoned")
+	b, q, _, pub, ctx := publisherSetup(t, "abandoned", 1)
 
 	big, err := pub.Publish(ctx, &Publishing{Key: q, MessageID: "big", Body: make([]byte, 32<<20)})
 	if err != nil {
@@ -110,4 +110,35 @@ func TestAbandonedPublishIsNotSentLate(t *testing.T) {
 	if d, ok := b.Get(q); ok {
 		t.Errorf("%q reached the queue after its caller gave up", d.MessageId)
 	}
+}
+
+// Closing the publisher with thousands of publishes queued, written and in
+// amqp091-go settles every one of them: none is left waiting forever.
+func TestCloseSettlesEveryQueuedPublish(t *testing.T) {
+	t.Parallel()
+	b, q, sup, pub, ctx := publisherSetup(t, "close", 2)
+	cs := make([]*Confirm, 5000)
+	for i := range cs {
+		var err error
+		if cs[i], err = pub.Publish(ctx, &Publishing{Key: q, MessageID: "m", Body: []byte("{}")}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	_ = sup.Close()
+	pub.Close()
+	confirmed := 0
+	for i, c := range cs {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			t.Fatalf("publish %d still unsettled after Close", i)
+		}
+		if c.err == nil {
+			confirmed++
+		}
+	}
+	if got := b.Ready(q); got < confirmed {
+		t.Errorf("queue holds %d messages, %d were confirmed", got, confirmed)
+	}
+	t.Logf("%d of %d confirmed before Close", confirmed, len(cs))
 }
