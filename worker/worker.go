@@ -239,22 +239,23 @@ func (w *Worker) Run(ctx context.Context) error {
 	// does not wait for a handler that ignores cancellation.
 	var pool func()
 	pool = func() {
+		busy := false
+		defer func() {
+			if busy {
+				// The handler ended this goroutine (runtime.Goexit, as
+				// t.FailNow does; panics are recovered inside handle):
+				// free its slot and replace it, or the pool would shrink.
+				<-sem
+				handlers.Done()
+				go pool()
+			}
+		}()
 		for d := range jobs {
-			returned := false
-			func() {
-				defer func() {
-					<-sem
-					handlers.Done()
-					if !returned {
-						// The handler ended this goroutine (runtime.Goexit,
-						// as t.FailNow does; panics are recovered inside
-						// handle): replace it, or the pool would shrink.
-						go pool()
-					}
-				}()
-				w.handle(hardCtx, d)
-				returned = true
-			}()
+			busy = true
+			w.handle(hardCtx, d)
+			busy = false
+			<-sem
+			handlers.Done()
 		}
 	}
 	for range w.cfg.Concurrency {
