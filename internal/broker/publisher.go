@@ -80,18 +80,19 @@ func (p *Publisher) Publish(ctx context.Context, m *Publishing) (*Confirm, error
 // done.
 func (p *Publisher) enqueue(ctx context.Context, c *Confirm) error {
 	s := p.slots[int(p.next.Add(1))%len(p.slots)]
+	var gone *pubChannel
 	for {
 		if p.closed.Load() {
 			return ErrClosed
 		}
-		pc, err := s.channel(ctx, p)
+		pc, err := s.channel(ctx, p, gone)
 		if err != nil {
 			return err
 		}
 		if pc.enqueue(c) {
 			return nil
 		}
-		// It closed in between: open the next one.
+		gone = pc // it has closed: open the next one
 	}
 }
 
@@ -189,13 +190,15 @@ type slot struct {
 	pc *pubChannel
 }
 
-// channel returns the slot's live channel, opening one when there is none.
-// It waits for a connection without holding the slot's lock, so that a
-// publish whose context ends, or Close, is never stuck behind a wait that
-// has no deadline (a resend's).
-func (s *slot) channel(ctx context.Context, p *Publisher) (*pubChannel, error) {
+// channel returns the slot's channel, opening one when there is none or
+// the one there is gone (its enqueue refused). Whether a channel is still
+// open is left to its enqueue, which looks anyway, so a publish takes the
+// channel's lock once. It waits for a connection without holding the
+// slot's lock, so that a publish whose context ends, or Close, is never
+// stuck behind a wait that has no deadline (a resend's).
+func (s *slot) channel(ctx context.Context, p *Publisher, gone *pubChannel) (*pubChannel, error) {
 	for {
-		if pc := s.live(); pc != nil {
+		if pc := s.current(); pc != nil && pc != gone {
 			return pc, nil
 		}
 		sess, err := p.sup.Session(ctx)
@@ -203,7 +206,7 @@ func (s *slot) channel(ctx context.Context, p *Publisher) (*pubChannel, error) {
 			return nil, err
 		}
 		s.mu.Lock()
-		if s.pc != nil && !s.pc.isClosed() {
+		if s.pc != nil && s.pc != gone {
 			s.mu.Unlock()
 			continue // another publish opened one meanwhile
 		}
@@ -224,13 +227,10 @@ func (s *slot) channel(ctx context.Context, p *Publisher) (*pubChannel, error) {
 	}
 }
 
-func (s *slot) live() *pubChannel {
+func (s *slot) current() *pubChannel {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pc != nil && !s.pc.isClosed() {
-		return s.pc
-	}
-	return nil
+	return s.pc
 }
 
 // pubChannel is one confirm-mode channel. Confirms arrive in publish order
@@ -251,8 +251,7 @@ type pubChannel struct {
 	returned map[uint64]amqp.Return // by publish sequence number
 	writing  *Confirm               // in pending and inside amqp091-go's Publish
 	orphaned bool                   // fail found writing in pending and left it to the writer
-	failErr  error                  // why the channel closed, once closed
-	closed   bool                   // fail has run
+	failErr  error                  // why the channel closed; set by fail, nil until then
 	dead     bool                   // amqp091-go refused a publish: closed, fail yet to run
 
 	kick chan struct{} // one pending wake-up for the writer at most
@@ -284,16 +283,13 @@ func openPubChannel(sess *Session, pub *Publisher) (*pubChannel, error) {
 	return pc, nil
 }
 
-func (pc *pubChannel) isClosed() bool {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	return pc.closed || pc.dead
-}
+// down reports whether the channel takes no more publishes; under pc.mu.
+func (pc *pubChannel) down() bool { return pc.failErr != nil || pc.dead }
 
 // enqueue queues c for the writer; false if the channel has closed.
 func (pc *pubChannel) enqueue(c *Confirm) bool {
 	pc.mu.Lock()
-	if pc.closed || pc.dead {
+	if pc.down() {
 		pc.mu.Unlock()
 		return false
 	}
@@ -352,7 +348,7 @@ func (pc *pubChannel) send(c *Confirm) bool {
 	// pc.mu, so calling into amqp091-go under pc.mu could deadlock.
 	seq := pc.ch.GetNextPublishSeqNo()
 	pc.mu.Lock()
-	if pc.closed || pc.dead {
+	if pc.down() {
 		pc.mu.Unlock()
 		return false
 	}
@@ -525,10 +521,9 @@ func (pc *pubChannel) confirm(cf amqp.Confirmation) {
 func (pc *pubChannel) fail(reason *amqp.Error) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	if pc.closed {
+	if pc.failErr != nil {
 		return
 	}
-	pc.closed = true
 	close(pc.stop)
 	err := ErrConnectionLost
 	if reason != nil {

@@ -10,9 +10,10 @@ import (
 	"github.com/warrenq/warren/internal/brokertest"
 )
 
-// publisherSetup gives a test its broker, a declared queue, a supervisor, a
-// publisher on that many confirm channels and a bounded context.
-func publisherSetup(t *testing.T, queue string, channels int) (b *brokertest.Broker, q string, sup *Supervisor, pub *Publisher, ctx context.Context) {
+// PublisherSetup gives a test its broker, a declared queue, a supervisor, a
+// publisher on that many confirm channels and a bounded context. Exported
+// for the package's external tests too.
+func PublisherSetup(t *testing.T, queue string, channels int) (b *brokertest.Broker, q string, sup *Supervisor, pub *Publisher, ctx context.Context) {
 	t.Helper()
 	b = brokertest.New(t)
 	q = b.Queue(queue)
@@ -34,7 +35,7 @@ func publisherSetup(t *testing.T, queue string, channels int) (b *brokertest.Bro
 // queued behind it wait for the writer.
 func TestQueuedPublishesOutliveTheirChannel(t *testing.T) {
 	t.Parallel()
-	b, q, _, pub, ctx := publisherSetup(t, "outlive", 1)
+	b, q, _, pub, ctx := PublisherSetup(t, "outlive", 1)
 
 	bad, err := pub.Publish(ctx, &Publishing{Exchange: b.Exchange("missing"), Key: "k", MessageID: "bad", Body: []byte("{}")})
 	if err != nil {
@@ -78,7 +79,7 @@ func TestQueuedPublishesOutliveTheirChannel(t *testing.T) {
 // keeps the writer busy for long enough.
 func TestAbandonedPublishIsNotSentLate(t *testing.T) {
 	t.Parallel()
-	b, q, _, pub, ctx := publisherSetup(t, "abandoned", 1)
+	b, q, _, pub, ctx := PublisherSetup(t, "abandoned", 1)
 
 	big, err := pub.Publish(ctx, &Publishing{Key: q, MessageID: "big", Body: make([]byte, 32<<20)})
 	if err != nil {
@@ -116,7 +117,7 @@ func TestAbandonedPublishIsNotSentLate(t *testing.T) {
 // amqp091-go settles every one of them: none is left waiting forever.
 func TestCloseSettlesEveryQueuedPublish(t *testing.T) {
 	t.Parallel()
-	b, q, sup, pub, ctx := publisherSetup(t, "close", 2)
+	b, q, sup, pub, ctx := PublisherSetup(t, "close", 2)
 	cs := make([]*Confirm, 5000)
 	for i := range cs {
 		var err error

@@ -1,34 +1,14 @@
 package broker_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren/internal/broker"
-	"github.com/warrenq/warren/internal/brokertest"
 )
-
-// returnsSetup gives a test its broker, a declared queue, a publisher on one
-// confirm channel and a bounded context.
-func returnsSetup(t *testing.T) (b *brokertest.Broker, q string, pub *broker.Publisher, ctx context.Context) {
-	t.Helper()
-	b = brokertest.New(t)
-	q = b.Queue("routable")
-	b.DeclareQueue(q)
-	sup, err := broker.New(broker.Config{URL: b.URL, Role: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub = broker.NewPublisher(sup, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
-	return b, q, pub, ctx
-}
 
 // Returns are matched by message id, with the sequence number in a header
 // only for an id already in flight on the channel. Whatever the order of
@@ -36,7 +16,7 @@ func returnsSetup(t *testing.T) (b *brokertest.Broker, q string, pub *broker.Pub
 // together, each gets its own outcome.
 func TestReturnsFindTheirPublishAmongRepeatedIDs(t *testing.T) {
 	t.Parallel()
-	b, q, pub, ctx := returnsSetup(t)
+	b, q, _, pub, ctx := broker.PublisherSetup(t, "routable", 1)
 	missing := b.Queue("missing")
 	routed := 0
 	for round, pattern := range []string{"RU", "UR", "URU", "RUR", "UU", "RR", "URRU", "RUUR"} {
@@ -73,7 +53,7 @@ func TestReturnsFindTheirPublishAmongRepeatedIDs(t *testing.T) {
 // whole) must not decide which publish a return belongs to.
 func TestStaleSequenceHeaderIsIgnored(t *testing.T) {
 	t.Parallel()
-	b, q, pub, ctx := returnsSetup(t)
+	b, q, _, pub, ctx := broker.PublisherSetup(t, "routable", 1)
 	// On a fresh channel the first publish is sequence number 1.
 	ok, err := pub.Publish(ctx, &broker.Publishing{Key: q, MessageID: "a", Body: []byte("{}")})
 	if err != nil {
