@@ -121,7 +121,7 @@ func run(ctx context.Context, p params, sweep bool) error {
 	if sweep {
 		return runSweep(ctx, p)
 	}
-	rows, err := runRounds(ctx, p, true, p.Rounds)
+	rows, err := runRounds(ctx, p, true)
 	if err != nil {
 		return err
 	}
@@ -129,13 +129,13 @@ func run(ctx context.Context, p params, sweep bool) error {
 	return nil
 }
 
-// runRounds measures every phase rounds times and reports, per phase, the
+// runRounds measures every phase p.Rounds times and reports, per phase, the
 // median of each side's figures and the median of the rounds' ratios: the
 // broker drifts between fast and slow spells, and a ratio taken within one
 // round, with both sides a few seconds apart, is what survives it.
-func runRounds(ctx context.Context, p params, e2e bool, rounds int) ([]row, error) {
+func runRounds(ctx context.Context, p params, e2e bool) ([]row, error) {
 	var all [][]row
-	for i := range max(rounds, 1) {
+	for i := range max(p.Rounds, 1) {
 		rows, err := runOnce(ctx, p, e2e, i%2 == 1)
 		if err != nil {
 			return nil, err

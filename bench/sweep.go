@@ -42,7 +42,7 @@ func runSweep(ctx context.Context, base params) error {
 	for i := range points {
 		pt := &points[i]
 		fmt.Printf("sweep %d/%d: %s (n=%d) ... ", i+1, len(points), pt.label, pt.p.N)
-		rows, err := runRounds(ctx, pt.p, false, pt.p.Rounds)
+		rows, err := runRounds(ctx, pt.p, false)
 		if err != nil {
 			return fmt.Errorf("%s: %w", pt.label, err)
 		}
