@@ -29,6 +29,8 @@ func TestUsageRedactsBrokerPassword(t *testing.T) {
 		{"missing value", []string{"-queues", "q", "-prefetch"}, "s3cret-pass", "amqp://user:xxxxx@127.0.0.1:5672/"},
 		{"missing queues", []string{"-concurrency", "2"}, "s3cret-pass", ""},
 		{"-broker then -h", []string{"-broker", "amqp://op:flag-pass@h:5672/", "-h"}, "flag-pass", "amqp://user:xxxxx@127.0.0.1:5672/"},
+		{"-broker after an argument", []string{"-queues", "q", "stray", "-broker", "amqp://op:flag-pass@h:5672/"}, "flag-pass", "amqp://op:xxxxx@h:5672/"},
+		{"-broker= after an argument", []string{"-queues", "q", "stray", "-broker=amqp://op:flag-pass@h:5672/"}, "flag-pass", "amqp://op:xxxxx@h:5672/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -40,7 +42,7 @@ func TestUsageRedactsBrokerPassword(t *testing.T) {
 				t.Errorf("stderr shows the password %q:\n%s", tc.secret, out)
 			}
 			if tc.shown != "" && !strings.Contains(out, tc.shown) {
-				t.Errorf("stderr lacks the redacted default %q:\n%s", tc.shown, out)
+				t.Errorf("stderr lacks the redacted URL %q:\n%s", tc.shown, out)
 			}
 		})
 	}

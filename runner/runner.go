@@ -86,7 +86,7 @@ func ParseFlags(args []string, output io.Writer) (Options, error) {
 		return o, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return o, fmt.Errorf("unexpected arguments: %v", redactArgs(fs.Args()))
 	}
 	for _, q := range strings.Split(*queues, ",") {
 		if q = strings.TrimSpace(q); q != "" {
@@ -121,6 +121,24 @@ func (b *brokerFlag) String() string {
 }
 
 func (b *brokerFlag) Set(s string) error { *b = brokerFlag(s); return nil }
+
+// redactArgs returns args with any URL password hidden. Flags after the
+// first argument are not parsed, so "-broker URL" may be among them.
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if !strings.Contains(a, "@") {
+			continue
+		}
+		if name, val, ok := strings.Cut(a, "="); ok && strings.HasPrefix(name, "-") {
+			out[i] = name + "=" + broker.Redact(val)
+		} else {
+			out[i] = broker.Redact(a)
+		}
+	}
+	return out
+}
 
 // Run is Main with its inputs explicit, for tests: it returns when ctx is
 // cancelled and the worker has stopped.
