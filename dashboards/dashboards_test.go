@@ -27,6 +27,7 @@ import (
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/metrics"
+	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
@@ -695,14 +696,14 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 		t.Fatalf("enqueue to a missing queue: %v, want ErrUnroutable", err)
 	}
 
-	outcome := func(fams map[string]*dto.MetricFamily, o string) float64 {
-		return value(fams, "warren_tasks_processed_total", map[string]string{"queue": q, "outcome": o})
+	processed := func(fams map[string]*dto.MetricFamily, o outcome.Outcome) float64 {
+		return value(fams, "warren_tasks_processed_total", map[string]string{"queue": q, "outcome": string(o)})
 	}
 	var fams map[string]*dto.MetricFamily
 	brokertest.Eventually(t, 30*time.Second, func() bool {
 		fams = gather(t, wreg, preg)
-		return outcome(fams, metrics.OutcomeSuccess) == 2 && outcome(fams, metrics.OutcomeRetry) == 1 &&
-			outcome(fams, metrics.OutcomeDead) == 1 && outcome(fams, metrics.OutcomeExpired) == 1 &&
+		return processed(fams, outcome.Success) == 2 && processed(fams, outcome.Retry) == 1 &&
+			processed(fams, outcome.Dead) == 1 && processed(fams, outcome.Expired) == 1 &&
 			// The dead letter and the expired task, in <queue>.dead as the
 			// dashboard and the rules expect its label value.
 			value(fams, "warren_queue_messages", map[string]string{"queue": dead}) == 2 &&
@@ -718,7 +719,7 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 	d := loadDashboard(t)
 	dash := dashboardExprs(d)
 	all := append(slices.Clone(dash), alertExprs(t)...)
-	outcomes := []string{metrics.OutcomeSuccess, metrics.OutcomeRetry, metrics.OutcomeDead, metrics.OutcomeExpired, metrics.OutcomeRequeued}
+	outcomes := outcome.Outcomes()
 
 	// Every metric referenced exists, with the labels the queries use.
 	referenced := map[string]bool{}
@@ -760,7 +761,7 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 				}
 				if m.label == "outcome" {
 					for _, o := range strings.Split(m.value, "|") {
-						if !slices.Contains(outcomes, o) {
+						if !slices.Contains(outcomes, outcome.Outcome(o)) {
 							t.Errorf("%s: outcome %q is not one of %v", e.where, o, outcomes)
 						}
 					}

@@ -12,15 +12,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/outcome"
 )
 
-// Outcomes of one delivery: each delivery a worker takes ends in exactly one.
+// Why a task's final result never reached its caller (the reason label of
+// warren_results_dropped_total).
 const (
-	OutcomeSuccess  = "success"  // handler returned nil, acked
-	OutcomeRetry    = "retry"    // handler failed, a delayed copy was confirmed, acked
-	OutcomeDead     = "dead"     // dead-lettered: exhausted, permanent, unknown task, undecodable, too large
-	OutcomeExpired  = "expired"  // past its expiry, not run
-	OutcomeRequeued = "requeued" // given back unrun or unfinished
+	ResultTooLarge   = "too_large"   // over worker.Config.MaxResultBytes: the caller got a FAILURE saying so
+	ResultRefused    = "refused"     // the broker nacked it (a full reply queue with reject-publish, say)
+	ResultCallerGone = "caller_gone" // unroutable: the reply queue is gone with its caller
 )
 
 // Publish error reasons (label of warren_publish_errors_total).
@@ -45,6 +45,9 @@ type Metrics struct {
 	Reconnects    *prometheus.CounterVec   // role
 	PublishErrors *prometheus.CounterVec   // reason
 	StaleAcks     prometheus.Counter
+	// ResultsDropped counts final results that never reached their caller,
+	// by task and reason (ResultTooLarge, ResultRefused, ResultCallerGone).
+	ResultsDropped *prometheus.CounterVec
 }
 
 // New registers the collectors on reg and returns them; nil reg gives nil
@@ -88,6 +91,9 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		StaleAcks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warren_stale_acks_total", Help: "Acks and nacks dropped because their channel had died (the broker redelivers).",
 		}),
+		ResultsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_results_dropped_total", Help: "Final task results that never reached their caller: too large, refused by the broker, or the caller gone.",
+		}, []string{"task", "reason"}),
 	}
 	var err error
 	register := func(c prometheus.Collector) prometheus.Collector {
@@ -110,6 +116,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.Reconnects = register(m.Reconnects).(*prometheus.CounterVec)
 	m.PublishErrors = register(m.PublishErrors).(*prometheus.CounterVec)
 	m.StaleAcks = register(m.StaleAcks).(prometheus.Counter)
+	m.ResultsDropped = register(m.ResultsDropped).(*prometheus.CounterVec)
 	if err != nil {
 		return nil, err
 	}
@@ -130,11 +137,20 @@ func (m *Metrics) ForRole(role string) *Metrics {
 }
 
 // Outcome counts one delivery's final outcome.
-func (m *Metrics) Outcome(taskName, queue, outcome string) {
+func (m *Metrics) Outcome(taskName, queue string, o outcome.Outcome) {
 	if m == nil {
 		return
 	}
-	m.Processed.WithLabelValues(taskName, queue, outcome).Inc()
+	m.Processed.WithLabelValues(taskName, queue, string(o)).Inc()
+}
+
+// ResultDropped counts a final result of taskName that never reached its
+// caller, for reason (ResultTooLarge, ResultRefused, ResultCallerGone).
+func (m *Metrics) ResultDropped(taskName, reason string) {
+	if m == nil {
+		return
+	}
+	m.ResultsDropped.WithLabelValues(taskName, reason).Inc()
 }
 
 // Start records a delivery taken and its wait (negative: unknown).

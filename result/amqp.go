@@ -52,7 +52,7 @@ func NewAMQP(sup *broker.Supervisor, log *zap.Logger) *AMQP {
 		runDone: make(chan struct{}),
 		subs:    make(map[string]*Subscription),
 	}
-	b.cons = sup.NewConsumer(b.queue, 256)
+	b.cons = sup.NewConsumer(b.queue, 256, nil)
 	b.cons.DeclareOnSubscribe(routing.Queue{
 		Name:          b.queue,
 		Args:          map[string]any{"x-expires": ReplyQueueExpiry.Milliseconds()},

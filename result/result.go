@@ -29,6 +29,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/warrenq/warren/outcome"
 )
 
 // State is where a task is, as its caller sees it.
@@ -53,7 +55,7 @@ type Update struct {
 	State   State           `json:"state"`
 	Result  json.RawMessage `json:"result,omitempty"` // SUCCESS: the encoded result
 	Error   string          `json:"error,omitempty"`  // RETRY, FAILURE: the last error
-	Kind    string          `json:"kind,omitempty"`   // FAILURE: why (see TaskError)
+	Kind    outcome.Reason  `json:"kind,omitempty"`   // FAILURE: why (see TaskError)
 	Retries int             `json:"retries"`          // attempts made before this update
 }
 
@@ -72,21 +74,11 @@ func DecodeUpdate(body []byte) (Update, error) {
 	return u, nil
 }
 
-// Failure kinds (TaskError.Kind), the dead-letter reasons of the worker.
-const (
-	KindPermanent   = "permanent"    // the handler returned retry.Permanent
-	KindExhausted   = "exhausted"    // every attempt failed
-	KindExpired     = "expired"      // past its expiry, not run
-	KindUnknownTask = "unknown_task" // no worker knows the task
-	KindUndecodable = "undecodable"  // its payload or headers could not be read
-	KindTooLarge    = "too_large"    // its body or header table was over the worker's limits
-)
-
 // TaskError is a task's final failure, as Get returns it.
 type TaskError struct {
 	ID      string
-	Kind    string // one of the Kind constants
-	Message string // the last error's text
+	Kind    outcome.Reason // why: the task's dead-letter reason, or ReasonTooLarge for a result over the worker's limit
+	Message string         // the last error's text
 	Retries int
 }
 

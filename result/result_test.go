@@ -12,6 +12,7 @@ import (
 
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
+	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/result"
 	"github.com/warrenq/warren/retry"
@@ -108,10 +109,10 @@ func TestFailuresCarryTextAndKind(t *testing.T) {
 	}
 	for _, c := range []struct {
 		h        *result.Handle[Total]
-		kind     string
+		kind     outcome.Reason
 		text     string
 		attempts int
-	}{{hp, result.KindPermanent, "no such account", 0}, {he, result.KindExhausted, "db down", 1}, {hl, result.KindExpired, "expired", 0}} {
+	}{{hp, outcome.ReasonPermanent, "no such account", 0}, {he, outcome.ReasonExhausted, "db down", 1}, {hl, outcome.ReasonExpired, "expired", 0}} {
 		_, err := c.h.Get(ctx)
 		var te *result.TaskError
 		if !errors.As(err, &te) {

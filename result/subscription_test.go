@@ -3,6 +3,8 @@ package result
 import (
 	"errors"
 	"testing"
+
+	"github.com/warrenq/warren/outcome"
 )
 
 func TestSubscriptionTransitions(t *testing.T) {
@@ -47,7 +49,7 @@ func TestSubscriptionLost(t *testing.T) {
 
 func TestDecodeUpdate(t *testing.T) {
 	u, err := DecodeUpdate([]byte(`{"id":"x","state":"FAILURE","kind":"exhausted","error":"boom","retries":4}`))
-	if err != nil || u.State != Failure || u.Kind != KindExhausted || u.Retries != 4 {
+	if err != nil || u.State != Failure || u.Kind != outcome.ReasonExhausted || u.Retries != 4 {
 		t.Errorf("DecodeUpdate = %+v, %v", u, err)
 	}
 	for _, bad := range []string{``, `{}`, `not json`, `{"state":5}`} {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/warrenq/warren/outcome"
 )
 
 // Policy decides whether a failed task runs again and after how long.
@@ -59,9 +61,9 @@ func (p Policy) withDefaults() Policy {
 type Decision struct {
 	Retry bool          // run again after Delay
 	Delay time.Duration // whole seconds, at least 1s when Retry
-	// Reason says why not, when Retry is false: "permanent" or
-	// "exhausted". Bounded values, for headers and metrics.
-	Reason string
+	// Reason says why not, when Retry is false:
+	// outcome.ReasonPermanent or outcome.ReasonExhausted.
+	Reason outcome.Reason
 }
 
 // Decide judges the failure err of run number attempt (1 for the first
@@ -71,10 +73,10 @@ type Decision struct {
 func (p Policy) Decide(attempt int, err error, r float64) Decision {
 	p = p.withDefaults()
 	if IsPermanent(err) {
-		return Decision{Reason: "permanent"}
+		return Decision{Reason: outcome.ReasonPermanent}
 	}
 	if attempt >= p.MaxAttempts {
-		return Decision{Reason: "exhausted"}
+		return Decision{Reason: outcome.ReasonExhausted}
 	}
 	d := p.Backoff.Delay(attempt, r)
 	var ae *AfterError

@@ -158,7 +158,7 @@ func (d *ResultDef[T, R]) Handler(fn func(ctx context.Context, payload T) (R, er
 			}
 			out, err := codec.Marshal(r)
 			if err != nil {
-				return nil, fmt.Errorf("task: encode result of %s: %w", d.name, err)
+				return nil, &ResultError{Task: d.name, Err: err}
 			}
 			return out, nil
 		},

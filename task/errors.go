@@ -51,3 +51,21 @@ type PanicError struct {
 
 // Error describes the panic value.
 func (e *PanicError) Error() string { return "task: handler panicked: " + fmtAny(e.Value) }
+
+// ResultError reports a handler that succeeded but whose result could not
+// be encoded (a NaN in JSON, a channel in a struct). Running the task again
+// would redo its side effects and fail the same way, so the worker
+// dead-letters it with reason "permanent" and tells the caller, instead of
+// retrying it.
+type ResultError struct {
+	Task string
+	Err  error
+}
+
+// Error names the task and the encoding failure.
+func (e *ResultError) Error() string {
+	return "task: encode result of " + clip(e.Task) + ": " + e.Err.Error()
+}
+
+// Unwrap returns the codec's error.
+func (e *ResultError) Unwrap() error { return e.Err }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/warrenq/warren/outcome"
 )
 
 // Header names of the wire protocol (docs/protocol.md). They match Celery's
@@ -266,19 +268,20 @@ func fmtAny(v any) string {
 }
 
 // Reason says why a message can never run, for the dead-letter header
-// x-warren-reason: "unknown_task", "undecodable" or "too_large" (a
-// *TooLargeError). It returns "" for any other error (a handler's failure
-// or panic), which the worker's retry policy judges instead.
-func Reason(err error) string {
+// x-warren-reason: outcome.ReasonUnknownTask, ReasonUndecodable or
+// ReasonTooLarge (a *TooLargeError). It returns "" for any other error (a
+// handler's failure or panic), which the worker's retry policy judges
+// instead.
+func Reason(err error) outcome.Reason {
 	var de *DecodeError
 	var tl *TooLargeError
 	switch {
 	case errors.As(err, &tl):
-		return "too_large"
+		return outcome.ReasonTooLarge
 	case errors.Is(err, ErrUnknownTask), errors.Is(err, ErrNoTaskName):
-		return "unknown_task"
+		return outcome.ReasonUnknownTask
 	case errors.As(err, &de):
-		return "undecodable"
+		return outcome.ReasonUndecodable
 	}
 	return ""
 }

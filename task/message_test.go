@@ -285,7 +285,7 @@ func TestReason(t *testing.T) {
 		{name: "handler error is the retry policy's to judge", err: errors.New("disk full"), want: ""},
 	}
 	for _, tc := range tests {
-		if got := Reason(tc.err); got != tc.want {
+		if got := Reason(tc.err); string(got) != tc.want {
 			t.Errorf("%s: Reason(%v) = %q, want %q", tc.name, tc.err, got, tc.want)
 		}
 	}

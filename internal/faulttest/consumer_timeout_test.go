@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/worker"
 )
@@ -95,8 +96,8 @@ func TestFaultProcessConsumerTimeout(t *testing.T) {
 	}
 	reason, _ := d.Headers[worker.HeaderReason].(string)
 	lastErr, _ := d.Headers[worker.HeaderError].(string)
-	if reason != worker.ReasonExhausted || !strings.Contains(lastErr, "consumer_timeout") {
-		t.Errorf("slow task dead-lettered with reason %q, error %q; want %q and a cut before the consumer_timeout", reason, lastErr, worker.ReasonExhausted)
+	if reason != string(outcome.ReasonExhausted) || !strings.Contains(lastErr, "consumer_timeout") {
+		t.Errorf("slow task dead-lettered with reason %q, error %q; want %q and a cut before the consumer_timeout", reason, lastErr, outcome.ReasonExhausted)
 	}
 
 	time.Sleep(time.Second) // a late redelivery would show as a duplicate
