@@ -9,6 +9,50 @@ import (
 	"github.com/warrenq/warren/task"
 )
 
+// Size limits on what a worker takes (Config.MaxBodyBytes, MaxHeaderBytes).
+const (
+	// DefaultMaxBodyBytes is 16 MiB, RabbitMQ 4's own default
+	// max_message_size: any body a current broker takes by default runs.
+	// A larger one (RabbitMQ 3.x accepts up to 128 MiB) is bulk data that
+	// belongs in object storage with its reference in the task; decoding
+	// it would hold a handler slot and several times its size in memory.
+	DefaultMaxBodyBytes = 16 << 20
+	// DefaultMaxHeaderBytes is 64 KiB, half of the 128 KiB AMQP frame that
+	// RabbitMQ and amqp091-go use by default. A message's properties must
+	// fit in one frame, and every copy warren republishes (retry, ETA
+	// deferral, dead letter) carries the producer's headers (what the
+	// limit counts, userHeaderSize) plus the protocol's and warren's
+	// own, at most about 23 KiB. Celery and warren producers send well
+	// under 1 KiB.
+	DefaultMaxHeaderBytes = 64 << 10
+	// MaxHeaderBytesCeiling is the highest MaxHeaderBytes honoured: with
+	// warren's headers and every other property at their largest, a copy
+	// still fits in a 128 KiB frame. Past it the broker would close the
+	// connection on the copy's publish and the message would come back
+	// forever. With a broker whose frame_max is lowered, set
+	// MaxHeaderBytes to at most frame_max - 32 KiB.
+	MaxHeaderBytesCeiling = 96 << 10
+	// DefaultMaxResultBytes is 16 MiB, RabbitMQ 4's default
+	// max_message_size: a result update larger than that would be refused
+	// by the broker, and the caller would wait for ever.
+	DefaultMaxResultBytes = 16 << 20
+)
+
+// limits returns the size limits of cfg with defaults applied.
+func (w *Worker) limits() limits {
+	l := limits{MaxBody: w.cfg.MaxBodyBytes, MaxHeaders: w.cfg.MaxHeaderBytes}
+	if l.MaxBody == 0 {
+		l.MaxBody = DefaultMaxBodyBytes
+	}
+	switch {
+	case l.MaxHeaders == 0:
+		l.MaxHeaders = DefaultMaxHeaderBytes
+	case l.MaxHeaders < 0, l.MaxHeaders > MaxHeaderBytesCeiling:
+		l.MaxHeaders = MaxHeaderBytesCeiling
+	}
+	return l
+}
+
 // limits caps the size of a message a worker takes. A zero or negative
 // field means no limit.
 type limits struct {

@@ -88,6 +88,12 @@ type Config struct {
 	// to DefaultMaxHeaderBytes (64 KiB); values above
 	// MaxHeaderBytesCeiling (96 KiB), or negative, mean the ceiling.
 	MaxHeaderBytes int
+	// MaxResultBytes caps an awaited result, as encoded for its caller: a
+	// larger one is not sent, and the caller gets a FAILURE of kind
+	// too_large instead, while the task counts as a success (its handler
+	// ran; running it again would not shrink its result). Defaults to
+	// DefaultMaxResultBytes (16 MiB); negative means no limit.
+	MaxResultBytes int
 }
 
 // Stats counts delivery outcomes since the worker started.
@@ -97,8 +103,15 @@ type Stats struct {
 	Retried   uint64 // failed; a delayed copy was confirmed, acked
 	Dead      uint64 // dead-lettered (not expired), acked
 	Expired   uint64 // past its expiry, not run: dead-lettered or dropped
-	Requeued  uint64 // given back unrun or unfinished (shutdown, early ETA, failed follow-up)
+	Requeued  uint64 // given back unrun or unfinished (shutdown, early ETA, failed follow-up, channel lost)
 	StaleAcks uint64 // acks dropped because their channel had died
+	// ChannelLost counts the deliveries, among Requeued, whose channel died
+	// before they were settled: the broker took them back, and the worker
+	// published nothing (no retry copy, dead letter or result) for them.
+	ChannelLost uint64
+	// ResultsDropped counts final results that never reached their caller:
+	// over MaxResultBytes, refused by the broker, or the caller gone.
+	ResultsDropped uint64
 	// ConsumerTimeouts counts consumer channels the broker closed because
 	// a delivery outlived its consumer_timeout.
 	ConsumerTimeouts uint64
@@ -120,6 +133,7 @@ type Worker struct {
 	stopping  atomic.Bool
 
 	received, succeeded, retried, dead, expired, requeued atomic.Uint64
+	channelLost, resultsDropped                           atomic.Uint64
 
 	consumerTimeouts atomic.Uint64
 	learnedTimeout   atomic.Int64 // consumer_timeout the broker named, ns; 0 if none yet
@@ -230,51 +244,48 @@ func (w *Worker) Run(ctx context.Context) error {
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
 
-	sem := make(chan struct{}, w.cfg.Concurrency)
-	var handlers, feeders sync.WaitGroup
-	// A fixed pool of handler goroutines rather than one per delivery:
-	// their stacks, grown once by decoding and publishing, stay grown.
-	jobs := make(chan *broker.Delivery)
-	// They exit once jobs is closed at shutdown and their task is done; Run
-	// does not wait for a handler that ignores cancellation.
-	var pool func()
-	pool = func() {
-		busy := false
+	// Every consumer hands its deliveries to one unbuffered channel, and
+	// a fixed pool of Concurrency handler goroutines takes from it: a
+	// delivery leaves its consumer only when a handler is free, so messages
+	// wait in the broker's prefetch windows rather than in memory, and an
+	// idle queue holds no handler while it waits. Consumers blocked on the
+	// channel are served in turn, so busy queues share the handlers. The
+	// goroutines are long-lived: their stacks, grown once by decoding and
+	// publishing, stay grown.
+	deliveries := make(chan *broker.Delivery)
+	var pool, consumers sync.WaitGroup
+	var handler func()
+	handler = func() {
+		returned := false
 		defer func() {
-			if busy {
+			if !returned {
 				// The handler ended this goroutine (runtime.Goexit, as
-				// t.FailNow does; panics are recovered inside handle):
-				// free its slot and replace it, or the pool would shrink.
-				<-sem
-				handlers.Done()
-				go pool()
+				// t.FailNow does; handle settled its delivery on the way
+				// out): replace it, or the pool would shrink.
+				pool.Add(1)
+				go handler()
 			}
+			pool.Done()
 		}()
-		for d := range jobs {
-			busy = true
+		for d := range deliveries {
 			w.handle(hardCtx, d)
-			busy = false
-			<-sem
-			handlers.Done()
 		}
+		returned = true
 	}
+	pool.Add(w.cfg.Concurrency)
 	for range w.cfg.Concurrency {
-		go pool()
+		go handler()
 	}
 	for _, q := range w.cfg.Queues {
-		c := w.sup.NewConsumer(q, w.cfg.Prefetch)
+		c := w.sup.NewConsumer(q, w.cfg.Prefetch, deliveries)
 		c.OnConsumerTimeout(func(d time.Duration) { w.consumerTimedOut(q, d) })
 		w.mu.Lock()
 		w.consumers = append(w.consumers, c)
 		w.mu.Unlock()
-		feeders.Add(2)
+		consumers.Add(1)
 		go func() {
-			defer feeders.Done()
+			defer consumers.Done()
 			c.Run(ctx)
-		}()
-		go func() {
-			defer feeders.Done()
-			w.feed(ctx, c, sem, jobs, &handlers)
 		}()
 	}
 	pollDone := make(chan struct{})
@@ -288,11 +299,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.stopping.Store(true)
 	deadline := time.After(w.cfg.ShutdownTimeout) // from the signal, not after the cancel
 	w.log.Info("worker stopping: no new deliveries; waiting for in-flight tasks", zap.Duration("timeout", w.cfg.ShutdownTimeout))
-	feeders.Wait() // consumers cancelled, unstarted deliveries requeued
-	close(jobs)    // no feeder sends any more; the pool drains and exits
+	consumers.Wait()  // cancelled; deliveries no handler took are requeued
+	close(deliveries) // no consumer sends any more; the pool finishes and exits
 
 	done := make(chan struct{})
-	go func() { handlers.Wait(); close(done) }()
+	go func() { pool.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-deadline:
@@ -315,27 +326,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker stopped", zap.Uint64("received", s.Received), zap.Uint64("succeeded", s.Succeeded),
 		zap.Uint64("retried", s.Retried), zap.Uint64("dead", s.Dead), zap.Uint64("expired", s.Expired), zap.Uint64("requeued", s.Requeued), zap.Uint64("stale_acks", s.StaleAcks))
 	return nil
-}
-
-// feed takes a delivery from c only when a handler slot is free, so that
-// messages wait in the broker's prefetch window rather than in memory, and
-// hands it to the pool, which frees the slot when the task is done.
-func (w *Worker) feed(ctx context.Context, c *broker.Consumer, sem chan struct{}, jobs chan<- *broker.Delivery, handlers *sync.WaitGroup) {
-	for {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		select {
-		case d := <-c.Deliveries():
-			handlers.Add(1)
-			jobs <- d // a pool goroutine is free or about to be: the slot says so
-		case <-ctx.Done():
-			<-sem
-			return
-		}
-	}
 }
 
 // Ready reports whether the worker is connected and consuming every queue
@@ -367,6 +357,8 @@ func (w *Worker) Stats() Stats {
 		Expired:   w.expired.Load(),
 		Requeued:  w.requeued.Load(),
 
+		ChannelLost:      w.channelLost.Load(),
+		ResultsDropped:   w.resultsDropped.Load(),
 		ConsumerTimeouts: w.consumerTimeouts.Load(),
 	}
 	w.mu.Lock()

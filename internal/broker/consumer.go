@@ -46,6 +46,18 @@ type Delivery struct {
 	c  *Consumer // nil for a Reader's deliveries, whose channel the caller holds
 }
 
+// Live reports whether the delivery's channel is still the consumer's live
+// one, so that an ack would reach the broker. When it is not, the broker
+// has already taken the delivery back (it redelivers it): anything done on
+// the delivery's behalf, such as publishing a retry copy, would fork the
+// task.
+func (d *Delivery) Live() bool {
+	if d.c == nil {
+		return !d.ch.IsClosed()
+	}
+	return d.c.live(d.Gen) && !d.ch.IsClosed()
+}
+
 // Ack acknowledges the delivery on its own channel, if that channel is
 // still the consumer's live one.
 func (d *Delivery) Ack() error {
@@ -121,23 +133,28 @@ func (c *Consumer) declareQueue(sess *Session) (existed bool, err error) {
 	return perr == nil, nil
 }
 
-// NewConsumer returns a consumer of queue. Deliveries arrive on
-// Deliveries() once Run is called.
-func (s *Supervisor) NewConsumer(queue string, prefetch int) *Consumer {
+// NewConsumer returns a consumer of queue. Deliveries arrive on out once
+// Run is called; out may be shared by several consumers, so that whoever
+// receives from it takes the next delivery of any queue that has one. A nil
+// out gives the consumer an unbuffered channel of its own.
+func (s *Supervisor) NewConsumer(queue string, prefetch int, out chan *Delivery) *Consumer {
 	if prefetch < 1 {
 		prefetch = 1
+	}
+	if out == nil {
+		out = make(chan *Delivery)
 	}
 	return &Consumer{
 		sup:      s,
 		queue:    queue,
 		prefetch: prefetch,
-		out:      make(chan *Delivery),
+		out:      out,
 		log:      s.log.With(zap.String("queue", queue)),
 	}
 }
 
-// Deliveries yields messages. It is unbuffered: a delivery waits in the
-// prefetch window, not in warren, until a handler is free to take it.
+// Deliveries yields messages. Keep it unbuffered: a delivery then waits in
+// the prefetch window, not in warren, until a handler is free to take it.
 func (c *Consumer) Deliveries() <-chan *Delivery { return c.out }
 
 // Consuming reports whether the consumer is subscribed now.
@@ -177,20 +194,23 @@ func (c *Consumer) Run(ctx context.Context) {
 			continue
 		}
 		attempt = 0
-		if c.forward(ctx, ch, dels) {
+		stopped, reason, haveReason := c.forward(ctx, ch, dels)
+		if stopped {
 			return
 		}
 		c.consuming.Store(false)
-		// The deliveries ended: the channel died, or the broker cancelled
-		// the consumer (its queue was deleted) and left the channel open.
-		// Close it, so that its unacked messages go back to the queue now;
-		// acks of handlers still running on it are stale and dropped.
+		// The deliveries ended or the channel closed: the channel died, or
+		// the broker cancelled the consumer (its queue was deleted) and
+		// left the channel open. Close it, so that its unacked messages go
+		// back to the queue now; acks of handlers still running on it are
+		// stale and dropped.
 		c.gen.Store(0)
 		_ = ch.Close()
-		var reason *amqp.Error
-		select {
-		case reason = <-c.closed: // sent before the deliveries end
-		default:
+		if !haveReason {
+			select {
+			case reason = <-c.closed: // sent before the deliveries end
+			default:
+			}
 		}
 		if timeout, ok := consumerTimeout(reason); ok {
 			// The worker's hook logs it at error level, with what to do.
@@ -252,25 +272,32 @@ func (c *Consumer) subscribe(ctx context.Context) (*amqp.Channel, <-chan amqp.De
 	return ch, dels, nil
 }
 
-// forward hands deliveries to handlers until the channel dies (false) or ctx
-// is done (true).
-func (c *Consumer) forward(ctx context.Context, ch *amqp.Channel, dels <-chan amqp.Delivery) bool {
+// forward hands deliveries to handlers until the channel dies (stopped
+// false) or ctx is done (stopped true). While every handler is busy it waits
+// with a delivery in hand, and still watches the channel: if it closes
+// meanwhile, that delivery is already back in the queue, so it is dropped
+// and the consumer re-subscribes at once, rather than when a handler frees
+// up (Consuming, and so readiness, tells the truth meanwhile). reason is
+// the channel's close reason when forward took it from c.closed.
+func (c *Consumer) forward(ctx context.Context, ch *amqp.Channel, dels <-chan amqp.Delivery) (stopped bool, reason *amqp.Error, haveReason bool) {
 	gen := c.gen.Load()
 	for {
 		select {
 		case <-ctx.Done():
 			c.stop(ch, dels, nil)
-			return true
+			return true, nil, false
 		case ad, ok := <-dels:
 			if !ok {
-				return false
+				return false, nil, false
 			}
 			d := c.wrap(&ad, ch, gen)
 			select {
 			case c.out <- d:
+			case reason = <-c.closed:
+				return false, reason, true
 			case <-ctx.Done():
 				c.stop(ch, dels, d)
-				return true
+				return true, nil, false
 			}
 		}
 	}

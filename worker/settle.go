@@ -1,0 +1,276 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/metrics"
+	"github.com/warrenq/warren/outcome"
+	"github.com/warrenq/warren/result"
+	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/task"
+)
+
+// A delivery is settled in one place, settle, from the verdict its run
+// reached: decide says what should happen, settle checks that the delivery
+// is still live, publishes the follow-up and waits for its confirm, sends
+// the caller's final result, acks, and returns the one outcome to count.
+
+// action is what settling a delivery does.
+type action int
+
+const (
+	actAck     action = iota // success: send the result, ack
+	actRetry                 // publish a copy for the next attempt after delay, ack
+	actDefer                 // early for its eta: publish the same attempt to come back then, ack
+	actDead                  // publish to <queue>.dead with reason, tell the caller, ack
+	actDrop                  // expired, dropped by its definition: tell the caller, ack
+	actRequeue               // give it back to the queue now, unfinished
+)
+
+func (a action) String() string {
+	switch a {
+	case actAck:
+		return "success"
+	case actRetry:
+		return "retry"
+	case actDefer:
+		return "defer to its eta"
+	case actDead:
+		return "dead-letter"
+	case actDrop:
+		return "drop"
+	}
+	return "requeue"
+}
+
+// verdict is how a delivery should be settled.
+type verdict struct {
+	act         action
+	reason      outcome.Reason // actDead, actDrop
+	delay       time.Duration  // actRetry, actDefer
+	cause       error          // why it failed or will not run; nil for a success
+	result      []byte         // actAck: the encoded result, for a caller that awaits it
+	interrupted bool           // actRequeue: hard shutdown cancelled the run
+}
+
+func deadVerdict(r outcome.Reason, cause error) verdict {
+	return verdict{act: actDead, reason: r, cause: cause}
+}
+
+// outcome is the outcome of a delivery settled as v says.
+func (v verdict) outcome() outcome.Outcome {
+	switch v.act {
+	case actAck:
+		return outcome.Success
+	case actRetry:
+		return outcome.Retry
+	case actDead:
+		return v.reason.Outcome()
+	case actDrop:
+		return outcome.Expired
+	}
+	return outcome.Requeued
+}
+
+// settle carries out t's verdict and returns its outcome. A delivery whose
+// channel has died is left to the broker, which has already taken it back:
+// publishing its retry copy or dead letter then would fork the task into
+// two lineages. A follow-up that is not confirmed requeues the delivery, so
+// nothing is lost between the two; a final result the broker refuses is
+// the caller's loss, not a reason to run the task again.
+func (w *Worker) settle(t *delivery) outcome.Outcome {
+	d, v, log := t.d, t.v, t.log
+	if v.cause != nil {
+		log = log.with(zap.Error(v.cause))
+	}
+	if !d.Live() {
+		w.channelLost.Add(1)
+		log.Warn("the delivery's channel died before it was settled: the broker redelivers the task; nothing was published for this run",
+			zap.Stringer("verdict", v.act))
+		return outcome.Requeued
+	}
+	if v.act == actRequeue {
+		if v.interrupted {
+			log.Warn("task interrupted by shutdown; requeued")
+		}
+		return w.requeue(d, log)
+	}
+	copied := false
+	if p := w.followUp(t); p != nil {
+		if err := w.publishFollowUp(d, p); err != nil {
+			log.Error(v.act.String()+": publish failed; requeued the task", zap.NamedError("publish_error", err))
+			return w.requeueLater(d, log)
+		}
+		copied = true
+	}
+	if err := w.sendResult(t); err != nil {
+		log.Error("result publish failed; requeued the task", zap.NamedError("publish_error", err))
+		return w.requeueLater(d, log)
+	}
+	if !w.ack(d, log) {
+		if copied {
+			// The copy is confirmed and the broker redelivers the
+			// original: the task runs once more than it should.
+			log.Warn("the channel died between the follow-up's confirm and the ack: this run may be repeated", zap.Stringer("verdict", v.act))
+		}
+		return outcome.Requeued
+	}
+	switch v.act {
+	case actAck:
+		log.Debug("task succeeded")
+	case actRetry:
+		w.notice(t, result.Update{State: result.Retry, Error: truncate(v.cause.Error(), maxErrorHeader), Retries: t.m.Retries + 1})
+		log.Warn("task failed; retry scheduled", zap.Duration("delay", v.delay), zap.Int("next_attempt", t.m.Retries+2))
+	case actDefer:
+		log.Debug("task deferred to its eta", zap.Duration("delay", v.delay))
+	case actDead:
+		log.Warn("task dead-lettered", zap.String("reason", string(v.reason)))
+	case actDrop:
+		log.Info("task expired; dropped", zap.Time("expires", t.m.Expires))
+	}
+	return v.outcome()
+}
+
+// followUp returns the copy that t's verdict publishes before the ack, or
+// nil: a retry or an early task goes to the delay levels, a dead letter to
+// <queue>.dead. Its headers are a copy, never the delivery's own.
+func (w *Worker) followUp(t *delivery) *broker.Publishing {
+	d, m, v := t.d, t.m, t.v
+	switch v.act {
+	case actRetry:
+		h := copyHeaders(d.Headers)
+		h[task.HeaderRetries] = int64(m.Retries + 1)
+		if _, ok := h[HeaderFirstError]; !ok {
+			h[HeaderFirstError] = truncate(v.cause.Error(), maxErrorHeader)
+		}
+		h[HeaderError] = truncate(v.cause.Error(), maxErrorHeader)
+		h[HeaderQueue] = d.Queue
+		return delayed(d, v.delay, h)
+	case actDefer:
+		return delayed(d, v.delay, copyHeaders(d.Headers))
+	case actDead:
+		h := w.deadHeaders(d)
+		h[HeaderReason] = string(v.reason)
+		h[HeaderError] = truncate(v.cause.Error(), maxErrorHeader)
+		h[HeaderAttempts] = int64(m.Retries + 1)
+		h[HeaderQueue] = d.Queue
+		h[HeaderDiedAt] = time.Now().UTC().Format(time.RFC3339)
+		return &broker.Publishing{Key: routing.DeadQueue(d.Queue), Headers: h}
+	}
+	return nil
+}
+
+// delayed is a copy with headers h for the delay levels, to come back to
+// d's queue after delay. eta is set to the new due time so that the copy
+// is not deferred again when it arrives.
+func delayed(d *broker.Delivery, delay time.Duration, h map[string]any) *broker.Publishing {
+	h[task.HeaderETA] = time.Now().Add(delay).UTC().Format(time.RFC3339Nano)
+	return &broker.Publishing{Exchange: routing.DelayEntry, Key: routing.DelayKey(delay, d.Queue), Headers: h}
+}
+
+// publishFollowUp publishes p and waits for its confirm. An unroutable
+// copy means warren's own topology was deleted under the worker (the delay
+// levels, or <queue>.dead): it is declared again and the copy sent once
+// more, rather than the task requeued in a loop.
+func (w *Worker) publishFollowUp(d *broker.Delivery, p *broker.Publishing) error {
+	err := w.publish(d, p)
+	if errors.Is(err, broker.ErrUnroutable) {
+		if derr := w.sup.Redeclare(context.Background()); derr == nil {
+			err = w.publish(d, p)
+		}
+	}
+	return err
+}
+
+// publish sends p (d's body and properties, p's exchange, key and headers)
+// and waits for its confirm.
+func (w *Worker) publish(d *broker.Delivery, p *broker.Publishing) error {
+	p.MessageID = d.MessageID
+	p.ContentType = d.ContentType
+	p.Encoding = d.Encoding
+	p.Body = d.Body
+	p.Priority = d.Priority
+	p.Timestamp = d.Timestamp
+	p.CorrelationID = d.CorrelationID
+	p.ReplyTo = d.ReplyTo
+	return w.confirmed(p)
+}
+
+// confirmed publishes p and waits for its confirm, at most ConfirmTimeout.
+func (w *Worker) confirmed(p *broker.Publishing) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.ConfirmTimeout)
+	defer cancel()
+	c, err := w.pub.Publish(ctx, p)
+	if err == nil {
+		err = c.Wait(ctx)
+	}
+	if err != nil {
+		w.metrics.PublishError(metrics.PublishErrorReason(err))
+	}
+	return err
+}
+
+func (w *Worker) ack(d *broker.Delivery, log *taskLog) bool {
+	if err := d.Ack(); err != nil {
+		if errors.Is(err, broker.ErrStaleDelivery) {
+			w.metrics.StaleAck()
+			log.Warn("ack dropped: the delivery's channel died; the broker redelivers the task")
+		} else {
+			log.Warn("ack failed; the broker redelivers the task", zap.Error(err))
+		}
+		return false
+	}
+	return true
+}
+
+func (w *Worker) requeue(d *broker.Delivery, log *taskLog) outcome.Outcome {
+	if err := d.Nack(true); err != nil {
+		if errors.Is(err, broker.ErrStaleDelivery) {
+			w.metrics.StaleAck()
+		} else {
+			log.Warn("requeue failed; the broker redelivers the task when the channel closes", zap.Error(err))
+		}
+	}
+	return outcome.Requeued
+}
+
+// followUpPause is how long a handler slot waits before requeueing a task
+// whose follow-up publish failed: the broker's trouble is not the task's,
+// and an immediate requeue would spin the same message at full speed.
+const followUpPause = time.Second
+
+// requeueLater requeues d after a jittered pause.
+func (w *Worker) requeueLater(d *broker.Delivery, log *taskLog) outcome.Outcome {
+	time.Sleep(followUpPause/2 + rand.N(followUpPause))
+	return w.requeue(d, log)
+}
+
+// copyHeaders returns d's headers without RabbitMQ's dead-lettering ones,
+// with room for more.
+func copyHeaders(h map[string]any) map[string]any {
+	out := make(map[string]any, len(h)+6)
+	for k, v := range h {
+		if !task.IsBrokerHeader(k) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// deadHeaders returns the headers a dead letter starts from: d's, or, when
+// they are over the limit, a summary that always fits in one frame with
+// what followUp adds, so that the dead letter can be published.
+func (w *Worker) deadHeaders(d *broker.Delivery) map[string]any {
+	if !w.limits().headersOver(d.Headers) {
+		return copyHeaders(d.Headers)
+	}
+	h, dropped := summarizeHeaders(d.Headers)
+	h[HeaderDroppedHeaders] = int64(dropped)
+	return h
+}

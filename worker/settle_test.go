@@ -1,0 +1,308 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/tcpproxy"
+	"github.com/warrenq/warren/outcome"
+	"github.com/warrenq/warren/producer"
+	"github.com/warrenq/warren/result"
+	"github.com/warrenq/warren/retry"
+	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/worker"
+)
+
+// settled is the number of deliveries that reached an outcome.
+func settled(s worker.Stats) uint64 {
+	return s.Succeeded + s.Retried + s.Dead + s.Expired + s.Requeued
+}
+
+// With fewer handlers than queues, a queue with no messages must not hold a
+// handler while it waits: here the two idle queues would take the only one.
+func TestIdleQueuesDoNotStarveABusyOne(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	idle1, idle2, busy := b.Queue("idle1"), b.Queue("idle2"), b.Queue("busy")
+	def := task.Define[Job]("starve")
+	var ran atomic.Int32
+	reg := task.NewRegistry()
+	reg.MustRegister(def.Handler(func(context.Context, Job) error { ran.Add(1); return nil }))
+	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{idle1, busy, idle2}, Registry: reg, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	for i := range 5 {
+		if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(busy)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	brokertest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 5 },
+		"busy queue starved by idle ones: %d of 5 ran, stats %+v", ran.Load(), w.Stats())
+}
+
+// Busy queues share the handlers in turn: one queue's backlog does not run
+// to its end before another's starts.
+func TestBusyQueuesShareHandlers(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	qa, qb := b.Queue("fair-a"), b.Queue("fair-b")
+	def := task.Define[Job]("fair")
+	var mu sync.Mutex
+	var order []string
+	release := make(chan struct{})
+	reg := task.NewRegistry()
+	reg.MustRegister(def.Handler(func(ctx context.Context, j Job) error {
+		<-release
+		time.Sleep(2 * time.Millisecond) // some work: consumers take their next delivery meanwhile
+		m, _ := task.FromContext(ctx)
+		mu.Lock()
+		order = append(order, m.Queue)
+		mu.Unlock()
+		return nil
+	}))
+	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{qa, qb}, Registry: reg, Concurrency: 1, Prefetch: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	for _, q := range []string{qa, qb} {
+		for i := range 20 {
+			if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Both backlogs are in the worker's prefetch windows before the first
+	// handler finishes.
+	brokertest.Eventually(t, 10*time.Second, func() bool { return b.Ready(qa) == 0 && b.Ready(qb) == 0 }, "backlogs not prefetched")
+	close(release)
+	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 40 }, "stats %+v", w.Stats())
+	mu.Lock()
+	defer mu.Unlock()
+	longest, streak := 0, 0
+	for i := range order {
+		if i > 0 && order[i] == order[i-1] {
+			streak++
+		} else {
+			streak = 1
+		}
+		longest = max(longest, streak)
+	}
+	if longest > 3 {
+		t.Errorf("one queue ran %d tasks in a row while the other waited; order %v", longest, order)
+	}
+}
+
+// The channel of a delivery dies while its handler runs: the broker takes
+// the delivery back and redelivers it, so the failed run must publish
+// nothing for it. Had it published its dead letter, the task would both be
+// in <queue>.dead and run again (and succeed) from the redelivery. Meanwhile,
+// with its only handler busy, the worker must notice the dead channel and
+// subscribe again, so that readiness tells the truth.
+func TestNoFollowUpForADeadChannel(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	px, err := tcpproxy.Start(brokertest.Addr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = px.Close() })
+	q := b.Queue("dead-channel")
+	def := task.Define[Job]("dead_channel")
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var runs atomic.Int32
+	reg := task.NewRegistry()
+	reg.MustRegister(def.Handler(func(ctx context.Context, j Job) error {
+		if j.N == 0 && runs.Add(1) == 1 {
+			close(started)
+			<-release
+			return retry.Permanent(errors.New("bad account")) // would be dead-lettered
+		}
+		return nil
+	}))
+	w, err := worker.New(worker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Queues: []string{q}, Registry: reg,
+		Concurrency: 1, Prefetch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	for i := range 2 { // 0 blocks the only handler; 1 waits in the consumer
+		if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-started
+	px.Cut()
+	ch := b.Channel()
+	consumers := func() int {
+		qi, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return qi.Consumers
+	}
+	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Ready() && consumers() == 1 },
+		"with its handler busy, the worker did not subscribe again after the cut: ready %v, consumers %d", w.Ready(), consumers())
+	close(release)
+	// The first run is settled (requeued: its channel died) and both tasks
+	// succeed from their redeliveries.
+	brokertest.Eventually(t, 20*time.Second, func() bool { s := w.Stats(); return s.Succeeded == 2 && settled(s) == 3 }, "stats %+v", w.Stats())
+	s := w.Stats()
+	if s.ChannelLost != 1 || s.Requeued != 1 || s.Dead != 0 {
+		t.Errorf("stats %+v: want the failed run requeued for its lost channel, nothing dead", s)
+	}
+	if n := b.Ready(routing.DeadQueue(q)); n != 0 {
+		t.Errorf("%d dead letters for a task that succeeded: the run of a dead channel published its follow-up", n)
+	}
+}
+
+// A handler that ends its goroutine with runtime.Goexit has not returned:
+// its run is a failure like a panic, and its delivery is settled (here
+// retried, and the retry succeeds) rather than left unacked.
+func TestHandlerGoexitIsAFailure(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("goexit-retry")
+	def := task.Define[Job]("goexit_retry")
+	var runs atomic.Int32
+	h := def.Handler(func(ctx context.Context, j Job) error {
+		if runs.Add(1) == 1 {
+			runtime.Goexit()
+		}
+		return nil
+	})
+	w := startRetryWorker(t, b, q, fast, h)
+	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 },
+		"a task whose handler called Goexit was never settled: %d runs, stats %+v", runs.Load(), w.Stats())
+	if s := w.Stats(); s.Retried != 1 {
+		t.Errorf("stats %+v: want the Goexit run retried once", s)
+	}
+}
+
+// Sum is the payload of the result tests.
+type Sum struct{ A, B int }
+
+// A result that can never be encoded is the result's failure, not the
+// handler's: the task is dead-lettered as permanent after one run instead
+// of running again through its retries.
+func TestUnencodableResultIsPermanent(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("nan")
+	def := task.DefineWithResult[Sum, float64]("nan_result")
+	var runs atomic.Int32
+	w := startRetryWorker(t, b, q, fast, def.Handler(func(context.Context, Sum) (float64, error) {
+		runs.Add(1)
+		return math.NaN(), nil
+	}))
+	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, def, Sum{}, producer.WithQueue(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Get(ctxT(t, 20*time.Second))
+	var te *result.TaskError
+	if !errors.As(err, &te) || te.Kind != outcome.ReasonPermanent || !strings.Contains(te.Message, "NaN") {
+		t.Fatalf("Get: %v, want a permanent TaskError about NaN", err)
+	}
+	dl := deadLetters(t, b, q, 1)
+	if r := dl[0].Headers[worker.HeaderReason]; r != string(outcome.ReasonPermanent) {
+		t.Errorf("dead letter reason %v, want permanent", r)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("%d runs, want 1: an unencodable result was retried", n)
+	}
+	if s := w.Stats(); s.Dead != 1 || s.Retried != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// A result over MaxResultBytes is not sent (the broker would refuse it):
+// the caller gets a too_large failure, and the task, which succeeded, runs
+// once.
+func TestResultOverTheLimit(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("big-result")
+	def := task.DefineWithResult[Sum, string]("big_result")
+	var runs atomic.Int32
+	reg := task.NewRegistry()
+	reg.MustRegister(def.Handler(func(context.Context, Sum) (string, error) {
+		runs.Add(1)
+		return strings.Repeat("x", 4096), nil
+	}))
+	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, MaxResultBytes: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, def, Sum{}, producer.WithQueue(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Get(ctxT(t, 20*time.Second))
+	var te *result.TaskError
+	if !errors.As(err, &te) || te.Kind != outcome.ReasonTooLarge || !strings.Contains(te.Message, "MaxResultBytes") {
+		t.Fatalf("Get: %v, want a too_large TaskError naming the limit", err)
+	}
+	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
+	if s := w.Stats(); runs.Load() != 1 || s.ResultsDropped != 1 || settled(s) != 1 {
+		t.Errorf("%d runs, stats %+v: want one successful run and its result dropped", runs.Load(), s)
+	}
+}
+
+// A reply queue that refuses every message (full, with reject-publish):
+// the final result is nacked for good. That is the caller's loss; the task
+// succeeded and must be acked, not requeued to run again and again.
+func TestRefusedResultIsTheCallersLoss(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q, reply := b.Queue("refused-result"), b.Queue("full-reply")
+	if _, err := b.Channel().QueueDeclare(reply, false, false, false, false,
+		amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"}); err != nil {
+		t.Fatal(err)
+	}
+	def := task.DefineWithResult[Sum, int]("refused_result")
+	var runs atomic.Int32
+	reg := task.NewRegistry()
+	reg.MustRegister(def.Handler(func(_ context.Context, s Sum) (int, error) {
+		runs.Add(1)
+		return s.A + s.B, nil
+	}))
+	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	b.Publish("", q, amqp.Publishing{
+		MessageId: "refused-1", ContentType: "application/json", ReplyTo: reply, CorrelationId: "refused-1",
+		Headers: amqp.Table{"task": "refused_result", "id": "refused-1"}, Body: []byte(`{"A":2,"B":3}`),
+	})
+	brokertest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 1 },
+		"a task whose result the broker refuses never settled: %d runs, stats %+v", runs.Load(), w.Stats())
+	if s := w.Stats(); runs.Load() != 1 || s.ResultsDropped != 1 || s.Requeued != 0 {
+		t.Errorf("%d runs, stats %+v: want one run, its result dropped", runs.Load(), s)
+	}
+}
