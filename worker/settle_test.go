@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net/url"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -304,5 +307,72 @@ func TestRefusedResultIsTheCallersLoss(t *testing.T) {
 		"a task whose result the broker refuses never settled: %d runs, stats %+v", runs.Load(), w.Stats())
 	if s := w.Stats(); runs.Load() != 1 || s.ResultsDropped != 1 || s.Requeued != 0 {
 		t.Errorf("%d runs, stats %+v: want one run, its result dropped", runs.Load(), s)
+	}
+}
+
+// vhost creates a virtual host of this test's own on the local broker (with
+// rabbitmqctl), deleted at cleanup, and returns its URL: for a test that
+// deletes warren's shared topology, such as the delay levels, which tests
+// running in parallel use.
+func vhost(t *testing.T) string {
+	t.Helper()
+	name := "warren-test-" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	ctl := func(args ...string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if out, err := exec.CommandContext(ctx, "rabbitmqctl", args...).CombinedOutput(); err != nil {
+			t.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
+		}
+	}
+	ctl("add_vhost", name)
+	t.Cleanup(func() { ctl("delete_vhost", name) })
+	ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+	return strings.TrimSuffix(brokertest.URL(t), "/") + "/" + url.PathEscape(name)
+}
+
+// A retry copy that comes back unroutable because the delay levels were
+// deleted under the worker: the worker declares its topology again and
+// sends the copy once more, rather than requeueing the task for ever.
+func TestRetryRedeclaresDeletedDelayLevels(t *testing.T) {
+	t.Parallel()
+	u := vhost(t)
+	const q = "redeclare"
+	def := task.Define[Job]("redeclare_delay")
+	rec := newRecorder(errors.New("flaky"))
+	reg := task.NewRegistry()
+	reg.MustRegister(def.Handler(rec.handle))
+	w, err := worker.New(worker.Config{URL: u, Queues: []string{q}, Registry: reg, Retry: fast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	conn, err := amqp.Dial(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The producer declares the delay levels when it connects too: delete
+	// after that. The first retry waits 1 s: level 0 holds it.
+	p, err := producer.New(producer.Config{URL: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	brokertest.Eventually(t, 10*time.Second, p.Connected, "producer not connected")
+	if _, err := ch.QueueDelete(routing.DelayLevelName(0), false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 },
+		"the retry never came back: %d runs, stats %+v", len(rec.snapshot()), w.Stats())
+	if s := w.Stats(); s.Retried != 1 || s.Requeued != 0 {
+		t.Errorf("stats %+v: want one retry, sent after the delay levels were declared again", s)
 	}
 }
