@@ -31,6 +31,14 @@ var (
 	ErrConnectionLost = broker.ErrConnectionLost
 	// ErrClosed: the producer was closed.
 	ErrClosed = broker.ErrClosed
+	// ErrInvalid: the task cannot be sent as given, and retrying will not
+	// help: an id, exchange, routing key (a delayed task's includes its
+	// queue name) or header key longer than AMQP's 255 bytes, a header
+	// table larger than the 128 KiB frame it travels in, a header value
+	// AMQP cannot carry, or a body over Config.MaxBodyBytes. The error
+	// names the field, its size and the limit. Nothing was sent, and the
+	// producer's connection, shared by every enqueue, is untouched.
+	ErrInvalid = broker.ErrInvalid
 	// ErrNoDelayTarget: a delayed task's route leads to no queue the
 	// producer knows of; the delay levels deliver to queues.
 	ErrNoDelayTarget = errors.New("no queue known for a delayed task's route")
@@ -38,6 +46,9 @@ var (
 
 // DefaultURL is the broker used when Config.URL is empty.
 const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// DefaultMaxBodyBytes is Config.MaxBodyBytes when it is zero: 16 MiB.
+const DefaultMaxBodyBytes = 16 << 20
 
 // Config configures a Producer. The zero value publishes to a local broker
 // and needs WithQueue or WithRoute on every enqueue.
@@ -64,6 +75,12 @@ type Config struct {
 	// Metrics is where the producer registers its Prometheus collectors
 	// (package metrics). Defaults to nil: no metrics.
 	Metrics prometheus.Registerer
+	// MaxBodyBytes caps a task's encoded payload: a larger one is refused
+	// with ErrInvalid before it is sent. Defaults to DefaultMaxBodyBytes
+	// (16 MiB, RabbitMQ 4's max_message_size, and the worker's default
+	// limit, past which it dead-letters a task unrun). Negative means no
+	// limit but the broker's own.
+	MaxBodyBytes int
 	// Results delivers awaited results (EnqueueResult). Defaults to the
 	// built-in result.AMQP on the producer's own connection, started on
 	// the first EnqueueResult.
@@ -99,6 +116,9 @@ func New(cfg Config) (*Producer, error) {
 	if cfg.Channels <= 0 {
 		cfg.Channels = 2
 	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
 	// The delay levels are declared too, with the delivery binding of every
 	// queue in the topology, so that delayed tasks can reach them.
 	topo := cfg.Topology.Merge(routing.DelayTopology())
@@ -127,7 +147,7 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	return &Producer{sup: sup, pub: broker.NewPublisher(sup, cfg.Channels), routes: cfg.Routes, topo: cfg.Topology, log: cfg.Logger, metrics: m, results: cfg.Results}, nil
+	return &Producer{sup: sup, pub: broker.NewPublisher(sup, cfg.Channels, broker.WithMaxBody(cfg.MaxBodyBytes)), routes: cfg.Routes, topo: cfg.Topology, log: cfg.Logger, metrics: m, results: cfg.Results}, nil
 }
 
 // Enqueue encodes payload as a def task, publishes it and returns its id
@@ -205,6 +225,9 @@ func (p *Producer) publish(ctx context.Context, t task.Task, opts []Option) (str
 	pending := make([]*broker.Confirm, 0, len(ms))
 	for _, m := range ms {
 		c, err := p.pub.Publish(ctx, m)
+		if errors.Is(err, ErrInvalid) {
+			return "", nil, err // not sent; its id may be what is wrong
+		}
 		if err != nil {
 			p.metrics.PublishError(metrics.PublishErrorReason(err))
 			return ms[0].MessageID, nil, err
@@ -377,14 +400,25 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	if err != nil {
 		return nil, err
 	}
+	// Every copy is checked before the first binding or publish, so that a
+	// task is refused whole; binding a key too long would cost the
+	// connection as a publish would.
+	if err := p.pub.Check(&pub); err != nil {
+		return nil, err
+	}
 	out := make([]*broker.Publishing, len(queues))
 	for i, q := range queues {
+		d := pub
+		d.Exchange, d.Key = routing.DelayEntry, routing.DelayKey(delay, q)
+		if err := p.pub.Check(&d); err != nil {
+			return nil, fmt.Errorf("delayed delivery to queue %q, whose name the delay levels' routing key carries after %d bytes of delay: %w", q, 2*routing.DelayLevels, err)
+		}
+		out[i] = &d
+	}
+	for _, q := range queues {
 		if err := p.sup.EnsureBinding(ctx, routing.DelayBinding(q)); err != nil {
 			return nil, err
 		}
-		d := pub
-		d.Exchange, d.Key = routing.DelayEntry, routing.DelayKey(delay, q)
-		out[i] = &d
 	}
 	return out, nil
 }
