@@ -200,7 +200,8 @@ func (p *Producer) resultBackend() result.Backend {
 
 // Enqueue publishes t and returns its id once the broker has confirmed it.
 // An error means the caller must assume the task was not enqueued; with
-// ErrConnectionLost or a context error it may have been.
+// ErrConnectionLost or a context error it may have been. A confirm that
+// has arrived counts even if ctx ended meanwhile: the result is then nil.
 func (p *Producer) Enqueue(ctx context.Context, t task.Task, opts ...Option) (string, error) {
 	id, pending, err := p.publish(ctx, t, opts)
 	if err == nil {
@@ -278,7 +279,9 @@ func (p *Producer) queueLabel(exchange, key string) string {
 
 // EnqueueBatch publishes every task, pipelined, then waits for all their
 // confirms. ids[i] is the id of ts[i]; it is empty where that task failed,
-// and the error is then a *BatchError saying which.
+// and the error is then a *BatchError saying which. When ctx ends midway,
+// the tasks not yet published fail with its error and are not enqueued;
+// those whose confirms have arrived are reported enqueued, with their ids.
 func (p *Producer) EnqueueBatch(ctx context.Context, ts []task.Task, opts ...Option) ([]string, error) {
 	ids := make([]string, len(ts))
 	errs := make([]error, len(ts))

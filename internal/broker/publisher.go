@@ -170,14 +170,22 @@ type Confirm struct {
 var errAbandoned = errors.New("publish abandoned: its caller stopped waiting before it was sent")
 
 // Wait blocks until the broker has confirmed the publish or ctx is done.
-// nil means the message is safely in its queue(s). After a context error
-// the message may still be sent, unless its channel's writer had not yet
-// reached it: then it is dropped.
+// nil means the message is safely in its queue(s). An outcome already
+// settled wins over a done context, so a confirmed publish is never
+// reported as failed (and sent again by its caller) because the context
+// ended too. After a context error the message may still be sent, unless
+// its channel's writer had not yet reached it: then it is dropped.
 func (c *Confirm) Wait(ctx context.Context) error {
 	select {
 	case <-c.done:
 		return c.err
 	case <-ctx.Done():
+		// select picks at random among ready cases.
+		select {
+		case <-c.done:
+			return c.err
+		default:
+		}
 		c.abandoned.Store(true)
 		return fmt.Errorf("waiting for publisher confirm: %w", ctx.Err())
 	}
