@@ -21,8 +21,18 @@ type options struct {
 	replyTo     string // set by EnqueueResult
 }
 
+// resolve applies opts in order: a later option overrides an earlier one.
+func resolve(opts []Option) options {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
 // WithID sets the task id instead of a new UUID, e.g. to make an enqueue
-// retried by the caller carry the same id, so handlers can deduplicate.
+// retried by the caller carry the same id, so handlers can deduplicate. It
+// names one task: EnqueueBatch refuses it for a batch of more than one.
 func WithID(id string) Option { return func(o *options) { o.id = id } }
 
 // WithQueue publishes straight to queue through the default exchange,

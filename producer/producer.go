@@ -171,11 +171,7 @@ func EnqueueResult[T, R any](ctx context.Context, p *Producer, def *task.ResultD
 			return nil, fmt.Errorf("producer: enqueue %s: %w", def.Name(), err)
 		}
 	}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	id := o.id
+	id := resolve(opts).id
 	if id == "" {
 		id = task.NewID(time.Now())
 	}
@@ -282,8 +278,15 @@ func (p *Producer) queueLabel(exchange, key string) string {
 // and the error is then a *BatchError saying which. When ctx ends midway,
 // the tasks not yet published fail with its error and are not enqueued;
 // those whose confirms have arrived are reported enqueued, with their ids.
+//
+// The options apply to every task, so WithID, which names one task, is
+// refused with ErrInvalid (not a *BatchError, nothing sent) for a batch of
+// more than one: enqueue such tasks one by one.
 func (p *Producer) EnqueueBatch(ctx context.Context, ts []task.Task, opts ...Option) ([]string, error) {
 	ids := make([]string, len(ts))
+	if len(ts) > 1 && resolve(opts).id != "" {
+		return ids, fmt.Errorf("producer: %w: WithID would give all %d tasks of the batch the same id; enqueue them one by one, each with its own WithID, or let the producer make the ids", ErrInvalid, len(ts))
+	}
 	errs := make([]error, len(ts))
 	pending := make([][]*broker.Confirm, len(ts))
 	failed := 0
@@ -357,10 +360,7 @@ func (p *Producer) Connected() bool { return p.sup.Connected() }
 // build turns t into the message(s) to publish: one to its route, or, for
 // a task due later, one per target queue into the delay levels.
 func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*broker.Publishing, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := resolve(opts)
 	if t.Name == "" {
 		return nil, errors.New("task has no name (build it with Def.New)")
 	}
