@@ -3,6 +3,7 @@ package producer_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,5 +134,73 @@ func TestBatchReportsWhatWasConfirmedBeforeItsContextEnded(t *testing.T) {
 				t.Errorf("queue holds %d, want %d tasks and 2 barriers", n, tc.ran)
 			}
 		})
+	}
+}
+
+// A task delayed to two queues goes into the delay levels as two copies.
+// When the second cannot be sent (here its context ended between the two
+// publishes), the first is still waited for, and the error says which
+// queue got the task and which did not, so that the caller sends it again
+// to that one only, with the same id.
+func TestDelayedCopiesReportWhichQueuesGotTheTask(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	qa, qb, x := b.Queue("a"), b.Queue("b"), b.Exchange("fanout-by-key")
+	topo := routing.Topology{
+		Exchanges: []routing.Exchange{{Name: x}},
+		Queues:    []routing.Queue{{Name: qa}, {Name: qb}},
+		Bindings:  []routing.Binding{{Exchange: x, Queue: qa, Key: "k"}, {Exchange: x, Queue: qb, Key: "k"}},
+	}
+	p := newProducer(t, producer.Config{URL: b.URL, Channels: 1, Topology: topo,
+		Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
+	barrier(t, p, qa)
+
+	ctx := newEndingCtx(1) // the first copy's publish, not the second's
+	res := make(chan error, 1)
+	go func() {
+		_, err := producer.Enqueue(ctx, p, noteTask, Note{Text: "delayed"}, producer.WithDelay(time.Second))
+		res <- err
+	}()
+	var err error
+	select {
+	case <-ctx.waiting:
+		barrier(t, p, qa) // the first copy's confirm has arrived
+		ctx.end()
+		err = <-res
+	case err = <-res:
+		t.Errorf("Enqueue returned without waiting for the copy it had sent")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Enqueue never returned")
+	}
+	var qe *producer.QueuesError
+	if !errors.As(err, &qe) {
+		t.Fatalf("err = %v, want a *QueuesError", err)
+	}
+	if qe.ID == "" || len(qe.Enqueued) != 1 || qe.Enqueued[0] != qa || len(qe.Failed) != 1 || qe.Failed[0] != qb {
+		t.Errorf("QueuesError %+v, want enqueued to %s, not to %s", qe, qa, qb)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("errors.Is(err, context.Canceled) = false for %v", err)
+	}
+	for _, s := range []string{qa, qb, qe.ID, "WithQueue"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error does not say %q: %v", s, err)
+		}
+	}
+
+	// As the error advises: the missing queue only, with the same id.
+	if _, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{Text: "delayed"}),
+		producer.WithQueue(qb), producer.WithID(qe.ID), producer.WithDelay(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 15*time.Second, func() bool { return b.Ready(qa) == 3 && b.Ready(qb) == 1 },
+		"ready: %s=%d (want 2 barriers and the task), %s=%d (want the task)", qa, b.Ready(qa), qb, b.Ready(qb))
+	ids := map[string]int{}
+	for _, q := range []string{qa, qa, qa, qb} {
+		d, _ := b.Get(q)
+		ids[d.MessageId]++
+	}
+	if ids[qe.ID] != 2 {
+		t.Errorf("task %s reached the queues %d times, want once each", qe.ID, ids[qe.ID])
 	}
 }

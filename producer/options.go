@@ -67,7 +67,8 @@ func WithHeaders(h map[string]any) Option {
 // WithDelay holds the task back for d (whole seconds, rounded up; up to
 // about 48 days) in the delay levels before it reaches its queue. The delay
 // levels deliver to queues, so the task's route must lead to queues the
-// producer's Topology names (or use WithQueue).
+// producer's Topology names (or use WithQueue); a route that reaches
+// several sends one copy to each, and a failure of some is a *QueuesError.
 func WithDelay(d time.Duration) Option {
 	return func(o *options) { o.eta = time.Now().Add(d) }
 }

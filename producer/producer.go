@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -198,53 +199,122 @@ func (p *Producer) resultBackend() result.Backend {
 // An error means the caller must assume the task was not enqueued; with
 // ErrConnectionLost or a context error it may have been. A confirm that
 // has arrived counts even if ctx ended meanwhile: the result is then nil.
+// A delayed task whose route reaches several queues that did not reach
+// them all fails with a *QueuesError saying which did.
 func (p *Producer) Enqueue(ctx context.Context, t task.Task, opts ...Option) (string, error) {
-	id, pending, err := p.publish(ctx, t, opts)
+	id, copies, err := p.publish(ctx, t, opts)
 	if err == nil {
-		err = p.waitAll(ctx, t.Name, pending)
+		err = p.settle(ctx, t.Name, id, copies)
 	}
 	if err != nil {
-		if id == "" {
-			return "", fmt.Errorf("producer: enqueue %s: %w", t.Name, err)
-		}
-		return "", fmt.Errorf("producer: enqueue %s (id %s): %w", t.Name, id, err)
+		return "", enqueueError(t.Name, id, err)
 	}
 	return id, nil
 }
 
+// enqueueError says which task, and which id once it has one, err is about.
+func enqueueError(taskName, id string, err error) error {
+	if id == "" {
+		return fmt.Errorf("producer: enqueue %s: %w", taskName, err)
+	}
+	return fmt.Errorf("producer: enqueue %s (id %s): %w", taskName, id, err)
+}
+
+// sent is one publish of a task: to its route, or to one of its queues
+// through the delay levels.
+type sent struct {
+	m   *broker.Publishing
+	c   *broker.Confirm // nil if Publish refused m
+	err error           // why m is not (or not surely) enqueued
+}
+
 // publish sends t's message(s) without waiting: one, or one per target
-// queue for a delayed task whose route reaches several.
-func (p *Producer) publish(ctx context.Context, t task.Task, opts []Option) (string, []*broker.Confirm, error) {
+// queue for a delayed task whose route reaches several. Every copy is
+// tried, whatever became of the ones before it; err means that nothing
+// was sent.
+func (p *Producer) publish(ctx context.Context, t task.Task, opts []Option) (string, []sent, error) {
 	ms, err := p.build(ctx, t, opts)
 	if err != nil {
 		return "", nil, err
 	}
-	pending := make([]*broker.Confirm, 0, len(ms))
-	for _, m := range ms {
+	copies := make([]sent, len(ms))
+	for i, m := range ms {
 		c, err := p.pub.Publish(ctx, m)
-		if errors.Is(err, ErrInvalid) {
-			return "", nil, err // not sent; its id may be what is wrong
-		}
 		if err != nil {
 			p.metrics.PublishError(metrics.PublishErrorReason(err))
-			return ms[0].MessageID, nil, err
 		}
-		pending = append(pending, c)
+		copies[i] = sent{m: m, c: c, err: err}
 	}
-	return ms[0].MessageID, pending, nil
+	id := ms[0].MessageID
+	if len(ms) == 1 && copies[0].err != nil {
+		if errors.Is(copies[0].err, ErrInvalid) {
+			id = "" // not sent, and the id may be what is wrong
+		}
+		return id, nil, copies[0].err
+	}
+	return id, copies, nil
 }
 
-// waitAll waits for the confirms of one task's publishes and counts them.
-func (p *Producer) waitAll(ctx context.Context, taskName string, pending []*broker.Confirm) error {
-	for _, c := range pending {
-		if err := c.Wait(ctx); err != nil {
-			p.metrics.PublishError(metrics.PublishErrorReason(err))
-			return err
+// settle waits for the confirms of one task's copies and counts them. It
+// waits for every copy even after one failed, so that the caller learns
+// which queues have the task: a *QueuesError when there are several.
+func (p *Producer) settle(ctx context.Context, taskName, id string, copies []sent) error {
+	for i := range copies {
+		s := &copies[i]
+		if s.err != nil {
+			continue // refused by Publish, and counted there
 		}
-		p.metrics.PublishedOne(taskName, p.queueLabel(c.Exchange(), c.Key()))
+		if s.err = s.c.Wait(ctx); s.err != nil {
+			p.metrics.PublishError(metrics.PublishErrorReason(s.err))
+			continue
+		}
+		p.metrics.PublishedOne(taskName, p.queueLabel(s.m.Exchange, s.m.Key))
 	}
-	return nil
+	if len(copies) == 1 {
+		return copies[0].err
+	}
+	qe := &QueuesError{ID: id}
+	for _, s := range copies {
+		q := p.queueLabel(s.m.Exchange, s.m.Key)
+		if s.err == nil {
+			qe.Enqueued = append(qe.Enqueued, q)
+		} else {
+			qe.Failed, qe.Errs = append(qe.Failed, q), append(qe.Errs, s.err)
+		}
+	}
+	if len(qe.Failed) == 0 {
+		return nil
+	}
+	return qe
 }
+
+// QueuesError reports a delayed task whose route reaches several queues
+// and which did not reach them all. Such a task goes into the delay levels
+// as one copy per queue, each confirmed on its own, so some may be
+// enqueued and others not; the producer waits for every copy before it
+// says which. Enqueue it again to each of the Failed queues only, with
+// WithQueue(queue), WithID(ID) and the same delay: the Enqueued ones
+// already have it.
+type QueuesError struct {
+	ID       string   // the task's id
+	Enqueued []string // queues whose copy the broker confirmed
+	Failed   []string // queues whose copy is not, or not surely, enqueued
+	Errs     []error  // Errs[i] is why for Failed[i]
+}
+
+// Error names the queues on both sides, the first failure and what to do.
+func (e *QueuesError) Error() string {
+	got := "none of them"
+	if len(e.Enqueued) > 0 {
+		got = strings.Join(e.Enqueued, ", ")
+	}
+	return fmt.Sprintf("a task delayed for %d queues reached %s, and not (or not surely) %s: %v; enqueue it again to each of those with WithQueue and WithID(%q)",
+		len(e.Enqueued)+len(e.Failed), got, strings.Join(e.Failed, ", "), e.Errs[0], e.ID)
+}
+
+// Unwrap returns the failures, so errors.Is sees ErrConnectionLost or a
+// context's error through it.
+func (e *QueuesError) Unwrap() []error { return e.Errs }
 
 // queueLabel names the queue a publish was for, for the queue label: the
 // key on the default exchange or the delay levels' target, else the
@@ -288,23 +358,23 @@ func (p *Producer) EnqueueBatch(ctx context.Context, ts []task.Task, opts ...Opt
 		return ids, fmt.Errorf("producer: %w: WithID would give all %d tasks of the batch the same id; enqueue them one by one, each with its own WithID, or let the producer make the ids", ErrInvalid, len(ts))
 	}
 	errs := make([]error, len(ts))
-	pending := make([][]*broker.Confirm, len(ts))
+	pending := make([][]sent, len(ts))
 	failed := 0
 	for i, t := range ts {
-		id, cs, err := p.publish(ctx, t, opts)
+		id, copies, err := p.publish(ctx, t, opts)
 		if err != nil {
-			errs[i] = fmt.Errorf("producer: enqueue %s: %w", t.Name, err)
+			errs[i] = enqueueError(t.Name, id, err)
 			failed++
 			continue
 		}
-		ids[i], pending[i] = id, cs
+		ids[i], pending[i] = id, copies
 	}
-	for i, cs := range pending {
-		if cs == nil {
+	for i, copies := range pending {
+		if copies == nil {
 			continue
 		}
-		if err := p.waitAll(ctx, ts[i].Name, cs); err != nil {
-			errs[i] = fmt.Errorf("producer: enqueue %s (id %s): %w", ts[i].Name, ids[i], err)
+		if err := p.settle(ctx, ts[i].Name, ids[i], copies); err != nil {
+			errs[i] = enqueueError(ts[i].Name, ids[i], err)
 			ids[i] = ""
 			failed++
 		}
