@@ -207,3 +207,42 @@ func TestDelayedDeliveryWithDottedNames(t *testing.T) {
 		}
 	}
 }
+
+// Any delay or ETA in the future goes through the delay levels, rounded up
+// to whole seconds, as WithDelay says: 100 ms waits a second, not nothing.
+func TestShortDelaysRoundUpToASecond(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("short")
+	p := newProducer(t, producer.Config{URL: b.URL, Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}})
+	ctx := timeout(t, 10*time.Second)
+	// Declared by the producer's connect; wait for it before consuming.
+	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "now"}), producer.WithQueue(q)); err != nil {
+		t.Fatal(err)
+	}
+	got := arrivals(t, b.URL, q)
+	if a := <-got; a[0] != "now" {
+		t.Fatalf("first arrival %v", a[0])
+	}
+	start := time.Now()
+	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "100ms"}), producer.WithQueue(q), producer.WithDelay(100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "eta+300ms"}), producer.WithQueue(q), producer.WithETA(time.Now().Add(300*time.Millisecond))); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case a := <-got:
+			el := a[1].(time.Time).Sub(start)
+			t.Logf("%s arrived after %v", a[0], el)
+			// The levels' TTL runs from the publish, after start; a margin
+			// for the broker's millisecond clock.
+			if el < 990*time.Millisecond || el > 5*time.Second {
+				t.Errorf("%s arrived after %v, want after about 1s", a[0], el)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a short delay never arrived")
+		}
+	}
+}

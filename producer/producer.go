@@ -451,7 +451,11 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	if id == "" {
 		id = task.NewID(now)
 	}
-	m := task.Message{ID: id, Task: t.Name, ETA: o.eta, Expires: o.expires, MaxAttempts: o.maxAttempts, EnqueuedAt: now}
+	eta := o.eta
+	if o.delay > 0 {
+		eta = now.Add(o.delay)
+	}
+	m := task.Message{ID: id, Task: t.Name, ETA: eta, Expires: o.expires, MaxAttempts: o.maxAttempts, EnqueuedAt: now}
 	pub := broker.Publishing{
 		Exchange:    route.Exchange,
 		Key:         route.Key,
@@ -465,8 +469,10 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	if o.replyTo != "" {
 		pub.ReplyTo, pub.CorrelationID = o.replyTo, id
 	}
-	delay := o.eta.Sub(now)
-	if o.eta.IsZero() || delay < 500*time.Millisecond {
+	// Any time to wait goes through the delay levels, which round it up to
+	// whole seconds; none, or an ETA past, runs at once.
+	delay := eta.Sub(now)
+	if eta.IsZero() || delay <= 0 {
 		return []*broker.Publishing{&pub}, nil
 	}
 	queues, err := p.targets(*route)

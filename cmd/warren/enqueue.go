@@ -84,7 +84,7 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 	fs.StringVar(&t.queue, "queue", "", "publish to this queue, through the default exchange")
 	fs.StringVar(&t.exchange, "exchange", "", "publish to this exchange, with -key")
 	fs.StringVar(&t.key, "key", "", "routing key, with -exchange")
-	delay := fs.Duration("delay", 0, "hold the task back this long, in whole seconds")
+	delay := fs.Duration("delay", 0, "hold the task back this long, rounded up to whole seconds")
 	eta := fs.String("eta", "", "hold the task back until this RFC 3339 time, e.g. 2026-11-25T08:00:00Z")
 	payload := fs.String("json", "", "the payload: one JSON document")
 	file := fs.String("file", "", "read the payload, one JSON document, from this file")
