@@ -153,17 +153,13 @@ var resultTask = task.DefineWithResult[Note, Note]("note_result")
 // The body limit defaults to 16 MiB; negative lifts it.
 func TestMaxBodyBytes(t *testing.T) {
 	t.Parallel()
-	b := brokertest.New(t)
-	q := b.Queue("bodies")
-	topo := routing.Topology{Queues: []routing.Queue{{Name: q}}}
+	b, q, p := producerWithQueue(t, "bodies", producer.Config{})
 	big := noteTask.New(Note{Text: strings.Repeat("x", producer.DefaultMaxBodyBytes)})
 	ctx := timeout(t, 60*time.Second)
-
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo})
 	if _, err := p.Enqueue(ctx, big, producer.WithQueue(q)); !errors.Is(err, producer.ErrInvalid) || !strings.Contains(err.Error(), "limit of 16777216") {
 		t.Errorf("a body over 16 MiB with the default limit: err = %v, want ErrInvalid", err)
 	}
-	unlimited := newProducer(t, producer.Config{URL: b.URL, Topology: topo, MaxBodyBytes: -1})
+	unlimited := newProducer(t, producer.Config{URL: b.URL, MaxBodyBytes: -1})
 	if _, err := unlimited.Enqueue(ctx, big, producer.WithQueue(q)); err != nil {
 		t.Errorf("a body over 16 MiB with no limit: %v", err)
 	}

@@ -78,9 +78,7 @@ func TestBatchReportsWhatWasConfirmedBeforeItsContextEnded(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b := brokertest.New(t)
-			q := b.Queue("batch")
-			p := newProducer(t, producer.Config{URL: b.URL, Channels: 1, Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}})
+			b, q, p := producerWithQueue(t, "batch", producer.Config{Channels: 1})
 			barrier(t, p, q) // connected, channel open: publishing asks nothing of ctx but Err
 
 			ctx := newEndingCtx(tc.ran)

@@ -34,6 +34,17 @@ func newProducer(t *testing.T, cfg producer.Config) *producer.Producer {
 	return p
 }
 
+// producerWithQueue gives a test its broker, a queue of its own named
+// after base, and a producer made with cfg whose topology declares that
+// queue.
+func producerWithQueue(t *testing.T, base string, cfg producer.Config) (*brokertest.Broker, string, *producer.Producer) {
+	t.Helper()
+	b := brokertest.New(t)
+	q := b.Queue(base)
+	cfg.URL, cfg.Topology = b.URL, routing.Topology{Queues: []routing.Queue{{Name: q}}}
+	return b, q, newProducer(t, cfg)
+}
+
 func timeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -162,9 +173,7 @@ func TestNoRouteIsAnError(t *testing.T) {
 
 func TestConcurrentEnqueueAndBatch(t *testing.T) {
 	t.Parallel()
-	b := brokertest.New(t)
-	q := b.Queue("many")
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}})
+	b, q, p := producerWithQueue(t, "many", producer.Config{})
 	ctx := timeout(t, 30*time.Second)
 	var wg sync.WaitGroup
 	ids := make(chan string, 1000)
@@ -355,9 +364,7 @@ func TestCloseWhileWaitingForTheBroker(t *testing.T) {
 // handlers would take all but one for duplicates.
 func TestBatchRefusesOneIDForManyTasks(t *testing.T) {
 	t.Parallel()
-	b := brokertest.New(t)
-	q := b.Queue("batch-id")
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}})
+	b, q, p := producerWithQueue(t, "batch-id", producer.Config{})
 	ctx := timeout(t, 10*time.Second)
 	ids, err := p.EnqueueBatch(ctx, []task.Task{noteTask.New(Note{}), noteTask.New(Note{})}, producer.WithQueue(q), producer.WithID("order-42"))
 	if !errors.Is(err, producer.ErrInvalid) || !strings.Contains(err.Error(), "WithID") {
