@@ -69,7 +69,8 @@ func NewPublisher(sup *Supervisor, channels int, opts ...PublisherOption) *Publi
 }
 
 // Publish queues m for a channel's writer and returns its Confirm without
-// waiting for the broker. It waits for a connection until ctx is done.
+// waiting for the broker. It waits for a connection until ctx is done. A
+// message Check refuses is refused here, before it reaches a channel.
 //
 // m, its headers and its body must not change until the Confirm is
 // settled: the writer reads them after Publish returns, and if the channel

@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -23,15 +24,17 @@ const (
 	// FrameMax is the frame size publishes are checked against: the
 	// default frame_max of amqp091-go and of RabbitMQ, 128 KiB, which the
 	// supervisor's connections do not raise. A message's properties,
-	// header table included, travel in one frame.
+	// header table included, travel in one frame. A broker configured with
+	// a smaller frame_max still closes the connection over what fits this.
 	FrameMax = 128 << 10
 	// MaxProperties is the most a message's encoded properties may take:
 	// the frame less its 8 bytes of framing and the content header's 14.
 	MaxProperties = FrameMax - 8 - 14
 )
 
-// publishSeqEntry is what send may add to a header table: the
-// HeaderPublishSeq entry, and the table's own length if it was empty.
+// publishSeqEntry is room for what send may add to a header table: the
+// HeaderPublishSeq entry and, for a table that was empty, its length
+// prefix. Counted always, it overcounts by up to 34 bytes.
 const publishSeqEntry = 4 + 1 + len(HeaderPublishSeq) + 9
 
 // InvalidError says which part of a publish is too large, and by how much.
@@ -69,9 +72,9 @@ func check(m *Publishing, maxBody int) error {
 			return err
 		}
 	}
-	headers, err := tableSize(m.Headers, "")
-	if err != nil {
-		return err
+	headers, bad := tableSize(m.Headers)
+	if bad != nil {
+		return bad.err()
 	}
 	if n := propertiesSize(m, headers); n > MaxProperties {
 		return &InvalidError{Field: "header table (" + strconv.Itoa(headers) + " bytes) with the other properties", Size: n, Limit: MaxProperties,
@@ -111,24 +114,21 @@ func propertiesSize(m *Publishing, headers int) int {
 }
 
 // tableSize returns the encoded size of t as amqp091-go writes a field
-// table, or an error naming the first key too long for AMQP or the first
-// value amqp091-go cannot write, at any depth. path leads to t from the
-// top of the headers.
-func tableSize(t map[string]any, path string) (int, error) {
+// table, or a *headerError for the first key too long for AMQP or value
+// amqp091-go cannot write, at any depth. It allocates nothing for a good
+// table: the error's path is built only as a bad one unwinds.
+func tableSize(t map[string]any) (int, *headerError) {
 	if len(t) == 0 {
 		return 0, nil
 	}
 	n := 4
 	for k, v := range t {
-		at := path + strconv.Quote(clip(k))
-		if path != "" {
-			at = path + " > " + strconv.Quote(clip(k))
-		}
 		if len(k) > MaxShortString {
-			return 0, &InvalidError{Field: "header key " + at, Size: len(k), Limit: MaxShortString, Rule: "an AMQP short string"}
+			return 0, &headerError{path: []string{clipQuote(k)}, keyLen: len(k)}
 		}
-		f, err := fieldSize(v, at)
+		f, err := fieldSize(v)
 		if err != nil {
+			err.path = append(err.path, clipQuote(k))
 			return 0, err
 		}
 		n += 1 + len(k) + f
@@ -138,7 +138,7 @@ func tableSize(t map[string]any, path string) (int, error) {
 
 // fieldSize returns the encoded size of one field value, its type octet
 // included, for exactly the types amqp091-go's writer knows.
-func fieldSize(v any, at string) (int, error) {
+func fieldSize(v any) (int, *headerError) {
 	switch x := v.(type) {
 	case nil:
 		return 1, nil
@@ -159,19 +159,43 @@ func fieldSize(v any, at string) (int, error) {
 	case []any:
 		n := 5
 		for i, e := range x {
-			f, err := fieldSize(e, at+"["+strconv.Itoa(i)+"]")
+			f, err := fieldSize(e)
 			if err != nil {
+				err.path = append(err.path, "["+strconv.Itoa(i)+"]")
 				return 0, err
 			}
 			n += f
 		}
 		return n, nil
 	case amqp.Table:
-		n, err := tableSize(x, at)
+		n, err := tableSize(x)
 		return 1 + max(n, 4), err
 	}
-	return 0, fmt.Errorf("%w: header %s is a %T, which AMQP cannot carry (use a string, number, bool, time, []byte, []any or amqp.Table); not sent, and retrying will not help",
-		ErrInvalid, at, v)
+	return 0, &headerError{value: v}
+}
+
+// headerError is a header key too long, or a value AMQP cannot carry,
+// found by tableSize.
+type headerError struct {
+	path   []string // keys ("k") and array indexes ([i]) leading to it, innermost first
+	keyLen int      // a key too long: its length
+	value  any      // otherwise the value
+}
+
+// err says which header is wrong and how.
+func (e *headerError) err() error {
+	var at strings.Builder
+	for i := len(e.path) - 1; i >= 0; i-- {
+		if at.Len() > 0 && e.path[i][0] != '[' {
+			at.WriteString(" > ")
+		}
+		at.WriteString(e.path[i])
+	}
+	if e.keyLen > 0 {
+		return &InvalidError{Field: "header key " + at.String(), Size: e.keyLen, Limit: MaxShortString, Rule: "an AMQP short string"}
+	}
+	return fmt.Errorf("%w: header %s is a %T, which AMQP cannot carry (use a string, number, bool, time, []byte, []any or amqp.Table); not sent, and retrying will not help",
+		ErrInvalid, at.String(), e.value)
 }
 
 // clipQuote quotes s for an error, cut to its first 32 bytes when longer.
