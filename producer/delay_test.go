@@ -42,6 +42,20 @@ func arrivals(t *testing.T, url, q string) <-chan [2]any {
 	return out
 }
 
+// arrivalsOnceDeclared is arrivals for a queue that p's connect declares:
+// it waits for that by sending a first task through it.
+func arrivalsOnceDeclared(t *testing.T, p *producer.Producer, url, q string) <-chan [2]any {
+	t.Helper()
+	if _, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{Text: "now"}), producer.WithQueue(q)); err != nil {
+		t.Fatal(err)
+	}
+	got := arrivals(t, url, q)
+	if a := <-got; a[0] != "now" {
+		t.Fatalf("first arrival %v", a[0])
+	}
+	return got
+}
+
 // A 1s delay enqueued after a 2h and a 30s one arrives after about 1s: no
 // delay ever waits behind a longer one.
 func TestDelaysArriveInDueOrder(t *testing.T) {
@@ -56,14 +70,7 @@ func TestDelaysArriveInDueOrder(t *testing.T) {
 	}
 	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
 	ctx := timeout(t, 10*time.Second)
-	// Declared by the producer's connect; wait for it before consuming.
-	if _, err := producer.Enqueue(ctx, p, noteTask, Note{Text: "now"}); err != nil {
-		t.Fatal(err)
-	}
-	got := arrivals(t, b.URL, q)
-	if a := <-got; a[0] != "now" {
-		t.Fatalf("first arrival %v", a[0])
-	}
+	got := arrivalsOnceDeclared(t, p, b.URL, q)
 	start := time.Now()
 	for _, c := range []struct {
 		text  string
@@ -204,6 +211,36 @@ func TestDelayedDeliveryWithDottedNames(t *testing.T) {
 		}
 		if extra := b.Ready(c.queue); extra != 0 {
 			t.Errorf("%s holds %d more: a delayed task reached the wrong queue", c.queue, extra)
+		}
+	}
+}
+
+// Any delay or ETA in the future goes through the delay levels, rounded up
+// to whole seconds, as WithDelay says: 100 ms waits a second, not nothing.
+func TestShortDelaysRoundUpToASecond(t *testing.T) {
+	t.Parallel()
+	b, q, p := producerWithQueue(t, "short", producer.Config{})
+	ctx := timeout(t, 10*time.Second)
+	got := arrivalsOnceDeclared(t, p, b.URL, q)
+	start := time.Now()
+	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "100ms"}), producer.WithQueue(q), producer.WithDelay(100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "eta+300ms"}), producer.WithQueue(q), producer.WithETA(time.Now().Add(300*time.Millisecond))); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case a := <-got:
+			el := a[1].(time.Time).Sub(start)
+			t.Logf("%s arrived after %v", a[0], el)
+			// The levels' TTL runs from the publish, after start; a margin
+			// for the broker's millisecond clock.
+			if el < 990*time.Millisecond || el > 5*time.Second {
+				t.Errorf("%s arrived after %v, want after about 1s", a[0], el)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a short delay never arrived")
 		}
 	}
 }

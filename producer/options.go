@@ -15,14 +15,25 @@ type options struct {
 	route       *routing.Route
 	priority    uint8
 	headers     map[string]any
-	eta         time.Time
+	eta         time.Time     // WithETA
+	delay       time.Duration // WithDelay: from the enqueue
 	expires     time.Time
 	maxAttempts int
 	replyTo     string // set by EnqueueResult
 }
 
+// resolve applies opts in order: a later option overrides an earlier one.
+func resolve(opts []Option) options {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
 // WithID sets the task id instead of a new UUID, e.g. to make an enqueue
-// retried by the caller carry the same id, so handlers can deduplicate.
+// retried by the caller carry the same id, so handlers can deduplicate. It
+// names one task: EnqueueBatch refuses it for a batch of more than one.
 func WithID(id string) Option { return func(o *options) { o.id = id } }
 
 // WithQueue publishes straight to queue through the default exchange,
@@ -54,17 +65,23 @@ func WithHeaders(h map[string]any) Option {
 	}
 }
 
-// WithDelay holds the task back for d (whole seconds, rounded up; up to
-// about 48 days) in the delay levels before it reaches its queue. The delay
-// levels deliver to queues, so the task's route must lead to queues the
-// producer's Topology names (or use WithQueue).
+// WithDelay holds the task back for d from its enqueue in the delay levels
+// before it reaches its queue. The levels count whole seconds: any d above
+// zero is rounded up, so 100ms waits a second; d of zero or less runs the
+// task at once. At most about 48 days. The delay levels deliver to queues,
+// so the task's route must lead to queues the producer's Topology names
+// (or use WithQueue); a route that reaches several sends one copy to each,
+// and a failure of some is a *QueuesError. WithDelay and WithETA override
+// each other: the later one counts.
 func WithDelay(d time.Duration) Option {
-	return func(o *options) { o.eta = time.Now().Add(d) }
+	return func(o *options) { o.delay, o.eta = d, time.Time{} }
 }
 
-// WithETA holds the task back until t, as WithDelay does. A t in the past
-// enqueues it to run at once.
-func WithETA(t time.Time) Option { return func(o *options) { o.eta = t } }
+// WithETA holds the task back until t, as WithDelay does: a t in the
+// future waits in the delay levels for the time left, rounded up to whole
+// seconds; a t that is not in the future runs the task at once (it still
+// carries its eta header).
+func WithETA(t time.Time) Option { return func(o *options) { o.eta, o.delay = t, 0 } }
 
 // WithExpiry makes the task expire d from now: a worker that gets it later
 // does not run it (it is dead-lettered with reason "expired", or dropped if

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,14 @@ var (
 	ErrConnectionLost = broker.ErrConnectionLost
 	// ErrClosed: the producer was closed.
 	ErrClosed = broker.ErrClosed
+	// ErrInvalid: the task cannot be sent as given, and retrying will not
+	// help: an id, exchange, routing key (a delayed task's includes its
+	// queue name) or header key longer than AMQP's 255 bytes, a header
+	// table larger than the 128 KiB frame it travels in, a header value
+	// AMQP cannot carry, or a body over Config.MaxBodyBytes. The error
+	// names the field, its size and the limit. Nothing was sent, and the
+	// producer's connection, shared by every enqueue, is untouched.
+	ErrInvalid = broker.ErrInvalid
 	// ErrNoDelayTarget: a delayed task's route leads to no queue the
 	// producer knows of; the delay levels deliver to queues.
 	ErrNoDelayTarget = errors.New("no queue known for a delayed task's route")
@@ -38,6 +47,9 @@ var (
 
 // DefaultURL is the broker used when Config.URL is empty.
 const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// DefaultMaxBodyBytes is Config.MaxBodyBytes when it is zero: 16 MiB.
+const DefaultMaxBodyBytes = 16 << 20
 
 // Config configures a Producer. The zero value publishes to a local broker
 // and needs WithQueue or WithRoute on every enqueue.
@@ -64,6 +76,12 @@ type Config struct {
 	// Metrics is where the producer registers its Prometheus collectors
 	// (package metrics). Defaults to nil: no metrics.
 	Metrics prometheus.Registerer
+	// MaxBodyBytes caps a task's encoded payload: a larger one is refused
+	// with ErrInvalid before it is sent. Defaults to DefaultMaxBodyBytes
+	// (16 MiB, RabbitMQ 4's max_message_size, and the worker's default
+	// limit, past which it dead-letters a task unrun). Negative means no
+	// limit but the broker's own.
+	MaxBodyBytes int
 	// Results delivers awaited results (EnqueueResult). Defaults to the
 	// built-in result.AMQP on the producer's own connection, started on
 	// the first EnqueueResult.
@@ -99,6 +117,9 @@ func New(cfg Config) (*Producer, error) {
 	if cfg.Channels <= 0 {
 		cfg.Channels = 2
 	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
 	// The delay levels are declared too, with the delivery binding of every
 	// queue in the topology, so that delayed tasks can reach them.
 	topo := cfg.Topology.Merge(routing.DelayTopology())
@@ -127,7 +148,7 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	return &Producer{sup: sup, pub: broker.NewPublisher(sup, cfg.Channels), routes: cfg.Routes, topo: cfg.Topology, log: cfg.Logger, metrics: m, results: cfg.Results}, nil
+	return &Producer{sup: sup, pub: broker.NewPublisher(sup, cfg.Channels, broker.WithMaxBody(cfg.MaxBodyBytes)), routes: cfg.Routes, topo: cfg.Topology, log: cfg.Logger, metrics: m, results: cfg.Results}, nil
 }
 
 // Enqueue encodes payload as a def task, publishes it and returns its id
@@ -151,11 +172,7 @@ func EnqueueResult[T, R any](ctx context.Context, p *Producer, def *task.ResultD
 			return nil, fmt.Errorf("producer: enqueue %s: %w", def.Name(), err)
 		}
 	}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	id := o.id
+	id := resolve(opts).id
 	if id == "" {
 		id = task.NewID(time.Now())
 	}
@@ -180,51 +197,124 @@ func (p *Producer) resultBackend() result.Backend {
 
 // Enqueue publishes t and returns its id once the broker has confirmed it.
 // An error means the caller must assume the task was not enqueued; with
-// ErrConnectionLost or a context error it may have been.
+// ErrConnectionLost or a context error it may have been. A confirm that
+// has arrived counts even if ctx ended meanwhile: the result is then nil.
+// A delayed task whose route reaches several queues that did not reach
+// them all fails with a *QueuesError saying which did.
 func (p *Producer) Enqueue(ctx context.Context, t task.Task, opts ...Option) (string, error) {
-	id, pending, err := p.publish(ctx, t, opts)
+	id, copies, err := p.publish(ctx, t, opts)
 	if err == nil {
-		err = p.waitAll(ctx, t.Name, pending)
+		err = p.settle(ctx, t.Name, id, copies)
 	}
 	if err != nil {
-		if id == "" {
-			return "", fmt.Errorf("producer: enqueue %s: %w", t.Name, err)
-		}
-		return "", fmt.Errorf("producer: enqueue %s (id %s): %w", t.Name, id, err)
+		return "", enqueueError(t.Name, id, err)
 	}
 	return id, nil
 }
 
+// enqueueError says which task, and which id once it has one, err is about.
+func enqueueError(taskName, id string, err error) error {
+	if id == "" {
+		return fmt.Errorf("producer: enqueue %s: %w", taskName, err)
+	}
+	return fmt.Errorf("producer: enqueue %s (id %s): %w", taskName, id, err)
+}
+
+// sent is one publish of a task: to its route, or to one of its queues
+// through the delay levels.
+type sent struct {
+	m   *broker.Publishing
+	c   *broker.Confirm // nil if Publish refused m
+	err error           // why m is not (or not surely) enqueued
+}
+
 // publish sends t's message(s) without waiting: one, or one per target
-// queue for a delayed task whose route reaches several.
-func (p *Producer) publish(ctx context.Context, t task.Task, opts []Option) (string, []*broker.Confirm, error) {
+// queue for a delayed task whose route reaches several. Every copy is
+// tried, whatever became of the ones before it; err means that nothing
+// was sent.
+func (p *Producer) publish(ctx context.Context, t task.Task, opts []Option) (string, []sent, error) {
 	ms, err := p.build(ctx, t, opts)
 	if err != nil {
 		return "", nil, err
 	}
-	pending := make([]*broker.Confirm, 0, len(ms))
-	for _, m := range ms {
+	copies := make([]sent, len(ms))
+	for i, m := range ms {
 		c, err := p.pub.Publish(ctx, m)
 		if err != nil {
 			p.metrics.PublishError(metrics.PublishErrorReason(err))
-			return ms[0].MessageID, nil, err
 		}
-		pending = append(pending, c)
+		copies[i] = sent{m: m, c: c, err: err}
 	}
-	return ms[0].MessageID, pending, nil
+	id := ms[0].MessageID
+	if len(ms) == 1 && copies[0].err != nil {
+		if errors.Is(copies[0].err, ErrInvalid) {
+			id = "" // not sent, and the id may be what is wrong
+		}
+		return id, nil, copies[0].err
+	}
+	return id, copies, nil
 }
 
-// waitAll waits for the confirms of one task's publishes and counts them.
-func (p *Producer) waitAll(ctx context.Context, taskName string, pending []*broker.Confirm) error {
-	for _, c := range pending {
-		if err := c.Wait(ctx); err != nil {
-			p.metrics.PublishError(metrics.PublishErrorReason(err))
-			return err
+// settle waits for the confirms of one task's copies and counts them. It
+// waits for every copy even after one failed, so that the caller learns
+// which queues have the task: a *QueuesError when there are several.
+func (p *Producer) settle(ctx context.Context, taskName, id string, copies []sent) error {
+	for i := range copies {
+		s := &copies[i]
+		if s.err != nil {
+			continue // refused by Publish, and counted there
 		}
-		p.metrics.PublishedOne(taskName, p.queueLabel(c.Exchange(), c.Key()))
+		if s.err = s.c.Wait(ctx); s.err != nil {
+			p.metrics.PublishError(metrics.PublishErrorReason(s.err))
+			continue
+		}
+		p.metrics.PublishedOne(taskName, p.queueLabel(s.m.Exchange, s.m.Key))
 	}
-	return nil
+	if len(copies) == 1 {
+		return copies[0].err
+	}
+	qe := &QueuesError{ID: id}
+	for _, s := range copies {
+		q := p.queueLabel(s.m.Exchange, s.m.Key)
+		if s.err == nil {
+			qe.Enqueued = append(qe.Enqueued, q)
+		} else {
+			qe.Failed, qe.Errs = append(qe.Failed, q), append(qe.Errs, s.err)
+		}
+	}
+	if len(qe.Failed) == 0 {
+		return nil
+	}
+	return qe
 }
+
+// QueuesError reports a delayed task whose route reaches several queues
+// and which did not reach them all. Such a task goes into the delay levels
+// as one copy per queue, each confirmed on its own, so some may be
+// enqueued and others not; the producer waits for every copy before it
+// says which. Enqueue it again to each of the Failed queues only, with
+// WithQueue(queue), WithID(ID) and the same delay: the Enqueued ones
+// already have it.
+type QueuesError struct {
+	ID       string   // the task's id
+	Enqueued []string // queues whose copy the broker confirmed
+	Failed   []string // queues whose copy is not, or not surely, enqueued
+	Errs     []error  // Errs[i] is why for Failed[i]
+}
+
+// Error names the queues on both sides, the first failure and what to do.
+func (e *QueuesError) Error() string {
+	got := "none of them"
+	if len(e.Enqueued) > 0 {
+		got = strings.Join(e.Enqueued, ", ")
+	}
+	return fmt.Sprintf("a task delayed for %d queues reached %s, and not (or not surely) %s: %v; enqueue it again to each of those with WithQueue and WithID(%q)",
+		len(e.Enqueued)+len(e.Failed), got, strings.Join(e.Failed, ", "), e.Errs[0], e.ID)
+}
+
+// Unwrap returns the failures, so errors.Is sees ErrConnectionLost or a
+// context's error through it.
+func (e *QueuesError) Unwrap() []error { return e.Errs }
 
 // queueLabel names the queue a publish was for, for the queue label: the
 // key on the default exchange or the delay levels' target, else the
@@ -255,27 +345,36 @@ func (p *Producer) queueLabel(exchange, key string) string {
 
 // EnqueueBatch publishes every task, pipelined, then waits for all their
 // confirms. ids[i] is the id of ts[i]; it is empty where that task failed,
-// and the error is then a *BatchError saying which.
+// and the error is then a *BatchError saying which. When ctx ends midway,
+// the tasks not yet published fail with its error and are not enqueued;
+// those whose confirms have arrived are reported enqueued, with their ids.
+//
+// The options apply to every task, so WithID, which names one task, is
+// refused with ErrInvalid (not a *BatchError, nothing sent) for a batch of
+// more than one: enqueue such tasks one by one.
 func (p *Producer) EnqueueBatch(ctx context.Context, ts []task.Task, opts ...Option) ([]string, error) {
 	ids := make([]string, len(ts))
+	if len(ts) > 1 && resolve(opts).id != "" {
+		return ids, fmt.Errorf("producer: %w: WithID would give all %d tasks of the batch the same id; enqueue them one by one, each with its own WithID, or let the producer make the ids", ErrInvalid, len(ts))
+	}
 	errs := make([]error, len(ts))
-	pending := make([][]*broker.Confirm, len(ts))
+	pending := make([][]sent, len(ts))
 	failed := 0
 	for i, t := range ts {
-		id, cs, err := p.publish(ctx, t, opts)
+		id, copies, err := p.publish(ctx, t, opts)
 		if err != nil {
-			errs[i] = fmt.Errorf("producer: enqueue %s: %w", t.Name, err)
+			errs[i] = enqueueError(t.Name, id, err)
 			failed++
 			continue
 		}
-		ids[i], pending[i] = id, cs
+		ids[i], pending[i] = id, copies
 	}
-	for i, cs := range pending {
-		if cs == nil {
+	for i, copies := range pending {
+		if copies == nil {
 			continue
 		}
-		if err := p.waitAll(ctx, ts[i].Name, cs); err != nil {
-			errs[i] = fmt.Errorf("producer: enqueue %s (id %s): %w", ts[i].Name, ids[i], err)
+		if err := p.settle(ctx, ts[i].Name, ids[i], copies); err != nil {
+			errs[i] = enqueueError(ts[i].Name, ids[i], err)
 			ids[i] = ""
 			failed++
 		}
@@ -331,10 +430,7 @@ func (p *Producer) Connected() bool { return p.sup.Connected() }
 // build turns t into the message(s) to publish: one to its route, or, for
 // a task due later, one per target queue into the delay levels.
 func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*broker.Publishing, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := resolve(opts)
 	if t.Name == "" {
 		return nil, errors.New("task has no name (build it with Def.New)")
 	}
@@ -355,7 +451,11 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	if id == "" {
 		id = task.NewID(now)
 	}
-	m := task.Message{ID: id, Task: t.Name, ETA: o.eta, Expires: o.expires, MaxAttempts: o.maxAttempts, EnqueuedAt: now}
+	eta := o.eta
+	if o.delay > 0 {
+		eta = now.Add(o.delay)
+	}
+	m := task.Message{ID: id, Task: t.Name, ETA: eta, Expires: o.expires, MaxAttempts: o.maxAttempts, EnqueuedAt: now}
 	pub := broker.Publishing{
 		Exchange:    route.Exchange,
 		Key:         route.Key,
@@ -369,22 +469,35 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	if o.replyTo != "" {
 		pub.ReplyTo, pub.CorrelationID = o.replyTo, id
 	}
-	delay := o.eta.Sub(now)
-	if o.eta.IsZero() || delay < 500*time.Millisecond {
+	// Any time to wait goes through the delay levels, which round it up to
+	// whole seconds; none, or an ETA past, runs at once.
+	delay := eta.Sub(now)
+	if eta.IsZero() || delay <= 0 {
 		return []*broker.Publishing{&pub}, nil
 	}
 	queues, err := p.targets(*route)
 	if err != nil {
 		return nil, err
 	}
+	// Every copy is checked before the first binding or publish, so that a
+	// task is refused whole; binding a key too long would cost the
+	// connection as a publish would.
+	if err := p.pub.Check(&pub); err != nil {
+		return nil, err
+	}
 	out := make([]*broker.Publishing, len(queues))
 	for i, q := range queues {
+		d := pub
+		d.Exchange, d.Key = routing.DelayEntry, routing.DelayKey(delay, q)
+		if err := p.pub.Check(&d); err != nil {
+			return nil, fmt.Errorf("delayed delivery to queue %q, whose name the delay levels' routing key carries after %d bytes of delay: %w", q, 2*routing.DelayLevels, err)
+		}
+		out[i] = &d
+	}
+	for _, q := range queues {
 		if err := p.sup.EnsureBinding(ctx, routing.DelayBinding(q)); err != nil {
 			return nil, err
 		}
-		d := pub
-		d.Exchange, d.Key = routing.DelayEntry, routing.DelayKey(delay, q)
-		out[i] = &d
 	}
 	return out, nil
 }

@@ -34,6 +34,17 @@ func newProducer(t *testing.T, cfg producer.Config) *producer.Producer {
 	return p
 }
 
+// producerWithQueue gives a test its broker, a queue of its own named
+// after base, and a producer made with cfg whose topology declares that
+// queue.
+func producerWithQueue(t *testing.T, base string, cfg producer.Config) (*brokertest.Broker, string, *producer.Producer) {
+	t.Helper()
+	b := brokertest.New(t)
+	q := b.Queue(base)
+	cfg.URL, cfg.Topology = b.URL, routing.Topology{Queues: []routing.Queue{{Name: q}}}
+	return b, q, newProducer(t, cfg)
+}
+
 func timeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -162,9 +173,7 @@ func TestNoRouteIsAnError(t *testing.T) {
 
 func TestConcurrentEnqueueAndBatch(t *testing.T) {
 	t.Parallel()
-	b := brokertest.New(t)
-	q := b.Queue("many")
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}})
+	b, q, p := producerWithQueue(t, "many", producer.Config{})
 	ctx := timeout(t, 30*time.Second)
 	var wg sync.WaitGroup
 	ids := make(chan string, 1000)
@@ -347,5 +356,32 @@ func TestCloseWhileWaitingForTheBroker(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("waiting enqueue never returned")
+	}
+}
+
+// WithID names one task: a batch of several with it is refused whole
+// before anything is sent, since every task would carry the same id and
+// handlers would take all but one for duplicates.
+func TestBatchRefusesOneIDForManyTasks(t *testing.T) {
+	t.Parallel()
+	b, q, p := producerWithQueue(t, "batch-id", producer.Config{})
+	ctx := timeout(t, 10*time.Second)
+	ids, err := p.EnqueueBatch(ctx, []task.Task{noteTask.New(Note{}), noteTask.New(Note{})}, producer.WithQueue(q), producer.WithID("order-42"))
+	if !errors.Is(err, producer.ErrInvalid) || !strings.Contains(err.Error(), "WithID") {
+		t.Fatalf("err = %v, want ErrInvalid about WithID", err)
+	}
+	if len(ids) != 2 || ids[0] != "" || ids[1] != "" {
+		t.Errorf("ids = %q, want two empty ones", ids)
+	}
+	if n := b.Ready(q); n > 0 { // -1 if the producer has not yet declared it
+		t.Errorf("queue holds %d: a refused batch was sent", n)
+	}
+	// A batch of one may name its task.
+	ids, err = p.EnqueueBatch(ctx, []task.Task{noteTask.New(Note{})}, producer.WithQueue(q), producer.WithID("order-43"))
+	if err != nil || len(ids) != 1 || ids[0] != "order-43" {
+		t.Fatalf("batch of one with WithID: ids %q, err %v", ids, err)
+	}
+	if d, ok := b.Get(q); !ok || d.MessageId != "order-43" {
+		t.Errorf("queue gave %q (%v), want order-43", d.MessageId, ok)
 	}
 }

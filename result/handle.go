@@ -34,13 +34,19 @@ func (h *Handle[R]) ID() string { return h.sub.ID() }
 func (h *Handle[R]) State() State { return h.sub.State() }
 
 // Get waits for the task's final state and returns its result, or its
-// failure as a *TaskError, or ErrLost, or ctx's error.
+// failure as a *TaskError, or ErrLost, or ctx's error. A final state that
+// has arrived wins over a done context.
 func (h *Handle[R]) Get(ctx context.Context) (R, error) {
 	var zero R
 	select {
 	case <-h.sub.Done():
 	case <-ctx.Done():
-		return zero, fmt.Errorf("result: waiting for task %s: %w", h.sub.ID(), ctx.Err())
+		// select picks at random among ready cases.
+		select {
+		case <-h.sub.Done():
+		default:
+			return zero, fmt.Errorf("result: waiting for task %s: %w", h.sub.ID(), ctx.Err())
+		}
 	}
 	u, err := h.sub.outcome()
 	if err != nil {

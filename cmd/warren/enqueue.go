@@ -84,7 +84,7 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 	fs.StringVar(&t.queue, "queue", "", "publish to this queue, through the default exchange")
 	fs.StringVar(&t.exchange, "exchange", "", "publish to this exchange, with -key")
 	fs.StringVar(&t.key, "key", "", "routing key, with -exchange")
-	delay := fs.Duration("delay", 0, "hold the task back this long, in whole seconds")
+	delay := fs.Duration("delay", 0, "hold the task back this long, rounded up to whole seconds")
 	eta := fs.String("eta", "", "hold the task back until this RFC 3339 time, e.g. 2026-11-25T08:00:00Z")
 	payload := fs.String("json", "", "the payload: one JSON document")
 	file := fs.String("file", "", "read the payload, one JSON document, from this file")
@@ -120,6 +120,13 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 		return nil, nil, o.usagef("say where task %s goes: -queue Q, or -exchange E -key K", t.task)
 	case t.queue == "" && t.exchange == "":
 		return nil, nil, o.usagef("-exchange is empty: to publish through the default exchange, use -queue")
+	}
+	// Names and ids travel as AMQP short strings; one too long would make
+	// the client library close the connection mid-publish.
+	for _, f := range []struct{ flag, v string }{{"-id", *id}, {"-queue", t.queue}, {"-exchange", t.exchange}, {"-key", t.key}} {
+		if len(f.v) > broker.MaxShortString {
+			return nil, nil, o.usagef("%s is %d bytes; AMQP allows at most %d", f.flag, len(f.v), broker.MaxShortString)
+		}
 	}
 	switch *output {
 	case "text":
@@ -251,6 +258,8 @@ func enqueueErr(o *opts, t *enqueueTarget, err error) (msg error, hint string) {
 	case errors.Is(err, producer.ErrUnroutable):
 		return fmt.Errorf("task %s not enqueued: no queue is bound to exchange %q with routing key %q, so the broker returned it", t.task, t.exchange, t.key),
 			"check -key, or start a worker whose topology binds a queue to the exchange with that key"
+	case errors.Is(err, producer.ErrInvalid):
+		return fmt.Errorf("task %s not enqueued: %w", t.task, err), ""
 	case errors.Is(err, producer.ErrConnectionLost) && t.streaming:
 		return err, "a line whose connection was lost before the confirm may or may not be enqueued: enqueueing it again may run it twice"
 	case errors.Is(err, producer.ErrConnectionLost):

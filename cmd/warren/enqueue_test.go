@@ -128,6 +128,11 @@ func TestEnqueueBadInput(t *testing.T) {
 		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "video"}},
 	})
 	missingQ, missingX := b.Queue("nosuch"), b.Exchange("nosuch")
+	long := strings.Repeat("x", 300)
+	// A valid queue name too long for the delay levels' routing key, which
+	// adds 44 bytes to it.
+	longQ := b.Queue(strings.Repeat("q", 200))
+	b.DeclareQueue(longQ)
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -165,6 +170,12 @@ func TestEnqueueBadInput(t *testing.T) {
 		{"id with stdin", []string{"-queue", q, "-id", "x"}, "{}\n", exitUsage, []string{"-id"}},
 		{"empty stdin", []string{"-queue", q}, "\n\n", exitFailed, []string{"no payload on stdin"}},
 		{"bad output", []string{"-queue", q, "-json", `{}`, "-output", "yaml"}, "", exitUsage, []string{"-output"}},
+		{"id too long", []string{"-queue", q, "-id", long, "-json", `{}`}, "", exitUsage, []string{"-id is 300 bytes", "at most 255"}},
+		{"queue name too long", []string{"-queue", long, "-json", `{}`}, "", exitUsage, []string{"-queue is 300 bytes", "at most 255"}},
+		{"exchange name too long", []string{"-exchange", long, "-key", "k", "-json", `{}`}, "", exitUsage, []string{"-exchange is 300 bytes"}},
+		{"routing key too long", []string{"-exchange", x, "-key", long, "-json", `{}`}, "", exitUsage, []string{"-key is 300 bytes"}},
+		{"queue name too long to delay", []string{"-queue", longQ, "-delay", "5s", "-json", `{}`}, "", exitFailed,
+			[]string{"process_media not enqueued", longQ, "over the limit of 255", "retrying will not help"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := cli(t, strings.NewReader(tc.stdin), append([]string{"enqueue", "process_media", "-broker", b.URL}, tc.args...)...).want(t, tc.code)
@@ -183,6 +194,9 @@ func TestEnqueueBadInput(t *testing.T) {
 	})
 	if n := b.Ready(q); n != 0 {
 		t.Errorf("%d tasks enqueued by bad commands", n)
+	}
+	if n := b.Ready(longQ); n != 0 {
+		t.Errorf("%d tasks in %s", n, longQ)
 	}
 	if n := b.Ready(missingQ); n != -1 {
 		t.Errorf("the missing queue was created")

@@ -39,7 +39,7 @@ func newExchangeETA(o *opts, t *enqueueTarget) (*exchangeETA, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &exchangeETA{sup: sup, pub: broker.NewPublisher(sup, 1), exchange: t.exchange, key: t.key, eta: t.eta, id: t.id}, nil
+	return &exchangeETA{sup: sup, pub: broker.NewPublisher(sup, 1, broker.WithMaxBody(producer.DefaultMaxBodyBytes)), exchange: t.exchange, key: t.key, eta: t.eta, id: t.id}, nil
 }
 
 // publish sends one task without waiting for its confirm.

@@ -16,6 +16,11 @@ var (
 	// ErrConnectionLost: the channel or connection closed before the broker
 	// confirmed the publish; it may or may not have been enqueued.
 	ErrConnectionLost = errors.New("connection lost before the broker confirmed")
+	// ErrInvalid: the publish can never succeed as given (a name or id
+	// longer than AMQP allows, properties larger than a frame, a body over
+	// the limit, a header value AMQP cannot carry). It was not sent, the
+	// connection is untouched, and sending it again fails the same way.
+	ErrInvalid = errors.New("invalid publish")
 	// ErrClosed: the supervisor was closed.
 	ErrClosed = errors.New("closed")
 	// ErrStaleDelivery: an ack or nack for a delivery of a channel that has

@@ -34,16 +34,27 @@ type Publishing struct {
 // encoding runs on one long-lived stack rather than on every caller's,
 // which the runtime would grow and shrink again around each call.
 type Publisher struct {
-	sup    *Supervisor
-	slots  []*slot
-	next   atomic.Uint32
-	closed atomic.Bool
-	resent atomic.Uint64 // publishes a closed channel never wrote, queued again
+	sup     *Supervisor
+	slots   []*slot
+	maxBody int // bodies over it are refused; 0: no limit
+	next    atomic.Uint32
+	closed  atomic.Bool
+	resent  atomic.Uint64 // publishes a closed channel never wrote, queued again
+}
+
+// PublisherOption changes a Publisher as NewPublisher makes it.
+type PublisherOption func(*Publisher)
+
+// WithMaxBody makes Publish refuse a body over n bytes with ErrInvalid. By
+// default a publisher has no body limit: a worker's copies must go out
+// whatever size it accepted.
+func WithMaxBody(n int) PublisherOption {
+	return func(p *Publisher) { p.maxBody = max(n, 0) }
 }
 
 // NewPublisher returns a publisher using channels confirm channels (at least
 // one), each with its own writer goroutine.
-func NewPublisher(sup *Supervisor, channels int) *Publisher {
+func NewPublisher(sup *Supervisor, channels int, opts ...PublisherOption) *Publisher {
 	if channels < 1 {
 		channels = 1
 	}
@@ -51,11 +62,15 @@ func NewPublisher(sup *Supervisor, channels int) *Publisher {
 	for i := range p.slots {
 		p.slots[i] = &slot{}
 	}
+	for _, opt := range opts {
+		opt(p)
+	}
 	return p
 }
 
 // Publish queues m for a channel's writer and returns its Confirm without
-// waiting for the broker. It waits for a connection until ctx is done.
+// waiting for the broker. It waits for a connection until ctx is done. A
+// message Check refuses is refused here, before it reaches a channel.
 //
 // m, its headers and its body must not change until the Confirm is
 // settled: the writer reads them after Publish returns, and if the channel
@@ -64,10 +79,11 @@ func (p *Publisher) Publish(ctx context.Context, m *Publishing) (*Confirm, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// A header amqp091-go cannot encode is the caller's mistake; check it
-	// here, so that every later failure means the channel failed.
-	if err := amqp.Table(m.Headers).Validate(); err != nil {
-		return nil, fmt.Errorf("publish to exchange %q key %q: invalid headers: %w", m.Exchange, m.Key, err)
+	// What amqp091-go or the broker would refuse by closing the connection
+	// is the caller's mistake; refusing it here keeps it the caller's, and
+	// every later failure means the channel failed.
+	if err := p.Check(m); err != nil {
+		return nil, err
 	}
 	c := &Confirm{done: make(chan struct{}), m: m}
 	if err := p.enqueue(ctx, c); err != nil {
@@ -75,6 +91,14 @@ func (p *Publisher) Publish(ctx context.Context, m *Publishing) (*Confirm, error
 	}
 	return c, nil
 }
+
+// Check returns an error wrapping ErrInvalid (an *InvalidError for sizes)
+// if Publish would refuse m: a name, key, id or header key longer than
+// MaxShortString, properties over MaxProperties, a header value amqp091-go
+// cannot write, or a body over the publisher's limit. For callers that
+// must know before they publish anything, such as a task sent as several
+// copies.
+func (p *Publisher) Check(m *Publishing) error { return check(m, p.maxBody) }
 
 // enqueue puts c on a live channel's queue, waiting for one until ctx is
 // done.
@@ -147,14 +171,22 @@ type Confirm struct {
 var errAbandoned = errors.New("publish abandoned: its caller stopped waiting before it was sent")
 
 // Wait blocks until the broker has confirmed the publish or ctx is done.
-// nil means the message is safely in its queue(s). After a context error
-// the message may still be sent, unless its channel's writer had not yet
-// reached it: then it is dropped.
+// nil means the message is safely in its queue(s). An outcome already
+// settled wins over a done context, so a confirmed publish is never
+// reported as failed (and sent again by its caller) because the context
+// ended too. After a context error the message may still be sent, unless
+// its channel's writer had not yet reached it: then it is dropped.
 func (c *Confirm) Wait(ctx context.Context) error {
 	select {
 	case <-c.done:
 		return c.err
 	case <-ctx.Done():
+		// select picks at random among ready cases.
+		select {
+		case <-c.done:
+			return c.err
+		default:
+		}
 		c.abandoned.Store(true)
 		return fmt.Errorf("waiting for publisher confirm: %w", ctx.Err())
 	}

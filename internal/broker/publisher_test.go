@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -76,5 +77,38 @@ func TestStaleSequenceHeaderIsIgnored(t *testing.T) {
 	}
 	if _, tagged := d.Headers[broker.HeaderPublishSeq]; tagged {
 		t.Errorf("a publish with no repeated id in flight carries %s: %v", broker.HeaderPublishSeq, d.Headers)
+	}
+}
+
+// A context that ends after the broker answered must not hide the answer:
+// Wait prefers a settled confirm to a done context, every time, where a
+// plain select would pick one of the two at random and report a confirmed
+// publish as failed, so that its caller sends it again.
+func TestWaitPrefersTheBrokersAnswerToADoneContext(t *testing.T) {
+	t.Parallel()
+	b, q, _, pub, ctx := broker.PublisherSetup(t, "settled", 1)
+	ok, err := pub.Publish(ctx, &broker.Publishing{Key: q, MessageID: "ok", Body: []byte("{}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	returned, err := pub.Publish(ctx, &broker.Publishing{Key: b.Queue("missing"), MessageID: "returned", Body: []byte("{}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ok.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := returned.Wait(ctx); !errors.Is(err, broker.ErrUnroutable) {
+		t.Fatalf("err = %v, want ErrUnroutable", err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	for i := range 1000 {
+		if err := ok.Wait(done); err != nil {
+			t.Fatalf("try %d: a confirmed publish waited on with a done context: %v", i, err)
+		}
+		if err := returned.Wait(done); !errors.Is(err, broker.ErrUnroutable) {
+			t.Fatalf("try %d: a returned publish waited on with a done context: %v, want ErrUnroutable", i, err)
+		}
 	}
 }
