@@ -29,6 +29,7 @@ const (
 	ErrNacked         = "nacked"
 	ErrConnectionLost = "connection_lost"
 	ErrTimeout        = "timeout"
+	ErrInvalid        = "invalid" // the message can never be sent as given (broker.ErrInvalid)
 	ErrOther          = "other"
 )
 
@@ -122,7 +123,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	// Series that count rare events exist at 0 from the start: increase()
 	// and rate() need a sample before the first event to see it.
-	for _, reason := range []string{ErrUnroutable, ErrNacked, ErrConnectionLost, ErrTimeout, ErrOther} {
+	for _, reason := range []string{ErrUnroutable, ErrNacked, ErrConnectionLost, ErrTimeout, ErrInvalid, ErrOther} {
 		m.PublishErrors.WithLabelValues(reason)
 	}
 	return m, nil
@@ -227,6 +228,8 @@ func PublishErrorReason(err error) string {
 		return ErrUnroutable
 	case errors.Is(err, broker.ErrNacked):
 		return ErrNacked
+	case errors.Is(err, broker.ErrInvalid):
+		return ErrInvalid
 	case errors.Is(err, broker.ErrConnectionLost), errors.Is(err, broker.ErrClosed):
 		return ErrConnectionLost
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

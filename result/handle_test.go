@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/result"
 )
 
@@ -21,7 +22,7 @@ func TestGetPrefersADeliveredResultToADoneContext(t *testing.T) {
 	ok := result.NewSubscription("ok")
 	ok.Deliver(result.Update{ID: "ok", State: result.Success, Result: []byte(`42`)})
 	failed := result.NewSubscription("failed")
-	failed.Deliver(result.Update{ID: "failed", State: result.Failure, Kind: result.KindPermanent, Error: "no"})
+	failed.Deliver(result.Update{ID: "failed", State: result.Failure, Kind: outcome.ReasonPermanent, Error: "no"})
 	hOK, hFailed := result.NewHandle(ok, decode, nil), result.NewHandle(failed, decode, nil)
 	done, cancel := context.WithCancel(context.Background())
 	cancel()

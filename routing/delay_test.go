@@ -124,6 +124,13 @@ func TestDelayKeyBounds(t *testing.T) {
 			t.Errorf("round trip of %v: %v %q %v; want %v", tt.in, got, q, err, tt.want)
 		}
 	}
+	longest := strings.Repeat("q", MaxQueueName)
+	if k := DelayKey(MaxDelay, longest); len(k) != 255 {
+		t.Errorf("delay key for a queue of MaxQueueName bytes is %d bytes, want exactly 255 (an AMQP short string)", len(k))
+	}
+	if n := len(DeadQueue(longest)); n > 255 {
+		t.Errorf("dead-letter queue of a queue of MaxQueueName bytes is %d bytes, over 255", n)
+	}
 	if MaxDelay < 30*24*time.Hour {
 		t.Errorf("MaxDelay %v is under 30 days", MaxDelay)
 	}

@@ -62,7 +62,7 @@ func (w *Worker) sendResult(t *delivery) error {
 // refused reports whether a publish error is the broker's final answer
 // about that message, which sending it again would not change.
 func refused(err error) bool {
-	return errors.Is(err, broker.ErrNacked)
+	return errors.Is(err, broker.ErrNacked) || errors.Is(err, broker.ErrInvalid)
 }
 
 // encodeResult returns u's wire form, or, when that is over the result

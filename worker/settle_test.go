@@ -376,3 +376,17 @@ func TestRetryRedeclaresDeletedDelayLevels(t *testing.T) {
 		t.Errorf("stats %+v: want one retry, sent after the delay levels were declared again", s)
 	}
 }
+
+// A queue whose name leaves no room for its delay routing key could never
+// have a retry published: the worker refuses it at start, rather than
+// requeueing each failed task of it for ever.
+func TestQueueNameTooLongForItsRetries(t *testing.T) {
+	reg := task.NewRegistry()
+	_, err := worker.New(worker.Config{Queues: []string{strings.Repeat("q", routing.MaxQueueName+1)}, Registry: reg})
+	if err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Fatalf("New with a %d-byte queue name: %v, want an error saying it is too long", routing.MaxQueueName+1, err)
+	}
+	if _, err := worker.New(worker.Config{Queues: []string{strings.Repeat("q", routing.MaxQueueName)}, Registry: reg}); err != nil {
+		t.Fatalf("New with a %d-byte queue name: %v", routing.MaxQueueName, err)
+	}
+}

@@ -177,6 +177,9 @@ func New(cfg Config) (*Worker, error) {
 		if seen[q] {
 			return nil, fmt.Errorf("worker: queue %q listed twice", q)
 		}
+		if len(q) > routing.MaxQueueName {
+			return nil, fmt.Errorf("worker: queue name of %d bytes is too long: at most %d (routing.MaxQueueName), so that its retries and dead letters can be routed", len(q), routing.MaxQueueName)
+		}
 		seen[q] = true
 		topo.Bindings = append(topo.Bindings, routing.DelayBinding(q))
 		spec, ok := topo.Queue(q)
