@@ -19,8 +19,12 @@ import (
 // warren_results_dropped_total).
 const (
 	ResultTooLarge   = "too_large"   // over worker.Config.MaxResultBytes: the caller got a FAILURE saying so
-	ResultRefused    = "refused"     // the broker nacked it (a full reply queue with reject-publish, say)
+	ResultRefused    = "refused"     // the broker nacked it (a full reply queue with reject-publish, say) or it was invalid
 	ResultCallerGone = "caller_gone" // unroutable: the reply queue is gone with its caller
+	// ResultPublishFailed: the publish failed for a reason that may pass,
+	// after the task's dead letter was confirmed: requeueing the task for
+	// its result would dead-letter it twice.
+	ResultPublishFailed = "publish_failed"
 )
 
 // Publish error reasons (label of warren_publish_errors_total).
@@ -47,7 +51,8 @@ type Metrics struct {
 	PublishErrors *prometheus.CounterVec   // reason
 	StaleAcks     prometheus.Counter
 	// ResultsDropped counts final results that never reached their caller,
-	// by task and reason (ResultTooLarge, ResultRefused, ResultCallerGone).
+	// by task and reason (ResultTooLarge, ResultRefused, ResultCallerGone,
+	// ResultPublishFailed).
 	ResultsDropped *prometheus.CounterVec
 }
 
@@ -146,7 +151,8 @@ func (m *Metrics) Outcome(taskName, queue string, o outcome.Outcome) {
 }
 
 // ResultDropped counts a final result of taskName that never reached its
-// caller, for reason (ResultTooLarge, ResultRefused, ResultCallerGone).
+// caller, for reason (ResultTooLarge, ResultRefused, ResultCallerGone,
+// ResultPublishFailed).
 func (m *Metrics) ResultDropped(taskName, reason string) {
 	if m == nil {
 		return

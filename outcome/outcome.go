@@ -34,7 +34,8 @@ const (
 	Requeued Outcome = "requeued"
 )
 
-// Outcomes lists every Outcome, for metrics that start each series at 0.
+// Outcomes lists every Outcome, for checks and tools that enumerate them
+// (a dashboard's queries, say).
 func Outcomes() []Outcome { return []Outcome{Success, Retry, Dead, Expired, Requeued} }
 
 // Reason says why a task will not run again: the x-warren-reason header of
@@ -63,7 +64,7 @@ const (
 	ReasonExpired Reason = "expired"
 )
 
-// Reasons lists every Reason.
+// Reasons lists every Reason, for checks and tools that enumerate them.
 func Reasons() []Reason {
 	return []Reason{ReasonUnknownTask, ReasonUndecodable, ReasonTooLarge, ReasonExhausted, ReasonPermanent, ReasonExpired}
 }

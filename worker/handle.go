@@ -68,7 +68,13 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery) {
 	t := w.read(d)
 	defer func() {
 		if !t.decided {
+			// The handler called runtime.Goexit (its run is missing from
+			// the duration histogram): a failure like a panic, unless hard
+			// shutdown had cancelled it, as for any other failure then.
 			t.v = w.failed(t, w.cfg.Registry.Settings(t.m.Task), errGoexit, 0, false)
+			if ctx.Err() != nil {
+				t.v = verdict{act: actRequeue, cause: errGoexit, interrupted: true}
+			}
 		}
 		o := w.settle(t)
 		w.count(o)

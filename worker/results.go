@@ -33,18 +33,23 @@ func finalUpdate(t *delivery) (result.Update, bool) {
 // and waits for the broker's confirm, so that the task is acked only once
 // its result is safe. A result the broker will never take is the caller's
 // loss, not a reason to run the task again: one over MaxResultBytes is
-// replaced by a FAILURE saying so; one the broker refuses (a nack, a reply
-// queue that is gone) is logged, counted and dropped. An error means the
-// result may be sent again later: the connection or the confirm failed.
+// replaced by a FAILURE saying so; one the broker refuses (a nack, an
+// invalid message, a reply queue that is gone) is logged, counted and
+// dropped. An error means the result may be sent again later: the
+// connection or the confirm failed, or ErrStaleDelivery, the delivery's
+// channel died before the result was written.
 func (w *Worker) sendResult(t *delivery) error {
 	u, final := finalUpdate(t)
 	if !final || t.d.ReplyTo == "" {
 		return nil
 	}
-	body := w.encodeResult(t, u)
+	body, tooLarge := w.encodeResult(t, u)
 	err := w.confirmed(w.reply(t, body))
 	switch {
 	case err == nil:
+		if tooLarge {
+			w.resultDropped(t, metrics.ResultTooLarge)
+		}
 		return nil
 	case errors.Is(err, broker.ErrUnroutable):
 		w.resultDropped(t, metrics.ResultCallerGone)
@@ -66,22 +71,23 @@ func refused(err error) bool {
 }
 
 // encodeResult returns u's wire form, or, when that is over the result
-// limit or cannot be encoded, a FAILURE update that says why: a caller must
-// hear how its task ended even when its result cannot reach it.
-func (w *Worker) encodeResult(t *delivery, u result.Update) []byte {
+// limit (tooLarge) or cannot be encoded, a FAILURE update that says why: a
+// caller must hear how its task ended even when its result cannot reach
+// it.
+func (w *Worker) encodeResult(t *delivery, u result.Update) (body []byte, tooLarge bool) {
 	u.ID = t.m.ID
 	body, err := u.Encode()
 	if err != nil {
 		body, _ = result.Update{ID: t.m.ID, State: result.Failure, Kind: outcome.ReasonPermanent, Error: "result: " + err.Error(), Retries: u.Retries}.Encode()
-		return body
+		return body, false
 	}
 	if limit := w.maxResult(); limit > 0 && len(body) > limit {
-		w.resultDropped(t, metrics.ResultTooLarge)
 		msg := fmt.Sprintf("the task succeeded but its result, %d bytes encoded, is over the worker's limit of %d (worker.Config.MaxResultBytes)", len(body), limit)
 		t.log.Error("result too large; the caller gets a failure instead", zap.Int("bytes", len(body)), zap.Int("limit", limit))
 		body, _ = result.Update{ID: t.m.ID, State: result.Failure, Kind: outcome.ReasonTooLarge, Error: msg, Retries: u.Retries}.Encode()
+		return body, true
 	}
-	return body
+	return body, false
 }
 
 // maxResult is MaxResultBytes with its default; 0 means no limit.
@@ -117,7 +123,9 @@ func (w *Worker) notice(t *delivery, u result.Update) {
 	_, _ = w.pub.Publish(ctx, w.reply(t, body))
 }
 
-// reply is a result update for t's caller.
+// reply is a result update for t's caller, sent only while t's delivery is
+// live: the broker redelivers a delivery whose channel died, and its next
+// run reports for it.
 func (w *Worker) reply(t *delivery, body []byte) *broker.Publishing {
 	corr := t.d.CorrelationID
 	if corr == "" {
@@ -126,6 +134,7 @@ func (w *Worker) reply(t *delivery, body []byte) *broker.Publishing {
 	return &broker.Publishing{
 		Key: t.d.ReplyTo, MessageID: t.m.ID, CorrelationID: corr, ContentType: task.ContentTypeJSON,
 		Headers: replyHeaders(t.m.Task), Body: body, Timestamp: time.Now(),
+		Live: t.d.Live, // a run whose delivery the broker took back reports nothing
 	}
 }
 

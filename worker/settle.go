@@ -90,10 +90,7 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 		log = log.with(zap.Error(v.cause))
 	}
 	if !d.Live() {
-		w.channelLost.Add(1)
-		log.Warn("the delivery's channel died before it was settled: the broker redelivers the task; nothing was published for this run",
-			zap.Stringer("verdict", v.act))
-		return outcome.Requeued
+		return w.lost(t, log)
 	}
 	if v.act == actRequeue {
 		if v.interrupted {
@@ -103,21 +100,37 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 	}
 	copied := false
 	if p := w.followUp(t); p != nil {
-		if err := w.publishFollowUp(d, p); err != nil {
+		err := w.publishFollowUp(d, p)
+		if errors.Is(err, broker.ErrStaleDelivery) {
+			return w.lost(t, log)
+		}
+		if err != nil {
 			log.Error(v.act.String()+": publish failed; requeued the task", zap.NamedError("publish_error", err))
 			return w.requeueLater(d, log)
 		}
 		copied = true
 	}
-	if err := w.sendResult(t); err != nil {
+	err := w.sendResult(t)
+	switch {
+	case errors.Is(err, broker.ErrStaleDelivery):
+		if !copied {
+			return w.lost(t, log)
+		}
+	case err != nil && copied:
+		// The task's next step is confirmed in the broker: requeueing it
+		// now would publish that step twice (a second dead letter, say).
+		// The result is the caller's loss.
+		w.resultDropped(t, metrics.ResultPublishFailed)
+		log.Error("the task's result could not be sent after its dead letter was confirmed; the caller will not get it", zap.NamedError("publish_error", err))
+	case err != nil:
 		log.Error("result publish failed; requeued the task", zap.NamedError("publish_error", err))
 		return w.requeueLater(d, log)
 	}
 	if !w.ack(d, log) {
 		if copied {
 			// The copy is confirmed and the broker redelivers the
-			// original: the task runs once more than it should.
-			log.Warn("the channel died between the follow-up's confirm and the ack: this run may be repeated", zap.Stringer("verdict", v.act))
+			// original: what the copy stands for happens twice.
+			log.Warn("the channel died between the follow-up's confirm and the ack: the broker redelivers this delivery too", zap.Stringer("verdict", v.act))
 		}
 		return outcome.Requeued
 	}
@@ -135,6 +148,16 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 		log.Info("task expired; dropped", zap.Time("expires", t.m.Expires))
 	}
 	return v.outcome()
+}
+
+// lost settles a delivery whose channel died before it was settled: the
+// broker has it back and redelivers it, and nothing more is published for
+// it.
+func (w *Worker) lost(t *delivery, log *taskLog) outcome.Outcome {
+	w.channelLost.Add(1)
+	log.Warn("the delivery's channel died before it was settled: the broker redelivers the task; nothing was published for this run",
+		zap.Stringer("verdict", t.v.act))
+	return outcome.Requeued
 }
 
 // followUp returns the copy that t's verdict publishes before the ack, or
@@ -177,7 +200,9 @@ func delayed(d *broker.Delivery, delay time.Duration, h map[string]any) *broker.
 // publishFollowUp publishes p and waits for its confirm. An unroutable
 // copy means warren's own topology was deleted under the worker (the delay
 // levels, or <queue>.dead): it is declared again and the copy sent once
-// more, rather than the task requeued in a loop.
+// more, rather than the task requeued in a loop. Like every publish on a
+// delivery's behalf it is written only while the delivery is live
+// (ErrStaleDelivery otherwise).
 func (w *Worker) publishFollowUp(d *broker.Delivery, p *broker.Publishing) error {
 	err := w.publish(d, p)
 	if errors.Is(err, broker.ErrUnroutable) {
@@ -199,6 +224,7 @@ func (w *Worker) publish(d *broker.Delivery, p *broker.Publishing) error {
 	p.Timestamp = d.Timestamp
 	p.CorrelationID = d.CorrelationID
 	p.ReplyTo = d.ReplyTo
+	p.Live = d.Live
 	return w.confirmed(p)
 }
 
@@ -210,7 +236,7 @@ func (w *Worker) confirmed(p *broker.Publishing) error {
 	if err == nil {
 		err = c.Wait(ctx)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, broker.ErrStaleDelivery) {
 		w.metrics.PublishError(metrics.PublishErrorReason(err))
 	}
 	return err

@@ -390,3 +390,27 @@ func TestQueueNameTooLongForItsRetries(t *testing.T) {
 		t.Fatalf("New with a %d-byte queue name: %v", routing.MaxQueueName, err)
 	}
 }
+
+// A result over the limit whose FAILURE notice cannot be delivered either
+// (the caller's reply queue is gone) is one dropped result, not two.
+func TestOversizedResultForAGoneCallerCountsOnce(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("big-gone")
+	def := task.DefineWithResult[Sum, string]("big_gone")
+	reg := task.NewRegistry()
+	reg.MustRegister(def.Handler(func(context.Context, Sum) (string, error) { return strings.Repeat("x", 4096), nil }))
+	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, MaxResultBytes: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	b.Publish("", q, amqp.Publishing{
+		MessageId: "gone-1", ContentType: "application/json", ReplyTo: b.Queue("no-such-reply"), CorrelationId: "gone-1",
+		Headers: amqp.Table{"task": "big_gone", "id": "gone-1"}, Body: []byte(`{}`),
+	})
+	brokertest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
+	if s := w.Stats(); s.ResultsDropped != 1 {
+		t.Errorf("stats %+v: want one dropped result", s)
+	}
+}

@@ -327,7 +327,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.pub.Close()
 	s := w.Stats()
 	w.log.Info("worker stopped", zap.Uint64("received", s.Received), zap.Uint64("succeeded", s.Succeeded),
-		zap.Uint64("retried", s.Retried), zap.Uint64("dead", s.Dead), zap.Uint64("expired", s.Expired), zap.Uint64("requeued", s.Requeued), zap.Uint64("stale_acks", s.StaleAcks))
+		zap.Uint64("retried", s.Retried), zap.Uint64("dead", s.Dead), zap.Uint64("expired", s.Expired), zap.Uint64("requeued", s.Requeued), zap.Uint64("stale_acks", s.StaleAcks),
+		zap.Uint64("channel_lost", s.ChannelLost), zap.Uint64("results_dropped", s.ResultsDropped), zap.Uint64("consumer_timeouts", s.ConsumerTimeouts))
 	return nil
 }
 

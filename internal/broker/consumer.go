@@ -47,10 +47,10 @@ type Delivery struct {
 }
 
 // Live reports whether the delivery's channel is still the consumer's live
-// one, so that an ack would reach the broker. When it is not, the broker
-// has already taken the delivery back (it redelivers it): anything done on
-// the delivery's behalf, such as publishing a retry copy, would fork the
-// task.
+// one (for a Reader's delivery: whether the Reader's channel is open), so
+// that an ack would reach the broker. When it is not, the broker has
+// already taken the delivery back (it redelivers it): anything done on the
+// delivery's behalf, such as publishing a retry copy, would fork the task.
 func (d *Delivery) Live() bool {
 	if d.c == nil {
 		return !d.ch.IsClosed()
@@ -168,7 +168,9 @@ func (c *Consumer) live(gen uint64) bool { return gen != 0 && c.gen.Load() == ge
 // Run consumes until ctx is done, re-subscribing after channel or
 // connection loss. On return it has cancelled its subscription and handed
 // every delivery not yet taken by a handler back to the queue; the channel
-// stays open so that handlers still running can ack. Call Close after them.
+// stays open so that handlers still running can ack (unless the broker did
+// not confirm the cancel in time: then the channel is closed, and their
+// deliveries go back with it). Call Close after them.
 func (c *Consumer) Run(ctx context.Context) {
 	attempt := 0
 	for ctx.Err() == nil {
@@ -291,6 +293,12 @@ func (c *Consumer) forward(ctx context.Context, ch *amqp.Channel, dels <-chan am
 				return false, nil, false
 			}
 			d := c.wrap(&ad, ch, gen)
+			if ctx.Err() != nil {
+				// Both were ready and select took the delivery: stopping
+				// wins, so that nothing new starts after it.
+				c.stop(ch, dels, d)
+				return true, nil, false
+			}
 			select {
 			case c.out <- d:
 			case reason = <-c.closed:

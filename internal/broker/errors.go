@@ -24,7 +24,8 @@ var (
 	// ErrClosed: the supervisor was closed.
 	ErrClosed = errors.New("closed")
 	// ErrStaleDelivery: an ack or nack for a delivery of a channel that has
-	// since died. It is dropped; the broker redelivers that message.
+	// since died, or a publish whose Publishing.Live turned false before
+	// it was written. It is dropped; the broker redelivers that message.
 	ErrStaleDelivery = errors.New("stale delivery: its channel is gone")
 )
 

@@ -25,6 +25,12 @@ type Publishing struct {
 	Timestamp     time.Time
 	CorrelationID string
 	ReplyTo       string
+	// Live, if set, is asked just before the message is written: when it
+	// reports false the publish fails with ErrStaleDelivery, unsent. A
+	// worker ties a retry copy or dead letter to the channel of the
+	// delivery it stands for this way, so that a copy still waiting for a
+	// connection is not sent after the broker has taken the delivery back.
+	Live func() bool
 }
 
 // Publisher publishes with publisher confirms over a few channels of one
@@ -169,6 +175,10 @@ type Confirm struct {
 // errAbandoned settles a publish dropped because its caller stopped
 // waiting; nobody reads it.
 var errAbandoned = errors.New("publish abandoned: its caller stopped waiting before it was sent")
+
+// errNotLive fails a publish whose Publishing.Live turned false before it
+// was written.
+var errNotLive = fmt.Errorf("publish not sent: %w", ErrStaleDelivery)
 
 // Wait blocks until the broker has confirmed the publish or ctx is done.
 // nil means the message is safely in its queue(s). An outcome already
@@ -375,6 +385,10 @@ func (pc *pubChannel) send(c *Confirm) bool {
 		return true
 	}
 	m := c.m
+	if m.Live != nil && !m.Live() {
+		c.resolve(errNotLive)
+		return true
+	}
 	// The sequence number is taken before pc.mu: amqp091-go's reader holds
 	// its own lock while it hands a confirm to our listener, which needs
 	// pc.mu, so calling into amqp091-go under pc.mu could deadlock.

@@ -112,3 +112,30 @@ func TestWaitPrefersTheBrokersAnswerToADoneContext(t *testing.T) {
 		}
 	}
 }
+
+// A publish whose Live reports false when its writer reaches it is not
+// written: it fails with ErrStaleDelivery and the queue never sees it,
+// while the publishes around it go out.
+func TestPublishNotLiveIsNotSent(t *testing.T) {
+	t.Parallel()
+	b, q, _, pub, ctx := broker.PublisherSetup(t, "not-live", 1)
+	live := func() bool { return true }
+	dead := func() bool { return false }
+	var cs []*broker.Confirm
+	for i, f := range []func() bool{live, dead, nil, dead} {
+		c, err := pub.Publish(ctx, &broker.Publishing{Key: q, MessageID: fmt.Sprint(i), Body: []byte("{}"), Live: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	for i, c := range cs {
+		err := c.Wait(ctx)
+		if wantStale := i%2 == 1; wantStale != errors.Is(err, broker.ErrStaleDelivery) || (!wantStale && err != nil) {
+			t.Errorf("publish %d: %v", i, err)
+		}
+	}
+	if n := b.Ready(q); n != 2 {
+		t.Errorf("queue holds %d, want the 2 live publishes", n)
+	}
+}
