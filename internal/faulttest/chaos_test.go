@@ -78,7 +78,7 @@ type chaosConfig struct {
 	concurrency int    // WARREN_CHAOS_CONCURRENCY: -concurrency; 2, below the number of queues
 	faults      bool   // WARREN_CHAOS_FAULTS=off: no connection kills, no broker restart
 	failures    bool   // WARREN_CHAOS_FAILURES=off: every task succeeds at its first run, none is slow
-	artifacts   string // WARREN_CHAOS_ARTIFACTS: a directory to copy the run record and worker logs to
+	artifacts   string // WARREN_CHAOS_ARTIFACTS: a directory to copy the run record and the logs to
 }
 
 func chaosConfigFromEnv(t *testing.T) chaosConfig {
@@ -772,14 +772,14 @@ func (c *chaos) check(elapsed time.Duration) {
 	}
 }
 
-// keepArtifacts copies the run record and the worker logs to
-// WARREN_CHAOS_ARTIFACTS, if set, for a look after the test.
+// keepArtifacts copies the run record, the worker logs and the node's
+// console to WARREN_CHAOS_ARTIFACTS, if set, for a look after the test.
 func (c *chaos) keepArtifacts() {
 	dir := c.cfg.artifacts
 	if dir == "" {
 		return
 	}
-	files := map[string]string{"record": c.fleet.record}
+	files := map[string]string{"record": c.fleet.record, "node.out": c.node.log}
 	for i, p := range c.procs {
 		files[fmt.Sprintf("worker-%d-pid-%d.log", i, p.cmd.Process.Pid)] = p.log
 	}
