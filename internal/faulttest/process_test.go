@@ -44,14 +44,15 @@ func buildTestWorker(t *testing.T) string {
 	return bin
 }
 
-// fleet runs testworker processes on one queue, as a Deployment would:
-// with restart set, a process that dies is started again after a pause.
+// fleet runs testworker processes on one queue (or a comma-separated
+// list), as a Deployment would: with restart set, a process that dies is
+// started again after a pause.
 type fleet struct {
 	t       *testing.T
 	bin     string
 	dir     string
 	record  string // the run record every process appends to
-	queue   string
+	queue   string // -queues
 	url     string
 	args    []string // extra worker flags
 	env     []string // extra environment
@@ -67,41 +68,49 @@ type fleet struct {
 // proc is one worker process.
 type proc struct {
 	cmd    *exec.Cmd
-	log    string // its stderr (the worker's JSON log)
+	extra  []string // its own flags, after the fleet's; kept on restart
+	log    string   // its stderr (the worker's JSON log)
 	exited chan struct{}
 	state  *os.ProcessState
 }
 
 func newFleet(t *testing.T, b *brokertest.Broker, queue string) *fleet {
+	return newFleetAt(t, b.URL, queue)
+}
+
+// newFleetAt is newFleet for a broker that is not the shared one (a
+// private node): queues is the worker's -queues.
+func newFleetAt(t *testing.T, url, queues string) *fleet {
 	dir := t.TempDir()
-	f := &fleet{t: t, bin: buildTestWorker(t), dir: dir, record: filepath.Join(dir, "record"), queue: queue, url: b.URL}
+	f := &fleet{t: t, bin: buildTestWorker(t), dir: dir, record: filepath.Join(dir, "record"), queue: queues, url: url}
 	t.Cleanup(f.stop)
 	return f
 }
 
-// start starts one more worker process.
-func (f *fleet) start() *proc {
+// start starts one more worker process, with extra flags of its own after
+// the fleet's.
+func (f *fleet) start(extra ...string) *proc {
 	f.t.Helper()
-	p, err := f.spawn()
+	p, err := f.spawn(extra)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	return p
 }
 
-func (f *fleet) spawn() (*proc, error) {
+func (f *fleet) spawn(extra []string) (*proc, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped {
 		return nil, errors.New("fleet stopped")
 	}
-	p := &proc{log: filepath.Join(f.dir, fmt.Sprintf("worker-%d.log", len(f.procs))), exited: make(chan struct{})}
+	p := &proc{extra: extra, log: filepath.Join(f.dir, fmt.Sprintf("worker-%d.log", len(f.procs))), exited: make(chan struct{})}
 	logf, err := os.Create(p.log)
 	if err != nil {
 		return nil, err
 	}
 	args := append([]string{"-queues", f.queue, "-broker", f.url, "-metrics-addr", "", "-log-level", "info"}, f.args...)
-	p.cmd = exec.Command(f.bin, args...)
+	p.cmd = exec.Command(f.bin, append(args, extra...)...)
 	p.cmd.Env = append(append(os.Environ(), "WARREN_FAULT_RECORD="+f.record), f.env...)
 	p.cmd.Stderr = logf
 	p.cmd.Stdout = logf
@@ -125,7 +134,7 @@ func (f *fleet) spawn() (*proc, error) {
 		f.mu.Unlock()
 		if again {
 			time.Sleep(f.restart)
-			if _, err := f.spawn(); err != nil && !f.isStopped() {
+			if _, err := f.spawn(p.extra); err != nil && !f.isStopped() {
 				f.t.Errorf("restart worker: %v", err)
 			}
 		}
@@ -206,8 +215,8 @@ func (f *fleet) events() []event {
 	sc := bufio.NewScanner(fh)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
-		if len(fs) != 4 {
-			continue // a line being written by a process killed mid-write
+		if len(fs) != 4 || (fs[0] != "S" && fs[0] != "D") {
+			continue // a chaos line (chaos_test.go), or one being written by a process killed mid-write
 		}
 		n, _ := strconv.Atoi(fs[1])
 		pid, _ := strconv.Atoi(fs[2])

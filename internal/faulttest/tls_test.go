@@ -33,13 +33,13 @@ var tlsItem = task.Define[Item]("tls_item")
 // unreachable.
 func TestBrokerTLS(t *testing.T) {
 	pki := newTestPKI(t, t.TempDir())
-	password := "Pw-" + tlsRandHex(t, 8) // distinctive: found nowhere else
+	password := "Pw-" + randHex(t, 8) // distinctive: found nowhere else
 	node := startTLSNode(t, pki, "warren", password)
 	url := fmt.Sprintf("amqps://warren:%s@127.0.0.1:%d/", password, node.TLSPort)
 
 	t.Run("ClientCertificates", func(t *testing.T) {
 		cfg := tlsLoad(t, pki.CA, pki.ClientCert, pki.ClientKey)
-		q := "tls-" + tlsRandHex(t, 4)
+		q := "tls-" + randHex(t, 4)
 		const n = 50
 		var mu sync.Mutex
 		seen := map[int]bool{}
@@ -144,7 +144,7 @@ func TestBrokerTLS(t *testing.T) {
 		t.Setenv(runner.EnvTLSCert, pki.ClientCert)
 		t.Setenv(runner.EnvTLSKey, pki.ClientKey)
 		cfg := tlsLoad(t, pki.CA, pki.ClientCert, pki.ClientKey)
-		wrong := "Wrong-" + tlsRandHex(t, 8)
+		wrong := "Wrong-" + randHex(t, 8)
 		cases := []struct {
 			name     string
 			url      string
@@ -154,15 +154,15 @@ func TestBrokerTLS(t *testing.T) {
 		}{
 			{"right password", url, password, true, ""},
 			{"wrong password", fmt.Sprintf("amqps://warren:%s@127.0.0.1:%d/", wrong, node.TLSPort), wrong, false, "403"},
-			{"unreachable", fmt.Sprintf("amqps://warren:%s@127.0.0.1:%d/", password, tlsFreePort(t)), password, false, "connection refused"},
+			{"unreachable", fmt.Sprintf("amqps://warren:%s@127.0.0.1:%d/", password, freePort(t)), password, false, "connection refused"},
 		}
 		for _, c := range cases {
 			t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
-				q := "tls-pw-" + tlsRandHex(t, 4)
+				q := "tls-pw-" + randHex(t, 4)
 				var handled atomic.Int64
 				reg := task.NewRegistry()
 				reg.MustRegister(tlsItem.Handler(func(context.Context, Item) error { handled.Add(1); return nil }))
-				addr := fmt.Sprintf("127.0.0.1:%d", tlsFreePort(t))
+				addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 				var logs tlsLogBuf
 				ctx, cancel := context.WithCancel(context.Background())
 				code := make(chan int, 1)

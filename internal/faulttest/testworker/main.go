@@ -17,6 +17,12 @@
 // A task's payload adds per-task behaviour: sleep_ms makes that run longer
 // (the context still cuts it), exit makes it os.Exit(3) the whole process, a
 // poison task no worker survives.
+//
+// A second task, fault_chaos_item (ChaosTask), follows a plan given in its
+// payload, one step per attempt, so that every run of the same attempt of
+// a task behaves the same, whichever process runs it and however often the
+// broker redelivers it; it records "B" when a run begins and "E" when it
+// ends (see chaos.go).
 package main
 
 import (
@@ -66,6 +72,7 @@ func main() {
 		os.Exit(1)
 	}
 	reg := task.NewRegistry()
+	reg.MustRegister(ChaosTask.Handler(rec.chaos))
 	reg.MustRegister(ItemTask.Handler(func(ctx context.Context, it Item) error {
 		rec.line("S", it.N)
 		if it.Exit {
@@ -139,7 +146,15 @@ func (r *recorder) line(kind string, n int) {
 	if r.f == nil {
 		return
 	}
+	r.write(fmt.Sprintf("%s %d %d %d\n", kind, n, r.pid, time.Now().UnixNano()))
+}
+
+// write appends one whole line in one write(2).
+func (r *recorder) write(line string) {
+	if r.f == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, _ = fmt.Fprintf(r.f, "%s %d %d %d\n", kind, n, r.pid, time.Now().UnixNano())
+	_, _ = r.f.WriteString(line)
 }
