@@ -22,6 +22,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -61,10 +62,10 @@ func (it chaosItem) predict() (kind string, attempt int) {
 		case 'O':
 			return "success", a
 		case 'P':
-			return worker.ReasonPermanent, a
+			return string(outcome.ReasonPermanent), a
 		}
 		if a+1 >= chaosMaxAttempts {
-			return worker.ReasonExhausted, a
+			return string(outcome.ReasonExhausted), a
 		}
 	}
 }
@@ -743,7 +744,7 @@ func (c *chaos) check(elapsed time.Duration) {
 	t.Log("chaos: | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	t.Logf("chaos: | %d queues, -concurrency %d, faults %v, failures %v | %d | %d | %d / %d | %d | %d | %d | %d (%d) | %d | %d | %d | %d | %v |",
 		c.cfg.queues, c.cfg.concurrency, c.cfg.faults, c.cfg.failures,
-		len(c.sent), len(succeeded), deadByReason[worker.ReasonPermanent], deadByReason[worker.ReasonExhausted],
+		len(c.sent), len(succeeded), deadByReason[string(outcome.ReasonPermanent)], deadByReason[string(outcome.ReasonExhausted)],
 		len(lost), len(unfinished), len(both), len(forked), len(badForks), len(dups),
 		c.kills, c.restarts, nCloses, elapsed.Round(time.Second))
 
