@@ -76,7 +76,7 @@ func ParseFlags(args []string, output io.Writer) (Options, error) {
 	if o.Broker == "" {
 		o.Broker = worker.DefaultURL
 	}
-	fs.Var((*brokerFlag)(&o.Broker), "broker", "broker `URL` (env "+EnvBrokerURL+")")
+	fs.Var((*broker.URLFlag)(&o.Broker), "broker", "broker `URL` (env "+EnvBrokerURL+")")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9090", "HTTP address for /metrics, /healthz, /readyz; empty disables")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight tasks may finish after SIGTERM")
 	fs.DurationVar(&o.ConsumerTimeout, "consumer-timeout", 0, "the broker's consumer_timeout: runs are cut before it; 0 = unknown (warn against RabbitMQ's 30m default, learn it from the broker), negative = none")
@@ -107,20 +107,6 @@ func ParseFlags(args []string, output io.Writer) (Options, error) {
 	}
 	return o, nil
 }
-
-// brokerFlag holds a broker URL and shows itself without the password:
-// the flag package prints a flag's default, here usually WARREN_BROKER_URL
-// from a Secret, on -h and after every flag error, to stderr, the pod's log.
-type brokerFlag string
-
-func (b *brokerFlag) String() string {
-	if b == nil || *b == "" {
-		return ""
-	}
-	return broker.Redact(string(*b))
-}
-
-func (b *brokerFlag) Set(s string) error { *b = brokerFlag(s); return nil }
 
 // redactArgs returns args with any URL password hidden. Flags after the
 // first argument are not parsed, so "-broker URL" may be among them.

@@ -206,6 +206,23 @@ func TestHandlerGoexitIsAFailure(t *testing.T) {
 // Sum is the payload of the result tests.
 type Sum struct{ A, B int }
 
+// awaitFailure enqueues def's task on q for a result and returns the
+// failure that Get ends with; the test fails if it ends otherwise.
+func awaitFailure[R any](t *testing.T, b *brokertest.Broker, q string, def *task.ResultDef[Sum, R]) *result.TaskError {
+	t.Helper()
+	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, def, Sum{}, producer.WithQueue(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Get(ctxT(t, 20*time.Second))
+	var te *result.TaskError
+	if !errors.As(err, &te) {
+		t.Fatalf("Get: %v, want a *result.TaskError", err)
+	}
+	return te
+}
+
 // A result that can never be encoded is the result's failure, not the
 // handler's: the task is dead-lettered as permanent after one run instead
 // of running again through its retries.
@@ -219,15 +236,8 @@ func TestUnencodableResultIsPermanent(t *testing.T) {
 		runs.Add(1)
 		return math.NaN(), nil
 	}))
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, def, Sum{}, producer.WithQueue(q))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = h.Get(ctxT(t, 20*time.Second))
-	var te *result.TaskError
-	if !errors.As(err, &te) || te.Kind != outcome.ReasonPermanent || !strings.Contains(te.Message, "NaN") {
-		t.Fatalf("Get: %v, want a permanent TaskError about NaN", err)
+	if te := awaitFailure(t, b, q, def); te.Kind != outcome.ReasonPermanent || !strings.Contains(te.Message, "NaN") {
+		t.Fatalf("Get: %v, want a permanent TaskError about NaN", te)
 	}
 	dl := deadLetters(t, b, q, 1)
 	if r := dl[0].Headers[worker.HeaderReason]; r != string(outcome.ReasonPermanent) {
@@ -260,15 +270,8 @@ func TestResultOverTheLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, w)
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, def, Sum{}, producer.WithQueue(q))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = h.Get(ctxT(t, 20*time.Second))
-	var te *result.TaskError
-	if !errors.As(err, &te) || te.Kind != outcome.ReasonTooLarge || !strings.Contains(te.Message, "MaxResultBytes") {
-		t.Fatalf("Get: %v, want a too_large TaskError naming the limit", err)
+	if te := awaitFailure(t, b, q, def); te.Kind != outcome.ReasonTooLarge || !strings.Contains(te.Message, "MaxResultBytes") {
+		t.Fatalf("Get: %v, want a too_large TaskError naming the limit", te)
 	}
 	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
 	if s := w.Stats(); runs.Load() != 1 || s.ResultsDropped != 1 || settled(s) != 1 {

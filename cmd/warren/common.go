@@ -35,19 +35,6 @@ var (
 	errReported = errors.New("failed")
 )
 
-// brokerFlag holds a broker URL and shows itself without the password, so
-// that -h never prints one (the default may come from the environment).
-type brokerFlag string
-
-func (b *brokerFlag) String() string {
-	if b == nil || *b == "" {
-		return ""
-	}
-	return broker.Redact(string(*b))
-}
-
-func (b *brokerFlag) Set(s string) error { *b = brokerFlag(s); return nil }
-
 // opts are the flags every subcommand takes.
 type opts struct {
 	cmd, synopsis string
@@ -63,7 +50,7 @@ func (e *env) flagSet(cmd, synopsis string, withJSON bool) (*flag.FlagSet, *opts
 	o := &opts{cmd: cmd, synopsis: synopsis, broker: e.broker, timeout: e.timeout}
 	fs := flag.NewFlagSet("warren "+cmd, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.Var((*brokerFlag)(&o.broker), "broker", "broker `URL` (env WARREN_BROKER_URL)")
+	fs.Var((*broker.URLFlag)(&o.broker), "broker", "broker `URL` (env WARREN_BROKER_URL)")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound on each broker call: connecting, and the operation")
 	if withJSON {
 		fs.BoolVar(&o.json, "json", false, "print JSON for scripts instead of a table")

@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmds := commands()
 	top := flag.NewFlagSet("warren", flag.ContinueOnError)
 	top.SetOutput(stderr)
-	top.Var((*brokerFlag)(&e.broker), "broker", "broker `URL` (env "+runner.EnvBrokerURL+")")
+	top.Var((*broker.URLFlag)(&e.broker), "broker", "broker `URL` (env "+runner.EnvBrokerURL+")")
 	top.DurationVar(&e.timeout, "timeout", e.timeout, "bound on each broker call")
 	top.Usage = func() { usage(stderr, cmds) }
 	if err := top.Parse(args); err != nil {

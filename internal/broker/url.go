@@ -22,3 +22,20 @@ func Redact(rawURL string) string {
 	}
 	return u.String()
 }
+
+// URLFlag is a flag.Value holding a broker URL that shows itself without
+// its password: the flag package prints a flag's default, often taken from
+// WARREN_BROKER_URL (a Secret in a pod), on -h and after every flag error,
+// to stderr, which is the pod's log.
+type URLFlag string
+
+// String returns the URL redacted.
+func (u *URLFlag) String() string {
+	if u == nil || *u == "" {
+		return ""
+	}
+	return Redact(string(*u))
+}
+
+// Set stores the URL as given.
+func (u *URLFlag) Set(s string) error { *u = URLFlag(s); return nil }
