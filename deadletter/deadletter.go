@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
 )
@@ -61,9 +62,9 @@ func (c *Client) Close() error {
 type Letter struct {
 	ID          string
 	Task        string
-	Queue       string // the work queue it died in
-	Reason      string // unknown_task, undecodable, too_large, exhausted, permanent, expired
-	Error       string // the last error's text
+	Queue       string         // the work queue it died in
+	Reason      outcome.Reason // why it died: outcome.ReasonExhausted, ReasonPermanent...
+	Error       string         // the last error's text
 	Attempts    int
 	DiedAt      time.Time
 	ContentType string
@@ -74,7 +75,8 @@ type Letter struct {
 func letterOf(d *broker.Delivery, queue string) Letter {
 	l := Letter{ID: d.MessageID, Queue: queue, ContentType: d.ContentType, Body: d.Body, Headers: d.Headers}
 	l.Task, _ = d.Headers[task.HeaderTask].(string)
-	l.Reason, _ = d.Headers[task.HeaderReason].(string)
+	r, _ := d.Headers[task.HeaderReason].(string)
+	l.Reason = outcome.Reason(r)
 	l.Error, _ = d.Headers[task.HeaderError].(string)
 	if q, ok := d.Headers[task.HeaderQueue].(string); ok && q != "" {
 		l.Queue = q

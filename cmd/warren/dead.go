@@ -142,7 +142,7 @@ func runDeadList(ctx context.Context, e *env, args []string) error {
 		if !l.DiedAt.IsZero() {
 			died = l.DiedAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", dash(l.ID), dash(l.Task), dash(l.Reason), l.Attempts, died, dash(oneLine(l.Error, 72)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", dash(l.ID), dash(l.Task), dash(string(l.Reason)), l.Attempts, died, dash(oneLine(l.Error, 72)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -161,7 +161,7 @@ func dash(s string) string {
 }
 
 func toLetterJSON(l deadletter.Letter) letterJSON {
-	j := letterJSON{ID: l.ID, Task: l.Task, Queue: l.Queue, Reason: l.Reason, Error: l.Error, Attempts: l.Attempts, ContentType: l.ContentType}
+	j := letterJSON{ID: l.ID, Task: l.Task, Queue: l.Queue, Reason: string(l.Reason), Error: l.Error, Attempts: l.Attempts, ContentType: l.ContentType}
 	if !l.DiedAt.IsZero() {
 		t := l.DiedAt.UTC()
 		j.DiedAt = &t
