@@ -44,6 +44,7 @@ type Delivery struct {
 
 	ch *amqp.Channel
 	c  *Consumer // nil for a Reader's deliveries, whose channel the caller holds
+	a  *acker    // the channel's acker; nil for a Reader's deliveries
 }
 
 // Live reports whether the delivery's channel is still the consumer's live
@@ -59,11 +60,17 @@ func (d *Delivery) Live() bool {
 }
 
 // Ack acknowledges the delivery on its own channel, if that channel is
-// still the consumer's live one.
+// still the consumer's live one. A consumer's acks are coalesced (see
+// acker): the ack reaches the broker within a few milliseconds, with
+// others in one frame, and is lost with its channel if that dies first,
+// in which case the broker redelivers the message.
 func (d *Delivery) Ack() error {
 	if d.c != nil && !d.c.live(d.Gen) {
 		d.c.stale.Add(1)
 		return ErrStaleDelivery
+	}
+	if d.a != nil {
+		return d.a.ack(d.Tag)
 	}
 	return d.ch.Ack(d.Tag, false)
 }
@@ -74,6 +81,9 @@ func (d *Delivery) Nack(requeue bool) error {
 	if d.c != nil && !d.c.live(d.Gen) {
 		d.c.stale.Add(1)
 		return ErrStaleDelivery
+	}
+	if d.a != nil {
+		return d.a.nack(d.Tag, requeue, true)
 	}
 	return d.ch.Nack(d.Tag, false, requeue)
 }
@@ -94,9 +104,10 @@ type Consumer struct {
 	consuming atomic.Bool
 	stale     atomic.Uint64
 
-	mu  sync.Mutex
-	ch  *amqp.Channel
-	tag string
+	mu    sync.Mutex
+	ch    *amqp.Channel
+	acker *acker // the live channel's
+	tag   string
 
 	declare     *routing.Queue // declared on every subscribe, if set
 	onRecreated func()         // called when declare had to create it anew
@@ -160,6 +171,19 @@ func (c *Consumer) Deliveries() <-chan *Delivery { return c.out }
 // Consuming reports whether the consumer is subscribed now.
 func (c *Consumer) Consuming() bool { return c.consuming.Load() }
 
+// AckStats returns the acks made on the live channel and not yet sent, and
+// the basic.ack frames sent on it: coalescing shows as fewer frames than
+// acks.
+func (c *Consumer) AckStats() (pending int, frames uint64) {
+	c.mu.Lock()
+	a := c.acker
+	c.mu.Unlock()
+	if a == nil {
+		return 0, 0
+	}
+	return a.stats()
+}
+
 // StaleAcks counts acks and nacks dropped because their channel had died.
 func (c *Consumer) StaleAcks() uint64 { return c.stale.Load() }
 
@@ -207,6 +231,9 @@ func (c *Consumer) Run(ctx context.Context) {
 		// back to the queue now; acks of handlers still running on it are
 		// stale and dropped.
 		c.gen.Store(0)
+		c.mu.Lock()
+		c.acker.close()
+		c.mu.Unlock()
 		_ = ch.Close()
 		if !haveReason {
 			select {
@@ -265,6 +292,7 @@ func (c *Consumer) subscribe(ctx context.Context) (*amqp.Channel, <-chan amqp.De
 	}
 	c.mu.Lock()
 	c.ch = ch
+	c.acker = newAcker(ch, c.prefetch)
 	c.tag = tag
 	c.gen.Store(gen)
 	c.mu.Unlock()
@@ -283,35 +311,48 @@ func (c *Consumer) subscribe(ctx context.Context) (*amqp.Channel, <-chan amqp.De
 // the channel's close reason when forward took it from c.closed.
 func (c *Consumer) forward(ctx context.Context, ch *amqp.Channel, dels <-chan amqp.Delivery) (stopped bool, reason *amqp.Error, haveReason bool) {
 	gen := c.gen.Load()
+	c.mu.Lock()
+	a := c.acker
+	c.mu.Unlock()
 	for {
+		var ad amqp.Delivery
+		var ok bool
 		select {
-		case <-ctx.Done():
-			c.stop(ch, dels, nil)
-			return true, nil, false
-		case ad, ok := <-dels:
-			if !ok {
-				return false, nil, false
-			}
-			d := c.wrap(&ad, ch, gen)
-			if ctx.Err() != nil {
-				// Both were ready and select took the delivery: stopping
-				// wins, so that nothing new starts after it.
-				c.stop(ch, dels, d)
-				return true, nil, false
-			}
+		case ad, ok = <-dels:
+		default:
+			// None waiting: the acks made can go out now (acker.idle).
+			a.idle(true)
 			select {
-			case c.out <- d:
-			case reason = <-c.closed:
-				return false, reason, true
 			case <-ctx.Done():
-				c.stop(ch, dels, d)
+				c.stop(ch, dels, nil)
 				return true, nil, false
+			case ad, ok = <-dels:
 			}
+			a.idle(false)
+		}
+		if !ok {
+			return false, nil, false
+		}
+		d := c.wrap(&ad, ch, gen, a)
+		a.handed() // before the hand-over: its handler may ack at once
+		if ctx.Err() != nil {
+			// Stopping wins over a delivery that was ready too, so that
+			// nothing new starts after it.
+			c.stop(ch, dels, d)
+			return true, nil, false
+		}
+		select {
+		case c.out <- d:
+		case reason = <-c.closed:
+			return false, reason, true
+		case <-ctx.Done():
+			c.stop(ch, dels, d)
+			return true, nil, false
 		}
 	}
 }
 
-func (c *Consumer) wrap(ad *amqp.Delivery, ch *amqp.Channel, gen uint64) *Delivery {
+func (c *Consumer) wrap(ad *amqp.Delivery, ch *amqp.Channel, gen uint64, a *acker) *Delivery {
 	return &Delivery{
 		Queue:         c.queue,
 		MessageID:     ad.MessageId,
@@ -331,6 +372,7 @@ func (c *Consumer) wrap(ad *amqp.Delivery, ch *amqp.Channel, gen uint64) *Delive
 		Tag:           ad.DeliveryTag,
 		ch:            ch,
 		c:             c,
+		a:             a,
 	}
 }
 
@@ -360,18 +402,26 @@ func (c *Consumer) stop(ch *amqp.Channel, dels <-chan amqp.Delivery, held *Deliv
 		c.Close()
 		return
 	}
+	c.mu.Lock()
+	a := c.acker
+	c.mu.Unlock()
 	for ad := range dels {
-		_ = ch.Nack(ad.DeliveryTag, false, true)
+		_ = a.nack(ad.DeliveryTag, true, false)
 	}
 }
 
-// Close closes the consumer's channel. The broker requeues every delivery
-// still unacked on it, so call it after in-flight handlers finished.
+// Close sends the acks made and closes the consumer's channel. The broker
+// requeues every delivery still unacked on it, so call it after in-flight
+// handlers finished.
 func (c *Consumer) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen.Store(0)
 	c.consuming.Store(false)
+	if c.acker != nil {
+		c.acker.flush()
+		c.acker.close()
+	}
 	if c.ch != nil {
 		_ = c.ch.Close()
 		c.ch = nil

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -75,4 +76,88 @@ func TestStaleDeliveryIsNotAcked(t *testing.T) {
 	if n := c.StaleAcks(); n != 1 {
 		t.Errorf("StaleAcks = %d, want 1", n)
 	}
+}
+
+// Acks reach the broker coalesced, in fewer frames than deliveries, and a
+// delivery still running at the head does not keep the others unacked: after
+// the connection is cut, only the running one comes back.
+func TestCoalescedAcksReachTheBroker(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	px, err := tcpproxy.Start(brokertest.Addr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = px.Close() })
+	q := b.Queue("coalesced")
+	b.DeclareQueue(q)
+	sup, err := broker.New(broker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Role: "worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sup.Close() })
+	const n = 200
+	for i := range n {
+		b.Publish("", q, amqp.Publishing{MessageId: fmt.Sprint(i), Body: []byte("x")})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan *broker.Delivery)
+	c := sup.NewConsumer(q, 128, out) // room for the first half unacked
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; c.Close() })
+
+	take := func(i int) *broker.Delivery {
+		t.Helper()
+		select {
+		case d := <-out:
+			return d
+		case <-time.After(15 * time.Second):
+			t.Fatalf("delivery %d never came", i)
+			return nil
+		}
+	}
+	// Handlers finish in order while the consumer has more to hand out:
+	// coalesced.
+	var first []*broker.Delivery
+	for i := range n / 2 {
+		first = append(first, take(i))
+	}
+	for _, d := range first {
+		if err := d.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	brokertest.Eventually(t, 10*time.Second, func() bool { p, _ := c.AckStats(); return p == 0 }, "acks never sent")
+	_, frames := c.AckStats()
+	t.Logf("%d acks in order in %d frames", n/2, frames)
+	if frames >= n/4 {
+		t.Errorf("%d frames for %d acks: not coalesced", frames, n/2)
+	}
+	// One keeps running at the head while the rest finish.
+	head := take(n / 2)
+	for i := n/2 + 1; i < n; i++ {
+		if err := take(i).Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	brokertest.Eventually(t, 10*time.Second, func() bool { p, _ := c.AckStats(); return p == 0 }, "acks behind the running head never sent")
+	px.Cut()
+	select {
+	case d := <-out:
+		if d.MessageID != head.MessageID {
+			t.Errorf("after the cut %q came back, want only the running %q", d.MessageID, head.MessageID)
+		}
+		if err := d.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the running delivery did not come back after the cut")
+	}
+	brokertest.Eventually(t, 10*time.Second, func() bool { p, _ := c.AckStats(); return p == 0 }, "last ack not sent")
+	ch := b.Channel()
+	brokertest.Eventually(t, 10*time.Second, func() bool {
+		qi, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		return err == nil && qi.Messages == 0
+	}, "queue not empty: a coalesced ack was lost")
 }
