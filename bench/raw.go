@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os/signal"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -140,82 +138,14 @@ func rawEnqueue(ctx context.Context, p params) (result, error) {
 	return result{Rate: float64(p.N) / time.Since(start).Seconds()}, nil
 }
 
-// rawConsume consumes n messages with prefetch and concurrency goroutines,
-// decoding each payload and acking it after the (no-op) handler, and
-// returns the rate from first to last message and each message's wait.
-func rawConsume(ctx context.Context, p params, n int) (result, []time.Duration, error) {
-	conn, err := amqp.Dial(p.URL)
-	if err != nil {
-		return result{}, nil, err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return result{}, nil, err
-	}
-	if err := ch.Qos(p.Prefetch, 0, false); err != nil {
-		return result{}, nil, err
-	}
-	dels, err := ch.Consume(p.Queue, "", false, false, false, false, nil)
-	if err != nil {
-		return result{}, nil, err
-	}
-	var count atomic.Int64
-	var first, last atomic.Int64
-	waits := make([]time.Duration, n)
-	finished := make(chan struct{})
-	var once sync.Once
-	var wg sync.WaitGroup
-	for g := 0; g < p.Concurrency; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case d, ok := <-dels:
-					if !ok {
-						return
-					}
-					now := time.Now()
-					var pl Payload
-					if err := json.Unmarshal(d.Body, &pl); err != nil {
-						_ = d.Nack(false, false)
-						continue
-					}
-					_ = d.Ack(false)
-					first.CompareAndSwap(0, now.UnixNano())
-					i := count.Add(1)
-					if int(i) <= n {
-						waits[i-1] = now.Sub(time.Unix(0, pl.Sent))
-					}
-					if int(i) == n {
-						last.Store(time.Now().UnixNano())
-						once.Do(func() { close(finished) })
-					}
-				case <-finished:
-					return
-				}
-			}
-		}()
-	}
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		return result{}, nil, ctx.Err()
-	case <-time.After(10 * time.Minute):
-		return result{}, nil, errors.New("timed out")
-	}
-	wg.Wait()
-	el := time.Duration(last.Load() - first.Load())
-	return result{Rate: float64(n) / el.Seconds()}, waits, nil
-}
-
-func rawDrain(ctx context.Context, p params) (result, error) {
-	r, _, err := rawConsume(ctx, p, p.N)
+func rawDrain(ctx context.Context, p params, variant string) (result, error) {
+	r, _, err := rawConsume(ctx, p, variant, p.N, nil)
 	return r, err
 }
 
-func rawEndToEnd(ctx context.Context, p params) (result, error) {
+// rawEndToEnd publishes p.N messages while the variant consumes them, from
+// a consumer registered before the first publish.
+func rawEndToEnd(ctx context.Context, p params, variant string) (result, error) {
 	conn, err := amqp.Dial(p.URL)
 	if err != nil {
 		return result{}, err
@@ -227,10 +157,16 @@ func rawEndToEnd(ctx context.Context, p params) (result, error) {
 		err   error
 	}
 	got := make(chan out, 1)
+	started := make(chan struct{})
 	go func() {
-		r, w, err := rawConsume(ctx, p, p.N)
+		r, w, err := rawConsume(ctx, p, variant, p.N, started)
 		got <- out{r, w, err}
 	}()
+	select {
+	case <-started:
+	case o := <-got:
+		return result{}, o.err
+	}
 	if err := rawPublish(ctx, conn, p, p.N); err != nil {
 		return result{}, err
 	}
