@@ -9,7 +9,8 @@
 //
 // Phases: enqueue (tasks/s), drain of a pre-filled queue (tasks/s), end to
 // end with producer and consumer at once (tasks/s and the
-// enqueue-to-handler wait p50/p99/max). warren's per-call enqueue runs -producers
+// enqueue-to-handler wait p50/p99/max), and paced end to end (the producer
+// at -paced-rate, waits only). warren's per-call enqueue runs -producers
 // goroutines, as many as the raw publisher's -window by default, so both
 // keep the same number of publishes in flight.
 //
@@ -53,6 +54,8 @@ type params struct {
 	Rounds      int
 	AckEvery    int      // the batched raw consumers' k (0: prefetch/4)
 	Raw         []string // raw variants to run in the consume phases
+	PacedRate   float64  // tasks/s in the paced phase (0: no paced phase)
+	PacedN      int      // tasks in the paced phase (at most N)
 	Exchange    string
 	Queue       string
 }
@@ -80,6 +83,8 @@ func main() {
 	flag.IntVar(&p.Rounds, "rounds", 3, "rounds of every phase; the table gives medians and each round's ratio")
 	flag.IntVar(&p.AckEvery, "ack-every", 0, "the batched raw consumers ack (multiple=true) every k deliveries, and whenever none is waiting (0: prefetch/4)")
 	raw := flag.String("raw", strings.Join(rawVariants(), ","), "raw consumers to measure drain and end to end with, comma-separated: "+strings.Join(rawVariants(), ", "))
+	flag.Float64Var(&p.PacedRate, "paced-rate", 250, "tasks/s of the paced end-to-end phase, which reports waits only (0: skip it)")
+	flag.IntVar(&p.PacedN, "paced-n", 2000, "tasks in the paced end-to-end phase (at most -n)")
 	child := flag.String("child", "", "internal: run one drain phase (warren or raw-<variant>) and print its result")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file (drains run in children: pass it with -child to profile one)")
 	sweep := flag.Bool("sweep", false, "sweep concurrency, prefetch and payload size; write docs/performance.md and docs/performance.svg")
@@ -137,8 +142,8 @@ func main() {
 }
 
 func run(ctx context.Context, p params, sweep bool) error {
-	fmt.Printf("warren bench: n=%d payload=%dB concurrency=%d prefetch=%d producers=%d (raw window %d) rounds=%d raw=%s ack-every=%d\n\n",
-		p.N, p.Payload, p.Concurrency, p.Prefetch, p.Producers, p.Window, p.Rounds, strings.Join(p.Raw, ","), ackEvery(p))
+	fmt.Printf("warren bench: n=%d payload=%dB concurrency=%d prefetch=%d producers=%d (raw window %d) rounds=%d raw=%s ack-every=%d paced=%.0f/s x %d\n\n",
+		p.N, p.Payload, p.Concurrency, p.Prefetch, p.Producers, p.Window, p.Rounds, strings.Join(p.Raw, ","), ackEvery(p), p.PacedRate, pacedN(p))
 	if sweep {
 		return runSweep(ctx, p)
 	}
@@ -166,8 +171,17 @@ func runRounds(ctx context.Context, p params, e2e bool) ([]row, error) {
 	return combine(all), nil
 }
 
+// pacedN is the paced phase's task count.
+func pacedN(p params) int {
+	if p.PacedRate <= 0 {
+		return 0
+	}
+	return min(p.PacedN, p.N)
+}
+
 // runOnce measures every phase once, each side on a freshly purged (or,
-// for drains, freshly filled) queue; end to end only with e2e. Each round starts each phase with a different side, so that
+// for drains, freshly filled) queue; end to end, unhurried and paced, only
+// with e2e. Each round starts each phase with a different side, so that
 // over several rounds none always meets the broker as another left it.
 func runOnce(ctx context.Context, p params, e2e bool, round int) ([]row, error) {
 	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
@@ -204,8 +218,8 @@ func runOnce(ctx context.Context, p params, e2e bool, round int) ([]row, error) 
 	if err != nil {
 		return nil, fmt.Errorf("warren batch enqueue: %w", err)
 	}
-	rows := []row{newRow("enqueue", enq, false),
-		newRow("enqueue (batch)", []side{enq[0], {name: "warren", r: wBatch}}, false)}
+	rows := []row{newRow("enqueue", enq, false, false),
+		newRow("enqueue (batch)", []side{enq[0], {name: "warren", r: wBatch}}, false, false)}
 
 	// Drains run in a child each, on a queue the raw publisher filled.
 	drain, err := runSides(round, filled, append(each(func(v string) (result, error) { return childRun(ctx, "raw-"+v, p) }),
@@ -213,19 +227,31 @@ func runOnce(ctx context.Context, p params, e2e bool, round int) ([]row, error) 
 	if err != nil {
 		return nil, fmt.Errorf("drain: %w", err)
 	}
-	rows = append(rows, newRow("drain", drain, false))
+	rows = append(rows, newRow("drain", drain, false, false))
 	if !e2e {
 		return rows, nil
 	}
 
 	// End to end: producer and consumer at once, with wait latency.
 	e2eSides, err := runSides(round, empty, append(each(func(v string) (result, error) {
-		return measure(func() (result, error) { return rawEndToEnd(ctx, p, v) }, p.N)
-	}), sideRun{"warren", timed(func() (result, error) { return warrenEndToEnd(ctx, p) })}))
+		return measure(func() (result, error) { return rawEndToEnd(ctx, p, v, p.N, 0) }, p.N)
+	}), sideRun{"warren", timed(func() (result, error) { return warrenEndToEnd(ctx, p, p.N, 0) })}))
 	if err != nil {
 		return nil, fmt.Errorf("end-to-end: %w", err)
 	}
-	return append(rows, newRow("end-to-end", e2eSides, true)), nil
+	rows = append(rows, newRow("end-to-end", e2eSides, true, false))
+
+	// Paced: the producer at a fixed rate, far below either side's
+	// capacity, so that the waits are the pipeline's latency, not a queue.
+	if n := pacedN(p); n > 0 {
+		paced, err := runSides(round, empty, append(each(func(v string) (result, error) { return rawEndToEnd(ctx, p, v, n, p.PacedRate) }),
+			sideRun{"warren", func() (result, error) { return warrenEndToEnd(ctx, p, n, p.PacedRate) }}))
+		if err != nil {
+			return nil, fmt.Errorf("paced end-to-end: %w", err)
+		}
+		rows = append(rows, newRow(fmt.Sprintf("paced %.0f/s, %d tasks", p.PacedRate, n), paced, true, true))
+	}
+	return rows, nil
 }
 
 // sideRun is one side of a phase, by name: "warren", or a raw variant.

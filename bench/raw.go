@@ -81,8 +81,9 @@ func purgeAndFill(ctx context.Context, p params) error {
 
 // rawPublish publishes n messages on one confirm channel with a window of
 // unconfirmed publishes, as an expert would: pipelined, never one round
-// trip per message.
-func rawPublish(ctx context.Context, conn *amqp.Connection, p params, n int) error {
+// trip per message. With a rate above 0 it publishes at that many a second,
+// on a schedule (a late publish does not delay the next).
+func rawPublish(ctx context.Context, conn *amqp.Connection, p params, n int, rate float64) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -108,7 +109,11 @@ func rawPublish(ctx context.Context, conn *amqp.Connection, p params, n int) err
 			<-window
 		}
 	}()
+	start := time.Now()
 	for i := 0; i < n; i++ {
+		if rate > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))))
+		}
 		window <- struct{}{}
 		if err := ch.PublishWithContext(ctx, p.Exchange, "bench", true, false, amqp.Publishing{
 			ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body(p, i),
@@ -132,7 +137,7 @@ func rawEnqueue(ctx context.Context, p params) (result, error) {
 	}
 	defer conn.Close()
 	start := time.Now()
-	if err := rawPublish(ctx, conn, p, p.N); err != nil {
+	if err := rawPublish(ctx, conn, p, p.N, 0); err != nil {
 		return result{}, err
 	}
 	return result{Rate: float64(p.N) / time.Since(start).Seconds()}, nil
@@ -143,9 +148,10 @@ func rawDrain(ctx context.Context, p params, variant string) (result, error) {
 	return r, err
 }
 
-// rawEndToEnd publishes p.N messages while the variant consumes them, from
-// a consumer registered before the first publish.
-func rawEndToEnd(ctx context.Context, p params, variant string) (result, error) {
+// rawEndToEnd publishes n messages, at rate a second if rate is above 0,
+// while the variant consumes them, from a consumer registered before the
+// first publish.
+func rawEndToEnd(ctx context.Context, p params, variant string, n int, rate float64) (result, error) {
 	conn, err := amqp.Dial(p.URL)
 	if err != nil {
 		return result{}, err
@@ -159,7 +165,7 @@ func rawEndToEnd(ctx context.Context, p params, variant string) (result, error) 
 	got := make(chan out, 1)
 	started := make(chan struct{})
 	go func() {
-		r, w, err := rawConsume(ctx, p, variant, p.N, started)
+		r, w, err := rawConsume(ctx, p, variant, n, started)
 		got <- out{r, w, err}
 	}()
 	select {
@@ -167,7 +173,7 @@ func rawEndToEnd(ctx context.Context, p params, variant string) (result, error) 
 	case o := <-got:
 		return result{}, o.err
 	}
-	if err := rawPublish(ctx, conn, p, p.N); err != nil {
+	if err := rawPublish(ctx, conn, p, n, rate); err != nil {
 		return result{}, err
 	}
 	o := <-got
