@@ -177,6 +177,14 @@ func warrenEndToEnd(ctx context.Context, p params, n int, rate float64) (result,
 		return result{}, err
 	}
 	defer pr.Close()
+	// Connect and declare before the first timed enqueue, as the raw side
+	// dials and opens its channel before it stamps the first message.
+	if err := warrenPublish(ctx, pr, p, 1, false, 0); err != nil {
+		return result{}, err
+	}
+	if err := purge(p); err != nil {
+		return result{}, err
+	}
 	type out struct {
 		r     result
 		waits []time.Duration
