@@ -174,11 +174,11 @@ func rawEndToEnd(ctx context.Context, p params, variant string, n int, rate floa
 		return result{}, o.err
 	}
 	if err := rawPublish(ctx, conn, p, n, rate); err != nil {
-		return result{}, err
+		return result{}, fmt.Errorf("publish: %w", err)
 	}
 	o := <-got
 	if o.err != nil {
-		return result{}, o.err
+		return result{}, fmt.Errorf("consume: %w", o.err)
 	}
 	o.r.P50, o.r.P99, o.r.Max = latencies(o.waits)
 	return o.r, nil

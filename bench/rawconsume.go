@@ -89,6 +89,7 @@ func rawConsume(ctx context.Context, p params, variant string, n int, started ch
 	if err != nil {
 		return result{}, nil, err
 	}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	if started != nil {
 		close(started)
 	}
@@ -109,6 +110,15 @@ func rawConsume(ctx context.Context, p params, variant string, n int, started ch
 	select {
 	case err := <-done:
 		if err != nil {
+			// The broker's reason, if it closed the channel, says more
+			// than the "not open" of the call that found it closed.
+			select {
+			case reason := <-closed:
+				if reason != nil {
+					return result{}, nil, fmt.Errorf("%w (channel closed: %v)", err, reason)
+				}
+			default:
+			}
 			return result{}, nil, err
 		}
 	case <-ctx.Done():
