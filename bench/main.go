@@ -1,17 +1,29 @@
-// Command bench runs one workload two ways against the same local broker,
-// raw amqp091-go written as an expert would and warren, and prints both
-// with their ratio:
+// Command bench runs one workload several ways against the same local
+// broker, raw amqp091-go written as an expert would and warren, and prints
+// warren against the best raw way in each round:
 //
-//	go run ./bench [-n 20000] [-payload 100] [-concurrency 8] [-prefetch 256]
+//	go run ./bench [-n 20000] [-payload 100] [-concurrency 8] [-prefetch 1000]
 //
-// Phases: enqueue (tasks/s), drain of a pre-filled queue (tasks/s), and
-// end to end with producer and consumer at once (tasks/s and the
-// enqueue-to-handler wait p50/p99/max). warren's per-call enqueue runs
-// -producers goroutines, as many as the raw publisher's -window by default,
-// so both keep the same number of publishes in flight. Drains run in a child process so
-// that its peak RSS is the consumer's alone. CPU is user+system seconds of
-// the client per 10,000 tasks. Every run is persistent, through a durable
-// direct exchange to a durable queue, with publisher confirms and late acks.
+// The default prefetch is 1,000, the setting issue 15 measures at (it was
+// 256 before); the sweep still covers 1 to 2,000.
+//
+// Phases: enqueue (tasks/s), drain of a pre-filled queue (tasks/s), end to
+// end with producer and consumer at once (tasks/s and the
+// enqueue-to-handler wait p50/p99/max), and paced end to end (the producer
+// at -paced-rate, waits only). warren's per-call enqueue runs -producers
+// goroutines, as many as the raw publisher's -window by default, so both
+// keep the same number of publishes in flight.
+//
+// The consume phases run every raw consumer in -raw (rawconsume.go): one
+// that acks each message on its own from a pool of goroutines, and two that
+// ack with multiple=true every -ack-every deliveries and whenever none is
+// waiting, one with the handler inline and one with a pool. The best of
+// them in each round is the baseline; the tables show each.
+//
+// Drains run in a child process each, so that its peak RSS is the
+// consumer's alone. CPU is user+system seconds of the client per 10,000
+// tasks. Every run is persistent, through a durable direct exchange to a
+// durable queue, with publisher confirms and late acks.
 package main
 
 import (
@@ -23,6 +35,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -39,6 +52,10 @@ type params struct {
 	Producers   int
 	Window      int
 	Rounds      int
+	AckEvery    int      // the batched raw consumers' k (0: prefetch/4)
+	Raw         []string // raw variants to run in the consume phases
+	PacedRate   float64  // tasks/s in the paced phase (0: no paced phase)
+	PacedN      int      // tasks in the paced phase (at most N)
 	Exchange    string
 	Queue       string
 }
@@ -60,16 +77,34 @@ func main() {
 	flag.IntVar(&p.N, "n", 20000, "tasks per phase")
 	flag.IntVar(&p.Payload, "payload", 100, "approximate JSON payload size in bytes")
 	flag.IntVar(&p.Concurrency, "concurrency", 8, "handler goroutines")
-	flag.IntVar(&p.Prefetch, "prefetch", 256, "consumer prefetch")
+	flag.IntVar(&p.Prefetch, "prefetch", 1000, "consumer prefetch")
 	flag.IntVar(&p.Producers, "producers", 0, "goroutines calling warren's Enqueue at once (0: the raw window, so that both keep as many publishes in flight)")
 	flag.IntVar(&p.Window, "window", 256, "raw publisher's window of unconfirmed publishes")
 	flag.IntVar(&p.Rounds, "rounds", 3, "rounds of every phase; the table gives medians and each round's ratio")
-	child := flag.String("child", "", "internal: run one drain phase (raw or warren) and print its result")
+	flag.IntVar(&p.AckEvery, "ack-every", 0, "the batched raw consumers ack (multiple=true) every k deliveries, and whenever none is waiting (0: prefetch/4)")
+	raw := flag.String("raw", strings.Join(rawVariants(), ","), "raw consumers to measure drain and end to end with, comma-separated: "+strings.Join(rawVariants(), ", "))
+	flag.Float64Var(&p.PacedRate, "paced-rate", 250, "tasks/s of the paced end-to-end phase, which reports waits only (0: skip it)")
+	flag.IntVar(&p.PacedN, "paced-n", 2000, "tasks in the paced end-to-end phase (at most -n)")
+	child := flag.String("child", "", "internal: run one drain phase (warren or raw-<variant>) and print its result")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file (drains run in children: pass it with -child to profile one)")
 	sweep := flag.Bool("sweep", false, "sweep concurrency, prefetch and payload size; write docs/performance.md and docs/performance.svg")
 	flag.StringVar(&p.Exchange, "exchange", "bench.x", "internal: exchange name")
 	flag.StringVar(&p.Queue, "queue", "bench.q", "internal: queue name")
 	flag.Parse()
+	for _, v := range strings.Split(*raw, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		if !slices.Contains(rawVariants(), v) {
+			fmt.Fprintf(os.Stderr, "bench: unknown raw variant %q (have %s)\n", v, strings.Join(rawVariants(), ", "))
+			os.Exit(2)
+		}
+		p.Raw = append(p.Raw, v)
+	}
+	if len(p.Raw) == 0 {
+		fmt.Fprintln(os.Stderr, "bench: -raw names no variant")
+		os.Exit(2)
+	}
 
 	if p.Producers <= 0 {
 		// A caller of Enqueue has one publish in flight, so the broker
@@ -106,18 +141,9 @@ func main() {
 	}
 }
 
-// row is one phase measured both ways.
-type row struct {
-	phase     string
-	raw, warr result    // medians over the rounds
-	latency   bool      // end to end: wait latencies were measured
-	ratios    []float64 // warren/raw throughput, one per round
-	p99Ratio  float64   // median over the rounds of warren/raw wait p99
-}
-
 func run(ctx context.Context, p params, sweep bool) error {
-	fmt.Printf("warren bench: n=%d payload=%dB concurrency=%d prefetch=%d producers=%d (raw window %d) rounds=%d\n\n",
-		p.N, p.Payload, p.Concurrency, p.Prefetch, p.Producers, p.Window, p.Rounds)
+	fmt.Printf("warren bench: n=%d payload=%dB concurrency=%d prefetch=%d producers=%d (raw window %d) rounds=%d raw=%s ack-every=%d paced=%.0f/s x %d\n\n",
+		p.N, p.Payload, p.Concurrency, p.Prefetch, p.Producers, p.Window, p.Rounds, strings.Join(p.Raw, ","), ackEvery(p), p.PacedRate, pacedN(p))
 	if sweep {
 		return runSweep(ctx, p)
 	}
@@ -132,11 +158,11 @@ func run(ctx context.Context, p params, sweep bool) error {
 // runRounds measures every phase p.Rounds times and reports, per phase, the
 // median of each side's figures and the median of the rounds' ratios: the
 // broker drifts between fast and slow spells, and a ratio taken within one
-// round, with both sides a few seconds apart, is what survives it.
+// round, with the sides a few seconds apart, is what survives it.
 func runRounds(ctx context.Context, p params, e2e bool) ([]row, error) {
 	var all [][]row
 	for i := range max(p.Rounds, 1) {
-		rows, err := runOnce(ctx, p, e2e, i%2 == 1)
+		rows, err := runOnce(ctx, p, e2e, i)
 		if err != nil {
 			return nil, err
 		}
@@ -145,11 +171,19 @@ func runRounds(ctx context.Context, p params, e2e bool) ([]row, error) {
 	return combine(all), nil
 }
 
+// pacedN is the paced phase's task count.
+func pacedN(p params) int {
+	if p.PacedRate <= 0 {
+		return 0
+	}
+	return min(p.PacedN, p.N)
+}
+
 // runOnce measures every phase once, each side on a freshly purged (or,
-// for drains, freshly filled) queue; end to end only with e2e. With flip,
-// warren goes first in each phase, so that over several rounds neither side
-// always meets the broker as the other left it.
-func runOnce(ctx context.Context, p params, e2e, flip bool) ([]row, error) {
+// for drains, freshly filled) queue; end to end, unhurried and paced, only
+// with e2e. Each round starts each phase with a different side, so that
+// over several rounds none always meets the broker as another left it.
+func runOnce(ctx context.Context, p params, e2e bool, round int) ([]row, error) {
 	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
 	p.Exchange, p.Queue = "bench.x."+suffix, "bench.q."+suffix
 	if err := declare(p); err != nil {
@@ -158,156 +192,90 @@ func runOnce(ctx context.Context, p params, e2e, flip bool) ([]row, error) {
 	defer cleanup(p)
 	empty := func() error { return purge(p) }
 	filled := func() error { return purgeAndFill(ctx, p) }
-	timed := func(f func(context.Context, params) (result, error)) func() (result, error) {
-		return func() (result, error) { return measure(func() (result, error) { return f(ctx, p) }, p.N) }
+	timed := func(f func() (result, error)) func() (result, error) {
+		return func() (result, error) { return measure(f, p.N) }
+	}
+	// each makes a side per raw variant from f.
+	each := func(f func(variant string) (result, error)) []sideRun {
+		var sides []sideRun
+		for _, v := range p.Raw {
+			sides = append(sides, sideRun{v, func() (result, error) { return f(v) }})
+		}
+		return sides
 	}
 
-	rawEnq, wEnq, err := pair(flip, empty, timed(rawEnqueue), timed(func(ctx context.Context, p params) (result, error) { return warrenEnqueue(ctx, p, false) }))
+	enq, err := runSides(round, empty, []sideRun{
+		{"publisher", timed(func() (result, error) { return rawEnqueue(ctx, p) })},
+		{"warren", timed(func() (result, error) { return warrenEnqueue(ctx, p, false) })},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("enqueue: %w", err)
 	}
 	if err := empty(); err != nil {
 		return nil, err
 	}
-	wBatch, err := timed(func(ctx context.Context, p params) (result, error) { return warrenEnqueue(ctx, p, true) })()
+	wBatch, err := timed(func() (result, error) { return warrenEnqueue(ctx, p, true) })()
 	if err != nil {
 		return nil, fmt.Errorf("warren batch enqueue: %w", err)
 	}
-	rows := []row{{phase: "enqueue", raw: rawEnq, warr: wEnq}, {phase: "enqueue (batch)", raw: rawEnq, warr: wBatch}}
+	rows := []row{newRow("enqueue", enq, false, false),
+		newRow("enqueue (batch)", []side{enq[0], {name: "warren", r: wBatch}}, false, false)}
 
 	// Drains run in a child each, on a queue the raw publisher filled.
-	rawDrain, wDrain, err := pair(flip, filled,
-		func() (result, error) { return childRun(ctx, "raw", p) },
-		func() (result, error) { return childRun(ctx, "warren", p) })
+	drain, err := runSides(round, filled, append(each(func(v string) (result, error) { return childRun(ctx, "raw-"+v, p) }),
+		sideRun{"warren", func() (result, error) { return childRun(ctx, "warren", p) }}))
 	if err != nil {
 		return nil, fmt.Errorf("drain: %w", err)
 	}
-	rows = append(rows, row{phase: "drain", raw: rawDrain, warr: wDrain})
+	rows = append(rows, newRow("drain", drain, false, false))
 	if !e2e {
-		return ratios(rows), nil
+		return rows, nil
 	}
 
 	// End to end: producer and consumer at once, with wait latency.
-	rawE2E, wE2E, err := pair(flip, empty, timed(rawEndToEnd), timed(warrenEndToEnd))
+	e2eSides, err := runSides(round, empty, append(each(func(v string) (result, error) {
+		return measure(func() (result, error) { return rawEndToEnd(ctx, p, v, p.N, 0) }, p.N)
+	}), sideRun{"warren", timed(func() (result, error) { return warrenEndToEnd(ctx, p, p.N, 0) })}))
 	if err != nil {
 		return nil, fmt.Errorf("end-to-end: %w", err)
 	}
-	return ratios(append(rows, row{phase: "end-to-end", raw: rawE2E, warr: wE2E, latency: true})), nil
+	rows = append(rows, newRow("end-to-end", e2eSides, true, false))
+
+	// Paced: the producer at a fixed rate, far below either side's
+	// capacity, so that the waits are the pipeline's latency, not a queue.
+	if n := pacedN(p); n > 0 {
+		paced, err := runSides(round, empty, append(each(func(v string) (result, error) { return rawEndToEnd(ctx, p, v, n, p.PacedRate) }),
+			sideRun{"warren", func() (result, error) { return warrenEndToEnd(ctx, p, n, p.PacedRate) }}))
+		if err != nil {
+			return nil, fmt.Errorf("paced end-to-end: %w", err)
+		}
+		rows = append(rows, newRow(fmt.Sprintf("paced %.0f/s, %d tasks", p.PacedRate, n), paced, true, true))
+	}
+	return rows, nil
 }
 
-// pair runs prep then raw, and prep then warren; warren first with flip.
-func pair(flip bool, prep func() error, raw, warren func() (result, error)) (r, w result, err error) {
-	sides := []struct {
-		name string
-		f    func() (result, error)
-		out  *result
-	}{{"raw", raw, &r}, {"warren", warren, &w}}
-	if flip {
-		sides[0], sides[1] = sides[1], sides[0]
-	}
-	for _, s := range sides {
+// sideRun is one side of a phase, by name: "warren", or a raw variant.
+type sideRun struct {
+	name string
+	run  func() (result, error)
+}
+
+// runSides runs prep then each side, starting in round r at side r (mod
+// their number), and returns their figures in the order given.
+func runSides(r int, prep func() error, runs []sideRun) ([]side, error) {
+	out := make([]side, len(runs))
+	for k := range runs {
+		i := (r + k) % len(runs)
 		if err := prep(); err != nil {
-			return r, w, err
+			return nil, err
 		}
-		if *s.out, err = s.f(); err != nil {
-			return r, w, fmt.Errorf("%s: %w", s.name, err)
+		res, err := runs[i].run()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", runs[i].name, err)
 		}
+		out[i] = side{name: runs[i].name, r: res}
 	}
-	return r, w, nil
-}
-
-// ratios fills in each row's warren/raw ratios from its own figures.
-func ratios(rows []row) []row {
-	for i := range rows {
-		r := &rows[i]
-		r.ratios = []float64{r.warr.Rate / max(r.raw.Rate, 1e-9)}
-		r.p99Ratio = float64(r.warr.P99) / float64(max(r.raw.P99, 1))
-	}
-	return rows
-}
-
-// combine turns several rounds of the same phases into one row per phase:
-// each side's median figures, every round's ratio, and the median p99
-// ratio.
-func combine(rounds [][]row) []row {
-	out := make([]row, len(rounds[0]))
-	for i := range out {
-		var raws, warrs []result
-		var rs, p99s []float64
-		for _, rows := range rounds {
-			raws, warrs = append(raws, rows[i].raw), append(warrs, rows[i].warr)
-			rs, p99s = append(rs, rows[i].ratios...), append(p99s, rows[i].p99Ratio)
-		}
-		out[i] = row{phase: rounds[0][i].phase, latency: rounds[0][i].latency,
-			raw: medianResult(raws), warr: medianResult(warrs), ratios: rs, p99Ratio: median(p99s)}
-	}
-	return out
-}
-
-// medianResult takes the median of each figure on its own.
-func medianResult(rs []result) result {
-	f := func(get func(result) float64) float64 {
-		xs := make([]float64, len(rs))
-		for i, r := range rs {
-			xs[i] = get(r)
-		}
-		return median(xs)
-	}
-	d := func(get func(result) time.Duration) time.Duration {
-		return time.Duration(f(func(r result) float64 { return float64(get(r)) }))
-	}
-	return result{
-		Rate:       f(func(r result) float64 { return r.Rate }),
-		CPUPer10k:  f(func(r result) float64 { return r.CPUPer10k }),
-		PeakRSSMiB: f(func(r result) float64 { return r.PeakRSSMiB }),
-		Allocs:     f(func(r result) float64 { return r.Allocs }),
-		P50:        d(func(r result) time.Duration { return r.P50 }),
-		P99:        d(func(r result) time.Duration { return r.P99 }),
-		Max:        d(func(r result) time.Duration { return r.Max }),
-	}
-}
-
-// median of xs (the mean of the middle two for an even count).
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[len(s)/2]
-}
-
-// ratio is the row's median warren/raw ratio over the rounds.
-func (r row) ratio() float64 { return median(r.ratios) }
-
-func printRows(rows []row) {
-	fmt.Printf("| phase | raw tasks/s | warren tasks/s | ratio | each round | raw CPU s/10k | warren CPU s/10k | raw allocs/task | warren allocs/task | raw RSS MiB | warren RSS MiB |\n")
-	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, r := range rows {
-		rss := func(x result) string {
-			if x.PeakRSSMiB == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.1f", x.PeakRSSMiB)
-		}
-		each := make([]string, len(r.ratios))
-		for i, x := range r.ratios {
-			each[i] = fmt.Sprintf("%.2f", x)
-		}
-		fmt.Printf("| %s | %.0f | %.0f | %.2f | %s | %.2f | %.2f | %.0f | %.0f | %s | %s |\n", r.phase, r.raw.Rate, r.warr.Rate, r.ratio(), strings.Join(each, " "),
-			r.raw.CPUPer10k, r.warr.CPUPer10k, r.raw.Allocs, r.warr.Allocs, rss(r.raw), rss(r.warr))
-	}
-	for _, r := range rows {
-		if r.latency {
-			fmt.Printf("\nend-to-end wait (enqueue -> handler start, medians): raw p50 %v p99 %v max %v; warren p50 %v p99 %v max %v (p99 ratio %.2f, median of the rounds')\n",
-				r.raw.P50.Round(time.Microsecond), r.raw.P99.Round(time.Microsecond), r.raw.Max.Round(time.Microsecond),
-				r.warr.P50.Round(time.Microsecond), r.warr.P99.Round(time.Microsecond), r.warr.Max.Round(time.Microsecond),
-				r.p99Ratio)
-		}
-	}
+	return out, nil
 }
 
 // measure runs f and fills in the CPU figure from this process's rusage.
@@ -335,7 +303,8 @@ func childRun(ctx context.Context, side string, p params) (result, error) {
 		return result{}, err
 	}
 	cmd := exec.CommandContext(ctx, exe, "-child", side, "-broker", p.URL, "-n", fmt.Sprint(p.N), "-payload", fmt.Sprint(p.Payload),
-		"-concurrency", fmt.Sprint(p.Concurrency), "-prefetch", fmt.Sprint(p.Prefetch), "-exchange", p.Exchange, "-queue", p.Queue)
+		"-concurrency", fmt.Sprint(p.Concurrency), "-prefetch", fmt.Sprint(p.Prefetch), "-ack-every", fmt.Sprint(p.AckEvery),
+		"-exchange", p.Exchange, "-queue", p.Queue)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -352,12 +321,11 @@ func runChild(ctx context.Context, side string, p params) (result, error) {
 	var r result
 	var err error
 	before, mallocs := cpuTime(), mallocCount()
-	switch side {
-	case "raw":
-		r, err = rawDrain(ctx, p)
-	case "warren":
+	if variant, ok := strings.CutPrefix(side, "raw-"); ok {
+		r, err = rawDrain(ctx, p, variant)
+	} else if side == "warren" {
 		r, err = warrenDrain(ctx, p)
-	default:
+	} else {
 		return r, fmt.Errorf("unknown child %q", side)
 	}
 	r.CPUPer10k = (cpuTime() - before).Seconds() * 10000 / float64(p.N)

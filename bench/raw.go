@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os/signal"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -83,8 +81,9 @@ func purgeAndFill(ctx context.Context, p params) error {
 
 // rawPublish publishes n messages on one confirm channel with a window of
 // unconfirmed publishes, as an expert would: pipelined, never one round
-// trip per message.
-func rawPublish(ctx context.Context, conn *amqp.Connection, p params, n int) error {
+// trip per message. With a rate above 0 it publishes at that many a second,
+// on a schedule (a late publish does not delay the next).
+func rawPublish(ctx context.Context, conn *amqp.Connection, p params, n int, rate float64) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -110,7 +109,11 @@ func rawPublish(ctx context.Context, conn *amqp.Connection, p params, n int) err
 			<-window
 		}
 	}()
+	start := time.Now()
 	for i := 0; i < n; i++ {
+		if rate > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))))
+		}
 		window <- struct{}{}
 		if err := ch.PublishWithContext(ctx, p.Exchange, "bench", true, false, amqp.Publishing{
 			ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body(p, i),
@@ -134,88 +137,21 @@ func rawEnqueue(ctx context.Context, p params) (result, error) {
 	}
 	defer conn.Close()
 	start := time.Now()
-	if err := rawPublish(ctx, conn, p, p.N); err != nil {
+	if err := rawPublish(ctx, conn, p, p.N, 0); err != nil {
 		return result{}, err
 	}
 	return result{Rate: float64(p.N) / time.Since(start).Seconds()}, nil
 }
 
-// rawConsume consumes n messages with prefetch and concurrency goroutines,
-// decoding each payload and acking it after the (no-op) handler, and
-// returns the rate from first to last message and each message's wait.
-func rawConsume(ctx context.Context, p params, n int) (result, []time.Duration, error) {
-	conn, err := amqp.Dial(p.URL)
-	if err != nil {
-		return result{}, nil, err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return result{}, nil, err
-	}
-	if err := ch.Qos(p.Prefetch, 0, false); err != nil {
-		return result{}, nil, err
-	}
-	dels, err := ch.Consume(p.Queue, "", false, false, false, false, nil)
-	if err != nil {
-		return result{}, nil, err
-	}
-	var count atomic.Int64
-	var first, last atomic.Int64
-	waits := make([]time.Duration, n)
-	finished := make(chan struct{})
-	var once sync.Once
-	var wg sync.WaitGroup
-	for g := 0; g < p.Concurrency; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case d, ok := <-dels:
-					if !ok {
-						return
-					}
-					now := time.Now()
-					var pl Payload
-					if err := json.Unmarshal(d.Body, &pl); err != nil {
-						_ = d.Nack(false, false)
-						continue
-					}
-					_ = d.Ack(false)
-					first.CompareAndSwap(0, now.UnixNano())
-					i := count.Add(1)
-					if int(i) <= n {
-						waits[i-1] = now.Sub(time.Unix(0, pl.Sent))
-					}
-					if int(i) == n {
-						last.Store(time.Now().UnixNano())
-						once.Do(func() { close(finished) })
-					}
-				case <-finished:
-					return
-				}
-			}
-		}()
-	}
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		return result{}, nil, ctx.Err()
-	case <-time.After(10 * time.Minute):
-		return result{}, nil, errors.New("timed out")
-	}
-	wg.Wait()
-	el := time.Duration(last.Load() - first.Load())
-	return result{Rate: float64(n) / el.Seconds()}, waits, nil
-}
-
-func rawDrain(ctx context.Context, p params) (result, error) {
-	r, _, err := rawConsume(ctx, p, p.N)
+func rawDrain(ctx context.Context, p params, variant string) (result, error) {
+	r, _, err := rawConsume(ctx, p, variant, p.N, nil)
 	return r, err
 }
 
-func rawEndToEnd(ctx context.Context, p params) (result, error) {
+// rawEndToEnd publishes n messages, at rate a second if rate is above 0,
+// while the variant consumes them, from a consumer registered before the
+// first publish.
+func rawEndToEnd(ctx context.Context, p params, variant string, n int, rate float64) (result, error) {
 	conn, err := amqp.Dial(p.URL)
 	if err != nil {
 		return result{}, err
@@ -227,16 +163,22 @@ func rawEndToEnd(ctx context.Context, p params) (result, error) {
 		err   error
 	}
 	got := make(chan out, 1)
+	started := make(chan struct{})
 	go func() {
-		r, w, err := rawConsume(ctx, p, p.N)
+		r, w, err := rawConsume(ctx, p, variant, n, started)
 		got <- out{r, w, err}
 	}()
-	if err := rawPublish(ctx, conn, p, p.N); err != nil {
-		return result{}, err
+	select {
+	case <-started:
+	case o := <-got:
+		return result{}, o.err
+	}
+	if err := rawPublish(ctx, conn, p, n, rate); err != nil {
+		return result{}, fmt.Errorf("publish: %w", err)
 	}
 	o := <-got
 	if o.err != nil {
-		return result{}, o.err
+		return result{}, fmt.Errorf("consume: %w", o.err)
 	}
 	o.r.P50, o.r.P99, o.r.Max = latencies(o.waits)
 	return o.r, nil

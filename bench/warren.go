@@ -35,11 +35,17 @@ func payload(p params, i int) Payload {
 
 // warrenPublish enqueues n tasks from p.Producers goroutines, one Enqueue
 // each, or with batch from 4 goroutines in EnqueueBatch chunks of p.Window.
-func warrenPublish(ctx context.Context, pr *producer.Producer, p params, n int, batch bool) error {
+// With a rate above 0 the tasks are handed out at that many a second, on a
+// schedule, so that a slow confirm does not hold up the next enqueue.
+func warrenPublish(ctx context.Context, pr *producer.Producer, p params, n int, batch bool, rate float64) error {
 	next := make(chan int, 1024)
 	go func() {
 		defer close(next)
+		start := time.Now()
 		for i := 0; i < n; i++ {
+			if rate > 0 {
+				time.Sleep(time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))))
+			}
 			next <- i
 		}
 	}()
@@ -93,14 +99,14 @@ func warrenEnqueue(ctx context.Context, p params, batch bool) (result, error) {
 	}
 	defer pr.Close()
 	// Connect and declare before the clock starts, as the raw side does.
-	if err := warrenPublish(ctx, pr, p, 1, false); err != nil {
+	if err := warrenPublish(ctx, pr, p, 1, false, 0); err != nil {
 		return result{}, err
 	}
 	if err := purge(p); err != nil {
 		return result{}, err
 	}
 	start := time.Now()
-	if err := warrenPublish(ctx, pr, p, p.N, batch); err != nil {
+	if err := warrenPublish(ctx, pr, p, p.N, batch, 0); err != nil {
 		return result{}, err
 	}
 	return result{Rate: float64(p.N) / time.Since(start).Seconds()}, nil
@@ -163,12 +169,22 @@ func warrenDrain(ctx context.Context, p params) (result, error) {
 	return r, err
 }
 
-func warrenEndToEnd(ctx context.Context, p params) (result, error) {
+// warrenEndToEnd enqueues n tasks, at rate a second if rate is above 0,
+// while a worker, ready before the first enqueue, handles them.
+func warrenEndToEnd(ctx context.Context, p params, n int, rate float64) (result, error) {
 	pr, err := newProducer(p)
 	if err != nil {
 		return result{}, err
 	}
 	defer pr.Close()
+	// Connect and declare before the first timed enqueue, as the raw side
+	// dials and opens its channel before it stamps the first message.
+	if err := warrenPublish(ctx, pr, p, 1, false, 0); err != nil {
+		return result{}, err
+	}
+	if err := purge(p); err != nil {
+		return result{}, err
+	}
 	type out struct {
 		r     result
 		waits []time.Duration
@@ -177,11 +193,11 @@ func warrenEndToEnd(ctx context.Context, p params) (result, error) {
 	got := make(chan out, 1)
 	started := make(chan struct{})
 	go func() {
-		r, w, err := warrenConsume(ctx, p, p.N, started)
+		r, w, err := warrenConsume(ctx, p, n, started)
 		got <- out{r, w, err}
 	}()
 	<-started
-	if err := warrenPublish(ctx, pr, p, p.N, false); err != nil {
+	if err := warrenPublish(ctx, pr, p, n, false, rate); err != nil {
 		return result{}, err
 	}
 	o := <-got
