@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -90,7 +91,7 @@ func TestAckerSettlesEachTagOnce(t *testing.T) {
 				t.Fatalf("seed %d: %v", seed, err)
 			}
 		}
-		a.flush()
+		a.flushAndClose()
 		a.close()
 		if f.err != nil {
 			t.Fatalf("seed %d (n %d, batch %d): %v", seed, n, a.batch, f.err)
@@ -221,7 +222,7 @@ func TestAckerConcurrentHandlers(t *testing.T) {
 	}
 	close(work)
 	wg.Wait()
-	a.flush()
+	a.flushAndClose()
 	a.close()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -235,4 +236,53 @@ func TestAckerConcurrentHandlers(t *testing.T) {
 		}
 	}
 	t.Logf("%d deliveries, %d frames", n, f.frames)
+}
+
+// An ack above a head that keeps moving, but by less than the ack's own
+// tag in each interval, is still sent within two intervals (and some
+// scheduling slack), on its own.
+func TestAckerHeadMovingSlowly(t *testing.T) {
+	f := newFakeChannel(60)
+	a := newAcker(f, 400) // batch 100
+	for range 60 {
+		a.handed()
+	}
+	if err := a.ack(60); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for tag := uint64(1); tag < 60; tag++ {
+		for t0 := time.Now(); time.Since(t0) < 1200*time.Microsecond; {
+		}
+		f.mu.Lock()
+		got := f.acked[60]
+		f.mu.Unlock()
+		if got > 0 {
+			if held := time.Since(start); held > 4*ackInterval+10*time.Millisecond {
+				t.Errorf("ack of tag 60 held %v behind a moving head, want about 2 intervals (%v)", held, 2*ackInterval)
+			}
+			return
+		}
+		_ = a.ack(tag)
+	}
+	t.Errorf("ack of tag 60 held %v (ackInterval %v)", time.Since(start), ackInterval)
+}
+
+// An ack made after its acker closed (its channel was closed on purpose
+// while a handler still ran) says it will not be sent.
+func TestAckerClosedRefusesAcks(t *testing.T) {
+	f := newFakeChannel(4)
+	a := newAcker(f, 64)
+	a.handed()
+	a.handed()
+	a.flushAndClose()
+	if err := a.ack(1); !errors.Is(err, ErrStaleDelivery) {
+		t.Errorf("ack after close: %v, want ErrStaleDelivery", err)
+	}
+	if err := a.nack(2, true, true); !errors.Is(err, ErrStaleDelivery) {
+		t.Errorf("nack after close: %v, want ErrStaleDelivery", err)
+	}
+	if f.frames != 0 {
+		t.Errorf("%d frames sent after close", f.frames)
+	}
 }

@@ -61,9 +61,9 @@ func (d *Delivery) Live() bool {
 
 // Ack acknowledges the delivery on its own channel, if that channel is
 // still the consumer's live one. A consumer's acks are coalesced (see
-// acker): the ack reaches the broker within a few milliseconds, with
-// others in one frame, and is lost with its channel if that dies first,
-// in which case the broker redelivers the message.
+// acker): the ack reaches the broker within two timer intervals (4 ms),
+// with others in one frame, and is lost with its channel if that dies
+// first, in which case the broker redelivers the message.
 func (d *Delivery) Ack() error {
 	if d.c != nil && !d.c.live(d.Gen) {
 		d.c.stale.Add(1)
@@ -232,7 +232,13 @@ func (c *Consumer) Run(ctx context.Context) {
 		// stale and dropped.
 		c.gen.Store(0)
 		c.mu.Lock()
-		c.acker.close()
+		if ch.IsClosed() {
+			c.acker.close()
+		} else {
+			// The broker cancelled the consumer but the channel lives:
+			// send the acks made before closing it requeues their messages.
+			c.acker.flushAndClose()
+		}
 		c.mu.Unlock()
 		_ = ch.Close()
 		if !haveReason {
@@ -419,8 +425,7 @@ func (c *Consumer) Close() {
 	c.gen.Store(0)
 	c.consuming.Store(false)
 	if c.acker != nil {
-		c.acker.flush()
-		c.acker.close()
+		c.acker.flushAndClose()
 	}
 	if c.ch != nil {
 		_ = c.ch.Close()
