@@ -434,9 +434,16 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	if t.Name == "" {
 		return nil, errors.New("task has no name (build it with Def.New)")
 	}
+	now := time.Now()
+	id := o.id
+	if id == "" {
+		id = task.NewID(now)
+	}
+	// The id comes first: a task routed to shards goes to the shard its id
+	// hashes to.
 	route := o.route
 	if route == nil {
-		r, err := p.routes.Lookup(t.Name)
+		r, err := p.routes.RouteFor(t.Name, id)
 		if err != nil {
 			return nil, fmt.Errorf("%w (add a route or use WithQueue)", err)
 		}
@@ -445,11 +452,6 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	body, contentType, err := t.Encode()
 	if err != nil {
 		return nil, err
-	}
-	now := time.Now()
-	id := o.id
-	if id == "" {
-		id = task.NewID(now)
 	}
 	eta := o.eta
 	if o.delay > 0 {
