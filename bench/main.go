@@ -84,7 +84,7 @@ func main() {
 	flag.IntVar(&p.Payload, "payload", 100, "approximate JSON payload size in bytes")
 	flag.IntVar(&p.Concurrency, "concurrency", 8, "handler goroutines")
 	flag.IntVar(&p.Prefetch, "prefetch", 1000, "consumer prefetch")
-	flag.IntVar(&p.Producers, "producers", 0, "goroutines calling warren's Enqueue at once (0: the raw window, so that both keep as many publishes in flight)")
+	flag.IntVar(&p.Producers, "producers", 0, "goroutines calling warren's Enqueue at once (0: the raw window, times the queues with -spread, so that both keep as many publishes in flight)")
 	flag.IntVar(&p.Window, "window", 256, "raw publisher's window of unconfirmed publishes")
 	flag.IntVar(&p.Rounds, "rounds", 3, "rounds of every phase; the table gives medians and each round's ratio")
 	flag.IntVar(&p.AckEvery, "ack-every", 0, "the batched raw consumers ack (multiple=true) every k deliveries, and whenever none is waiting (0: prefetch/4)")
@@ -116,7 +116,8 @@ func main() {
 		os.Exit(2)
 	}
 
-	if p.Producers <= 0 {
+	autoProducers := p.Producers <= 0
+	if autoProducers {
 		// A caller of Enqueue has one publish in flight, so the broker
 		// sees as many unconfirmed publishes as there are callers; with
 		// fewer callers than the raw side's window, warren would be
@@ -146,7 +147,7 @@ func main() {
 		return
 	}
 	if *spread != "" {
-		if err := runSpread(ctx, p, *spread, *versions); err != nil {
+		if err := runSpread(ctx, p, *spread, *versions, autoProducers); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

@@ -16,15 +16,18 @@ import (
 // The spread phases (issue 15): one classic queue takes 10-13k persistent
 // publishes/s whatever the client does, so bulk work is spread over N
 // queues. warren's side is routing.Shards: the producer hashes each task
-// id to a shard (Channels = max(2, N) confirm channels), one worker
+// id to a shard (Channels = max(2, N) confirm channels) from -window
+// times N goroutines unless -producers says otherwise, one worker
 // consumes the logical name. The raw side publishes n/N messages to each
-// queue from a confirm channel of its own (each with the -window), and
+// queue from a confirm channel of its own (each with the -window, so both
+// keep -window times N publishes in flight), and
 // drains each queue with its own consumer of -concurrency/N goroutines,
 // all at once; its drain rate is n over the slowest queue's drain.
 
 // runSpread measures enqueue and drain over each number of queues in
 // counts, for each classic queue version in versions, and prints one table.
-func runSpread(ctx context.Context, p params, counts, versions string) error {
+// With autoProducers, warren enqueues from p.Window goroutines per queue.
+func runSpread(ctx context.Context, p params, counts, versions string, autoProducers bool) error {
 	ns, err := ints(counts)
 	if err != nil {
 		return fmt.Errorf("-spread: %w", err)
@@ -33,13 +36,20 @@ func runSpread(ctx context.Context, p params, counts, versions string) error {
 	if err != nil {
 		return fmt.Errorf("-queue-versions: %w", err)
 	}
-	fmt.Printf("warren bench, spread: n=%d payload=%dB concurrency=%d prefetch=%d producers=%d (raw window %d per queue) rounds=%d raw=%s\n\n",
-		p.N, p.Payload, p.Concurrency, p.Prefetch, p.Producers, p.Window, p.Rounds, strings.Join(p.Raw, ","))
+	producers := fmt.Sprint(p.Producers)
+	if autoProducers {
+		producers = fmt.Sprintf("%d per queue", p.Window)
+	}
+	fmt.Printf("warren bench, spread: n=%d payload=%dB concurrency=%d prefetch=%d producers=%s (raw window %d per queue) rounds=%d raw=%s\n\n",
+		p.N, p.Payload, p.Concurrency, p.Prefetch, producers, p.Window, p.Rounds, strings.Join(p.Raw, ","))
 	var all []row
 	for _, v := range vs {
 		for _, n := range ns {
 			q := p
 			q.Shards, q.QueueVersion = n, v
+			if autoProducers {
+				q.Producers = p.Window * n
+			}
 			rows, err := runRounds(ctx, q, false)
 			if err != nil {
 				return fmt.Errorf("%d queues, v%d: %w", n, v, err)
