@@ -53,8 +53,12 @@ type Shards struct {
 // Name returns the name of shard i, which is also its routing key.
 func (s Shards) Name(i int) string { return s.Queue + "." + strconv.Itoa(i) }
 
-// Names returns the shard queues' names, shard 0 first.
+// Names returns the shard queues' names, shard 0 first; none when Count
+// is below 1.
 func (s Shards) Names() []string {
+	if s.Count < 1 {
+		return nil
+	}
 	out := make([]string, s.Count)
 	for i := range out {
 		out[i] = s.Name(i)

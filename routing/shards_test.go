@@ -28,6 +28,9 @@ func TestShardsNamesAndRoute(t *testing.T) {
 			t.Fatalf("Route(%q) = %+v, want shard %d on jobs", id, r, i)
 		}
 	}
+	if got := (routing.Shards{Queue: "bad", Count: -1}).Names(); got != nil {
+		t.Fatalf("negative count: Names = %v, want none", got)
+	}
 	if got := (routing.Shards{Queue: "one", Count: 1}).Shard("anything"); got != 0 {
 		t.Fatalf("a single shard: Shard = %d, want 0", got)
 	}
