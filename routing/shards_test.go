@@ -140,6 +140,12 @@ func TestTableShards(t *testing.T) {
 	if _, err := tbl.Lookup("import"); !errors.Is(err, routing.ErrSharded) {
 		t.Fatalf("Lookup of a sharded task = %v, want ErrSharded", err)
 	}
+	if got, ok := tbl.ShardsFor("import"); !ok || !reflect.DeepEqual(got, s) {
+		t.Fatalf("ShardsFor(import) = %+v, %v", got, ok)
+	}
+	if _, ok := tbl.ShardsFor("other"); ok {
+		t.Fatal("ShardsFor(other): a plain route reported as shards")
+	}
 	if r, err := tbl.RouteFor("other", "a"); err != nil || r != routing.ToQueue("misc") {
 		t.Fatalf("RouteFor(other) = %+v, %v", r, err)
 	}

@@ -58,6 +58,15 @@ func (t *Table) AddShards(task string, s Shards) *Table {
 	return t
 }
 
+// ShardsFor returns the shards task is routed to, if it is.
+func (t *Table) ShardsFor(task string) (Shards, bool) {
+	if t == nil {
+		return Shards{}, false
+	}
+	s, ok := t.shards[task]
+	return s, ok
+}
+
 // RouteFor returns the route for the task with id: its shard's when it is
 // routed to shards, else as Lookup.
 func (t *Table) RouteFor(task, id string) (Route, error) {
