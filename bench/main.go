@@ -58,6 +58,12 @@ type params struct {
 	PacedN      int      // tasks in the paced phase (at most N)
 	Exchange    string
 	Queue       string
+	// Shards spreads the work over that many queues (spread.go); 0: the
+	// one queue of the other phases.
+	Shards int
+	// QueueVersion declares the spread's classic queues with
+	// x-queue-version (1 or 2); 0: no argument.
+	QueueVersion int
 }
 
 // result is one phase of one side.
@@ -78,7 +84,7 @@ func main() {
 	flag.IntVar(&p.Payload, "payload", 100, "approximate JSON payload size in bytes")
 	flag.IntVar(&p.Concurrency, "concurrency", 8, "handler goroutines")
 	flag.IntVar(&p.Prefetch, "prefetch", 1000, "consumer prefetch")
-	flag.IntVar(&p.Producers, "producers", 0, "goroutines calling warren's Enqueue at once (0: the raw window, so that both keep as many publishes in flight)")
+	flag.IntVar(&p.Producers, "producers", 0, "goroutines calling warren's Enqueue at once (0: the raw window, times the queues with -spread, so that both keep as many publishes in flight)")
 	flag.IntVar(&p.Window, "window", 256, "raw publisher's window of unconfirmed publishes")
 	flag.IntVar(&p.Rounds, "rounds", 3, "rounds of every phase; the table gives medians and each round's ratio")
 	flag.IntVar(&p.AckEvery, "ack-every", 0, "the batched raw consumers ack (multiple=true) every k deliveries, and whenever none is waiting (0: prefetch/4)")
@@ -90,6 +96,10 @@ func main() {
 	sweep := flag.Bool("sweep", false, "sweep concurrency, prefetch and payload size; write docs/performance.md and docs/performance.svg")
 	flag.StringVar(&p.Exchange, "exchange", "bench.x", "internal: exchange name")
 	flag.StringVar(&p.Queue, "queue", "bench.q", "internal: queue name")
+	flag.IntVar(&p.Shards, "shards", 0, "internal: queues the spread phase uses")
+	flag.IntVar(&p.QueueVersion, "queue-version", 0, "internal: x-queue-version of the spread phase's queues")
+	spread := flag.String("spread", "", "measure enqueue and drain spread over each of these numbers of queues instead (e.g. 1,2,4), raw and warren's routing.Shards")
+	versions := flag.String("queue-versions", "1,2", "with -spread: the classic queue versions to measure (x-queue-version)")
 	flag.Parse()
 	for _, v := range strings.Split(*raw, ",") {
 		if v = strings.TrimSpace(v); v == "" {
@@ -106,7 +116,8 @@ func main() {
 		os.Exit(2)
 	}
 
-	if p.Producers <= 0 {
+	autoProducers := p.Producers <= 0
+	if autoProducers {
 		// A caller of Enqueue has one publish in flight, so the broker
 		// sees as many unconfirmed publishes as there are callers; with
 		// fewer callers than the raw side's window, warren would be
@@ -133,6 +144,13 @@ func main() {
 			os.Exit(1)
 		}
 		_ = json.NewEncoder(os.Stdout).Encode(r)
+		return
+	}
+	if *spread != "" {
+		if err := runSpread(ctx, p, *spread, *versions, autoProducers); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	if err := run(ctx, p, *sweep); err != nil {
@@ -304,7 +322,7 @@ func childRun(ctx context.Context, side string, p params) (result, error) {
 	}
 	cmd := exec.CommandContext(ctx, exe, "-child", side, "-broker", p.URL, "-n", fmt.Sprint(p.N), "-payload", fmt.Sprint(p.Payload),
 		"-concurrency", fmt.Sprint(p.Concurrency), "-prefetch", fmt.Sprint(p.Prefetch), "-ack-every", fmt.Sprint(p.AckEvery),
-		"-exchange", p.Exchange, "-queue", p.Queue)
+		"-exchange", p.Exchange, "-queue", p.Queue, "-shards", fmt.Sprint(p.Shards), "-queue-version", fmt.Sprint(p.QueueVersion))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -49,24 +49,35 @@ func declare(p params) error {
 		if err := ch.ExchangeDeclare(p.Exchange, "direct", true, false, false, false, nil); err != nil {
 			return err
 		}
-		if _, err := ch.QueueDeclare(p.Queue, true, false, false, false, nil); err != nil {
-			return err
+		for _, q := range benchQueues(p) {
+			if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table(queueArgs(p))); err != nil {
+				return err
+			}
+			if err := ch.QueueBind(q, keyOf(p, q), p.Exchange, false, nil); err != nil {
+				return err
+			}
 		}
-		return ch.QueueBind(p.Queue, "bench", p.Exchange, false, nil)
+		return nil
 	})
 }
 
 func purge(p params) error {
 	return withChannel(p, func(ch *amqp.Channel) error {
-		_, err := ch.QueuePurge(p.Queue, false)
-		return err
+		for _, q := range benchQueues(p) {
+			if _, err := ch.QueuePurge(q, false); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
 func cleanup(p params) {
 	_ = withChannel(p, func(ch *amqp.Channel) error {
-		_, _ = ch.QueueDelete(p.Queue, false, false, false)
-		_, _ = ch.QueueDelete(p.Queue+".dead", false, false, false)
+		for _, q := range benchQueues(p) {
+			_, _ = ch.QueueDelete(q, false, false, false)
+			_, _ = ch.QueueDelete(q+".dead", false, false, false)
+		}
 		return ch.ExchangeDelete(p.Exchange, false, false)
 	})
 }
@@ -83,7 +94,7 @@ func purgeAndFill(ctx context.Context, p params) error {
 // unconfirmed publishes, as an expert would: pipelined, never one round
 // trip per message. With a rate above 0 it publishes at that many a second,
 // on a schedule (a late publish does not delay the next).
-func rawPublish(ctx context.Context, conn *amqp.Connection, p params, n int, rate float64) error {
+func rawPublish(ctx context.Context, conn *amqp.Connection, p params, key string, n int, rate float64) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -115,7 +126,7 @@ func rawPublish(ctx context.Context, conn *amqp.Connection, p params, n int, rat
 			time.Sleep(time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))))
 		}
 		window <- struct{}{}
-		if err := ch.PublishWithContext(ctx, p.Exchange, "bench", true, false, amqp.Publishing{
+		if err := ch.PublishWithContext(ctx, p.Exchange, key, true, false, amqp.Publishing{
 			ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body(p, i),
 			MessageId: fmt.Sprint(i), Timestamp: time.Now(),
 			Headers: amqp.Table{"task": "bench", "id": fmt.Sprint(i)},
@@ -137,13 +148,16 @@ func rawEnqueue(ctx context.Context, p params) (result, error) {
 	}
 	defer conn.Close()
 	start := time.Now()
-	if err := rawPublish(ctx, conn, p, p.N, 0); err != nil {
+	if err := rawPublishSpread(ctx, conn, p, p.N); err != nil {
 		return result{}, err
 	}
 	return result{Rate: float64(p.N) / time.Since(start).Seconds()}, nil
 }
 
 func rawDrain(ctx context.Context, p params, variant string) (result, error) {
+	if p.Shards > 0 {
+		return rawDrainSpread(ctx, p, variant)
+	}
 	r, _, err := rawConsume(ctx, p, variant, p.N, nil)
 	return r, err
 }
@@ -173,7 +187,7 @@ func rawEndToEnd(ctx context.Context, p params, variant string, n int, rate floa
 	case o := <-got:
 		return result{}, o.err
 	}
-	if err := rawPublish(ctx, conn, p, n, rate); err != nil {
+	if err := rawPublish(ctx, conn, p, "bench", n, rate); err != nil {
 		return result{}, fmt.Errorf("publish: %w", err)
 	}
 	o := <-got

@@ -17,6 +17,9 @@ import (
 var benchTask = task.Define[Payload]("bench")
 
 func topology(p params) routing.Topology {
+	if p.Shards > 0 {
+		return shardsOf(p).Topology()
+	}
 	return routing.Topology{
 		Exchanges: []routing.Exchange{{Name: p.Exchange}},
 		Queues:    []routing.Queue{{Name: p.Queue}},
@@ -25,6 +28,10 @@ func topology(p params) routing.Topology {
 }
 
 func newProducer(p params) (*producer.Producer, error) {
+	if p.Shards > 0 {
+		return producer.New(producer.Config{URL: p.URL, Topology: topology(p), Channels: max(2, p.Shards),
+			Routes: routing.NewTable().AddShards(benchTask.Name(), shardsOf(p))})
+	}
 	return producer.New(producer.Config{URL: p.URL, Topology: topology(p),
 		Routes: routing.NewTable().Add(benchTask.Name(), routing.Route{Exchange: p.Exchange, Key: "bench"})})
 }

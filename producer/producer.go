@@ -63,7 +63,9 @@ type Config struct {
 	// routes name exist. Defaults to none.
 	Topology routing.Topology
 	// Channels is the number of confirm channels publishes are spread over.
-	// Defaults to 2.
+	// Defaults to 2. A task routed to shards (routing.Table.AddShards)
+	// keeps each shard to one channel, so give bulk producers as many
+	// channels as shards.
 	Channels int
 	// Logger defaults to zap.NewNop().
 	Logger *zap.Logger
@@ -434,22 +436,28 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	if t.Name == "" {
 		return nil, errors.New("task has no name (build it with Def.New)")
 	}
-	route := o.route
-	if route == nil {
-		r, err := p.routes.Lookup(t.Name)
-		if err != nil {
-			return nil, fmt.Errorf("%w (add a route or use WithQueue)", err)
-		}
-		route = &r
-	}
-	body, contentType, err := t.Encode()
-	if err != nil {
-		return nil, err
-	}
 	now := time.Now()
 	id := o.id
 	if id == "" {
 		id = task.NewID(now)
+	}
+	// The id comes first: a task routed to shards goes to the shard its id
+	// hashes to, on that shard's lane, so that each confirm channel feeds
+	// as few queues as it can.
+	route, lane := o.route, 0
+	if route == nil {
+		r, err := p.routes.RouteFor(t.Name, id)
+		if err != nil {
+			return nil, fmt.Errorf("%w (add a route or use WithQueue)", err)
+		}
+		route = &r
+		if s, ok := p.routes.ShardsFor(t.Name); ok {
+			lane = s.Shard(id) + 1
+		}
+	}
+	body, contentType, err := t.Encode()
+	if err != nil {
+		return nil, err
 	}
 	eta := o.eta
 	if o.delay > 0 {
@@ -465,6 +473,7 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 		Body:        body,
 		Priority:    o.priority,
 		Timestamp:   now,
+		Lane:        lane,
 	}
 	if o.replyTo != "" {
 		pub.ReplyTo, pub.CorrelationID = o.replyTo, id

@@ -64,3 +64,27 @@ func ExampleTopology_Validate() {
 	// routing: queue "audio.dead": names ending in ".dead" are warren's dead-letter queues
 	// routing: binding media->vidoe: queue "vidoe" is not in the topology
 }
+
+// A bulk task spread over 4 queues of direct exchange "imports": the
+// producer routes each task to the shard its id hashes to, and a worker
+// told "bulk" consumes bulk.0 to bulk.3, each with its own dead-letter
+// queue. ClassicV2 opts the shard queues into classic queues version 2.
+func ExampleShards() {
+	bulk := routing.Shards{Queue: "bulk", Count: 4, Exchange: "imports", Args: routing.ClassicV2()}
+	topo := bulk.Topology()
+	routes := routing.NewTable().AddShards("import_row", bulk)
+
+	fmt.Println("queues:", bulk.Names(), "valid:", topo.Validate() == nil)
+	fmt.Println("a worker told [bulk audit] consumes", topo.Expand([]string{"bulk", "audit"}))
+	fmt.Println("arguments:", topo.Queues[0].Arguments())
+	for _, id := range []string{"0190a6e0-5f1c-7b3a-9d2e-1a2b3c4d5e6f", "0190a6e0-5f1c-7b3a-9d2e-1a2b3c4d5e70"} {
+		r, _ := routes.RouteFor("import_row", id)
+		fmt.Printf("task %s -> exchange %q, key %q\n", id, r.Exchange, r.Key)
+	}
+	// Output:
+	// queues: [bulk.0 bulk.1 bulk.2 bulk.3] valid: true
+	// a worker told [bulk audit] consumes [bulk.0 bulk.1 bulk.2 bulk.3 audit]
+	// arguments: map[x-queue-version:2]
+	// task 0190a6e0-5f1c-7b3a-9d2e-1a2b3c4d5e6f -> exchange "imports", key "bulk.3"
+	// task 0190a6e0-5f1c-7b3a-9d2e-1a2b3c4d5e70 -> exchange "imports", key "bulk.0"
+}

@@ -79,6 +79,11 @@ type Topology struct {
 	Queues           []Queue
 	Bindings         []Binding
 	ExchangeBindings []ExchangeBinding
+	// Shards names logical queues spread over shard queues (Shards), so
+	// that a worker told a logical name consumes every shard (Expand). The
+	// shard queues and bindings themselves are in Queues and Bindings:
+	// Shards.Topology puts them there.
+	Shards []Shards
 }
 
 // Queue returns the queue called name.
@@ -122,12 +127,20 @@ func (t Topology) Merge(o Topology) Topology {
 			out.ExchangeBindings = append(out.ExchangeBindings, b)
 		}
 	}
+	seenS := map[string]bool{}
+	for _, sh := range append(append([]Shards{}, t.Shards...), o.Shards...) {
+		if !seenS[sh.Queue] {
+			seenS[sh.Queue] = true
+			out.Shards = append(out.Shards, sh)
+		}
+	}
 	return out
 }
 
 // Validate reports entities without names, exchanges of unknown kinds,
 // bindings to undeclared exchanges or queues, and queue names that would
-// collide with warren's own (a work queue may not itself end in ".dead").
+// collide with warren's own (a work queue may not itself end in ".dead"),
+// and shards that are invalid or whose shard queues are missing.
 func (t Topology) Validate() error {
 	var errs []error
 	xs := map[string]bool{}
@@ -165,6 +178,20 @@ func (t Topology) Validate() error {
 		}
 		if !qs[b.Queue] {
 			errs = append(errs, fmt.Errorf("routing: binding %s->%s: queue %q is not in the topology", b.Exchange, b.Queue, b.Queue))
+		}
+	}
+	for _, sh := range t.Shards {
+		if err := sh.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if qs[sh.Queue] {
+			errs = append(errs, fmt.Errorf("routing: shards of %q: a queue has the logical name too; a worker told that name would consume only the shards", sh.Queue))
+		}
+		for _, name := range sh.Names() {
+			if !qs[name] {
+				errs = append(errs, fmt.Errorf("routing: shards of %q: shard queue %q is not in the topology (merge Shards.Topology)", sh.Queue, name))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -26,7 +26,8 @@ const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 type Config struct {
 	// URL of the broker. Defaults to DefaultURL.
 	URL string
-	// Queues to consume.
+	// Queues to consume. A logical name of Topology.Shards stands for
+	// every one of its shard queues.
 	Queues []string
 	// Registry maps task names to handlers.
 	Registry *task.Registry
@@ -165,6 +166,14 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	// A sharded queue is consumed as its shards, each an ordinary work
+	// queue with its own delay binding and dead-letter queue.
+	for _, s := range cfg.Topology.Shards {
+		if err := s.Validate(); err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+	}
+	cfg.Queues = cfg.Topology.Expand(cfg.Queues)
 	// Retries come back through the delay levels, so every consumed queue
 	// needs its delivery binding.
 	topo := cfg.Topology.Merge(routing.DelayTopology())

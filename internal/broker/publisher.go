@@ -31,6 +31,11 @@ type Publishing struct {
 	// delivery it stands for this way, so that a copy still waiting for a
 	// connection is not sent after the broker has taken the delivery back.
 	Live func() bool
+	// Lane, if above 0, keeps the message on channel (Lane-1) mod the
+	// publisher's channels, so that publishes of one lane share a channel:
+	// the producer gives each shard of a sharded task its lane, and a
+	// channel then feeds fewer queues. 0: channels in turn.
+	Lane int
 }
 
 // Publisher publishes with publisher confirms over a few channels of one
@@ -109,7 +114,7 @@ func (p *Publisher) Check(m *Publishing) error { return check(m, p.maxBody) }
 // enqueue puts c on a live channel's queue, waiting for one until ctx is
 // done.
 func (p *Publisher) enqueue(ctx context.Context, c *Confirm) error {
-	s := p.slots[int(p.next.Add(1))%len(p.slots)]
+	s := p.slotFor(c.m)
 	var gone *pubChannel
 	for {
 		if p.closed.Load() {
@@ -124,6 +129,14 @@ func (p *Publisher) enqueue(ctx context.Context, c *Confirm) error {
 		}
 		gone = pc // it has closed: open the next one
 	}
+}
+
+// slotFor picks m's channel slot: its lane's, else the next in turn.
+func (p *Publisher) slotFor(m *Publishing) *slot {
+	if m.Lane > 0 {
+		return p.slots[(m.Lane-1)%len(p.slots)]
+	}
+	return p.slots[int(p.next.Add(1))%len(p.slots)]
 }
 
 // resend puts publishes that a closed channel never wrote on a live one.
