@@ -246,8 +246,10 @@ func TestUnencodableResultIsPermanent(t *testing.T) {
 	if n := runs.Load(); n != 1 {
 		t.Errorf("%d runs, want 1: an unencodable result was retried", n)
 	}
-	if s := w.Stats(); s.Dead != 1 || s.Retried != 0 {
-		t.Errorf("stats %+v", s)
+	// The caller hears before the worker acks and counts.
+	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Dead == 1 }, "stats %+v", w.Stats())
+	if s := w.Stats(); s.Retried != 0 {
+		t.Errorf("stats %+v: retried", s)
 	}
 }
 
