@@ -14,19 +14,31 @@ import (
 	"github.com/warrenq/warren/internal/tcpproxy"
 )
 
-// After its channel dies, a delivery is not Live and its Ack is dropped
-// with ErrStaleDelivery: the new channel numbers deliveries from 1 again,
-// and the same tag there names another message, which must stay unacked.
-func TestStaleDeliveryIsNotAcked(t *testing.T) {
-	t.Parallel()
+// proxied is a consumer of a fresh queue through a TCP proxy that the test
+// can cut, with a way to take its next delivery.
+type proxied struct {
+	b  *brokertest.Broker
+	px *tcpproxy.Proxy
+	q  string
+	c  *broker.Consumer
+}
+
+// startProxied declares a queue named after base, fills it with publish
+// (may be nil), and starts a consumer of it with prefetch
+// through a proxy; everything stops at cleanup.
+func startProxied(t *testing.T, base string, prefetch int, publish func(b *brokertest.Broker, q string)) (*proxied, func() *broker.Delivery) {
+	t.Helper()
 	b := brokertest.New(t)
 	px, err := tcpproxy.Start(brokertest.Addr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = px.Close() })
-	q := b.Queue("stale")
+	q := b.Queue(base)
 	b.DeclareQueue(q)
+	if publish != nil {
+		publish(b, q)
+	}
 	sup, err := broker.New(broker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Role: "worker"})
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +46,7 @@ func TestStaleDeliveryIsNotAcked(t *testing.T) {
 	t.Cleanup(func() { _ = sup.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	out := make(chan *broker.Delivery)
-	c := sup.NewConsumer(q, 1, out)
+	c := sup.NewConsumer(q, prefetch, out)
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; c.Close() })
@@ -44,10 +56,20 @@ func TestStaleDeliveryIsNotAcked(t *testing.T) {
 		case d := <-out:
 			return d
 		case <-time.After(15 * time.Second):
-			t.Fatal("no delivery")
+			t.Fatal("no delivery within 15s")
 			return nil
 		}
 	}
+	return &proxied{b: b, px: px, q: q, c: c}, take
+}
+
+// After its channel dies, a delivery is not Live and its Ack is dropped
+// with ErrStaleDelivery: the new channel numbers deliveries from 1 again,
+// and the same tag there names another message, which must stay unacked.
+func TestStaleDeliveryIsNotAcked(t *testing.T) {
+	t.Parallel()
+	pc, take := startProxied(t, "stale", 1, nil)
+	b, q, px, c := pc.b, pc.q, pc.px, pc.c
 
 	b.Publish("", q, amqp.Publishing{MessageId: "a", Body: []byte("a")})
 	old := take()
@@ -83,45 +105,19 @@ func TestStaleDeliveryIsNotAcked(t *testing.T) {
 // the connection is cut, only the running one comes back.
 func TestCoalescedAcksReachTheBroker(t *testing.T) {
 	t.Parallel()
-	b := brokertest.New(t)
-	px, err := tcpproxy.Start(brokertest.Addr(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = px.Close() })
-	q := b.Queue("coalesced")
-	b.DeclareQueue(q)
-	sup, err := broker.New(broker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Role: "worker"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sup.Close() })
 	const n = 200
-	for i := range n {
-		b.Publish("", q, amqp.Publishing{MessageId: fmt.Sprint(i), Body: []byte("x")})
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan *broker.Delivery)
-	c := sup.NewConsumer(q, 128, out) // room for the first half unacked
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; c.Close() })
-
-	take := func(i int) *broker.Delivery {
-		t.Helper()
-		select {
-		case d := <-out:
-			return d
-		case <-time.After(15 * time.Second):
-			t.Fatalf("delivery %d never came", i)
-			return nil
+	pc, take := startProxied(t, "coalesced", 128, func(b *brokertest.Broker, q string) { // room for the first half unacked
+		for i := range n {
+			b.Publish("", q, amqp.Publishing{MessageId: fmt.Sprint(i), Body: []byte("x")})
 		}
-	}
+	})
+	b, q, px, c := pc.b, pc.q, pc.px, pc.c
+
 	// Handlers finish in order while the consumer has more to hand out:
 	// coalesced.
 	var first []*broker.Delivery
-	for i := range n / 2 {
-		first = append(first, take(i))
+	for range n / 2 {
+		first = append(first, take())
 	}
 	for _, d := range first {
 		if err := d.Ack(); err != nil {
@@ -135,24 +131,18 @@ func TestCoalescedAcksReachTheBroker(t *testing.T) {
 		t.Errorf("%d frames for %d acks: not coalesced", frames, n/2)
 	}
 	// One keeps running at the head while the rest finish.
-	head := take(n / 2)
-	for i := n/2 + 1; i < n; i++ {
-		if err := take(i).Ack(); err != nil {
+	head := take()
+	for range n/2 - 1 {
+		if err := take().Ack(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	brokertest.Eventually(t, 10*time.Second, func() bool { p, _ := c.AckStats(); return p == 0 }, "acks behind the running head never sent")
 	px.Cut()
-	select {
-	case d := <-out:
-		if d.MessageID != head.MessageID {
-			t.Errorf("after the cut %q came back, want only the running %q", d.MessageID, head.MessageID)
-		}
-		if err := d.Ack(); err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the running delivery did not come back after the cut")
+	if d := take(); d.MessageID != head.MessageID {
+		t.Errorf("after the cut %q came back, want only the running %q", d.MessageID, head.MessageID)
+	} else if err := d.Ack(); err != nil {
+		t.Fatal(err)
 	}
 	brokertest.Eventually(t, 10*time.Second, func() bool { p, _ := c.AckStats(); return p == 0 }, "last ack not sent")
 	ch := b.Channel()
