@@ -1,5 +1,5 @@
 // Package metrics holds warren's Prometheus collectors, with the names,
-// types and labels of DESIGN.md's metrics contract. Producers and workers
+// types and labels of the metrics contract in docs/architecture.md. Producers and workers
 // register them on the prometheus.Registerer they are given (never the
 // global one); several producers and workers in one process share them.
 package metrics

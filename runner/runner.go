@@ -8,7 +8,7 @@
 //		os.Exit(runner.Main(reg, mytasks.Topology))
 //	}
 //
-// The flags are the worker contract of DESIGN.md.
+// The flags are the worker binary contract of docs/architecture.md.
 package runner
 
 import (

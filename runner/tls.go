@@ -11,7 +11,7 @@ import (
 
 // Environment variables that configure amqps:// for the worker binary.
 // They are environment variables rather than flags because the flags are
-// DESIGN.md's worker contract; in Kubernetes they point at files mounted
+// the worker binary contract (docs/architecture.md); in Kubernetes they point at files mounted
 // from a Secret. All are optional: with none set, an amqps:// broker is
 // verified against the system's roots and no client certificate is sent.
 const (

@@ -50,7 +50,7 @@ const (
 	repoRoot      = "../.."
 	containerName = "worker"
 
-	// The worker's HTTP endpoints (DESIGN.md, "Worker binary");
+	// The worker's HTTP endpoints (docs/architecture.md, "Worker binary");
 	// TestWorkerAnswersProbes checks that a real worker serves them.
 	livenessPath  = "/healthz"
 	readinessPath = "/readyz"
