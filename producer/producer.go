@@ -446,13 +446,15 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	// as few queues as it can.
 	route, lane := o.route, 0
 	if route == nil {
-		r, err := p.routes.RouteFor(t.Name, id)
-		if err != nil {
-			return nil, fmt.Errorf("%w (add a route or use WithQueue)", err)
-		}
-		route = &r
 		if s, ok := p.routes.ShardsFor(t.Name); ok {
-			lane = s.Shard(id) + 1
+			i := s.Shard(id)
+			route, lane = &routing.Route{Exchange: s.Exchange, Key: s.Name(i)}, i+1
+		} else {
+			r, err := p.routes.Lookup(t.Name)
+			if err != nil {
+				return nil, fmt.Errorf("%w (add a route or use WithQueue)", err)
+			}
+			route = &r
 		}
 	}
 	body, contentType, err := t.Encode()

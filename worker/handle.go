@@ -54,6 +54,7 @@ type delivery struct {
 	log     *taskLog
 	decided bool    // v is set; false only while the handler runs
 	v       verdict // what settle does
+	why     string  // v.cause's text, cut to maxErrorHeader, for headers and the caller
 }
 
 // handle takes one delivery to exactly one outcome, counted in Stats and
@@ -71,9 +72,10 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery) {
 			// The handler called runtime.Goexit (its run is missing from
 			// the duration histogram): a failure like a panic, unless hard
 			// shutdown had cancelled it, as for any other failure then.
-			t.v = w.failed(t, w.cfg.Registry.Settings(t.m.Task), errGoexit, 0, false)
 			if ctx.Err() != nil {
 				t.v = verdict{act: actRequeue, cause: errGoexit, interrupted: true}
+			} else {
+				t.v = w.failed(t, w.cfg.Registry.Settings(t.m.Task), errGoexit, 0, false)
 			}
 		}
 		o := w.settle(t)

@@ -24,7 +24,7 @@ func finalUpdate(t *delivery) (result.Update, bool) {
 	case actAck:
 		return result.Update{State: result.Success, Result: v.result, Retries: t.m.Retries}, true
 	case actDead, actDrop:
-		return result.Update{State: result.Failure, Kind: v.reason, Error: truncate(v.cause.Error(), maxErrorHeader), Retries: t.m.Retries}, true
+		return result.Update{State: result.Failure, Kind: v.reason, Error: t.why, Retries: t.m.Retries}, true
 	}
 	return result.Update{}, false
 }

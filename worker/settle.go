@@ -88,6 +88,7 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 	d, v, log := t.d, t.v, t.log
 	if v.cause != nil {
 		log = log.with(zap.Error(v.cause))
+		t.why = truncate(v.cause.Error(), maxErrorHeader)
 	}
 	if !d.Live() {
 		return w.lost(t, log)
@@ -138,7 +139,7 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 	case actAck:
 		log.Debug("task succeeded")
 	case actRetry:
-		w.notice(t, result.Update{State: result.Retry, Error: truncate(v.cause.Error(), maxErrorHeader), Retries: t.m.Retries + 1})
+		w.notice(t, result.Update{State: result.Retry, Error: t.why, Retries: t.m.Retries + 1})
 		log.Warn("task failed; retry scheduled", zap.Duration("delay", v.delay), zap.Int("next_attempt", t.m.Retries+2))
 	case actDefer:
 		log.Debug("task deferred to its eta", zap.Duration("delay", v.delay))
@@ -170,9 +171,9 @@ func (w *Worker) followUp(t *delivery) *broker.Publishing {
 		h := copyHeaders(d.Headers)
 		h[task.HeaderRetries] = int64(m.Retries + 1)
 		if _, ok := h[HeaderFirstError]; !ok {
-			h[HeaderFirstError] = truncate(v.cause.Error(), maxErrorHeader)
+			h[HeaderFirstError] = t.why
 		}
-		h[HeaderError] = truncate(v.cause.Error(), maxErrorHeader)
+		h[HeaderError] = t.why
 		h[HeaderQueue] = d.Queue
 		return delayed(d, v.delay, h)
 	case actDefer:
@@ -180,7 +181,7 @@ func (w *Worker) followUp(t *delivery) *broker.Publishing {
 	case actDead:
 		h := w.deadHeaders(d)
 		h[HeaderReason] = string(v.reason)
-		h[HeaderError] = truncate(v.cause.Error(), maxErrorHeader)
+		h[HeaderError] = t.why
 		h[HeaderAttempts] = int64(m.Retries + 1)
 		h[HeaderQueue] = d.Queue
 		h[HeaderDiedAt] = time.Now().UTC().Format(time.RFC3339)

@@ -167,12 +167,8 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	// A sharded queue is consumed as its shards, each an ordinary work
-	// queue with its own delay binding and dead-letter queue.
-	for _, s := range cfg.Topology.Shards {
-		if err := s.Validate(); err != nil {
-			return nil, fmt.Errorf("worker: %w", err)
-		}
-	}
+	// queue with its own delay binding and dead-letter queue (the
+	// topology's check in broker.New validates the shards themselves).
 	cfg.Queues = cfg.Topology.Expand(cfg.Queues)
 	// Retries come back through the delay levels, so every consumed queue
 	// needs its delivery binding.

@@ -65,24 +65,23 @@ func newAcker(ch acknowledger, prefetch int) *acker {
 	return &acker{ch: ch, batch: max(1, prefetch/4), next: 1, above: make(map[uint64]ackState)}
 }
 
-// handed records a delivery given to a handler, which will settle it.
+// handed records a delivery given to a handler, which will settle it; the
+// consumer has a delivery again, so it is no longer waiting (see idle).
 func (a *acker) handed() {
 	a.mu.Lock()
 	a.inflight++
+	a.waiting = false
 	a.mu.Unlock()
 }
 
-// idle says whether the consumer found no delivery waiting (it is about to
-// block for the next) or has one again. With none waiting, the acks of the
-// prefix go out now, as will each handler's when the last one running
-// finishes.
-func (a *acker) idle(none bool) {
+// idle says the consumer found no delivery waiting and is about to block
+// for the next (handed ends that). The acks of the prefix go out now, as
+// will each handler's when the last one running finishes meanwhile.
+func (a *acker) idle() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.waiting = none
-	if none {
-		_ = a.flushPrefix()
-	}
+	a.waiting = true
+	_ = a.flushPrefix()
 }
 
 // ack acks tag, now or with others shortly. The error is the channel's,

@@ -140,7 +140,7 @@ func TestAckerStuckHeadReleasesTheRest(t *testing.T) {
 	if !f.outstanding[1] {
 		t.Fatal("the running head was settled")
 	}
-	a.idle(true) // the consumer has nothing more: the last ack goes at once
+	a.idle() // the consumer has nothing more: the last ack goes at once
 	if err := a.ack(1); err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestAckerIdleSendsAtOnce(t *testing.T) {
 	a.handed()
 	a.handed()
 	_ = a.ack(1)
-	a.idle(true)
+	a.idle()
 	if len(f.outstanding) != 4 || f.frames != 1 {
 		t.Errorf("consumer ran dry: outstanding %v, %d frames; want tag 1 acked in one frame", f.outstanding, f.frames)
 	}
@@ -167,12 +167,11 @@ func TestAckerIdleSendsAtOnce(t *testing.T) {
 	if len(f.outstanding) != 3 || f.frames != 2 {
 		t.Errorf("last running ack while dry: outstanding %v, %d frames; want tag 2 acked at once", f.outstanding, f.frames)
 	}
-	a.idle(false)
 	f.frames = 0
 	for range 3 {
 		a.handed()
 	}
-	a.idle(true)
+	a.idle()
 	_ = a.ack(4)
 	_ = a.ack(3) // 5 still runs: these wait for it, or for the timer
 	_ = a.ack(5)

@@ -327,14 +327,13 @@ func (c *Consumer) forward(ctx context.Context, ch *amqp.Channel, dels <-chan am
 		case ad, ok = <-dels:
 		default:
 			// None waiting: the acks made can go out now (acker.idle).
-			a.idle(true)
+			a.idle()
 			select {
 			case <-ctx.Done():
 				c.stop(ch, dels, nil)
 				return true, nil, false
 			case ad, ok = <-dels:
 			}
-			a.idle(false)
 		}
 		if !ok {
 			return false, nil, false
