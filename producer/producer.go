@@ -49,7 +49,7 @@ var (
 const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 
 // DefaultMaxBodyBytes is Config.MaxBodyBytes when it is zero: 16 MiB.
-const DefaultMaxBodyBytes = 16 << 20
+const DefaultMaxBodyBytes = task.MaxMessageBytes
 
 // Config configures a Producer. The zero value publishes to a local broker
 // and needs WithQueue or WithRoute on every enqueue.

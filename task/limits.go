@@ -2,6 +2,11 @@ package task
 
 import "fmt"
 
+// MaxMessageBytes is 16 MiB, RabbitMQ 4's default max_message_size: the
+// largest message a current broker takes by default. The producer's and
+// the worker's default size limits (bodies, results) are this one figure.
+const MaxMessageBytes = 16 << 20
+
 // Parts of a message that a TooLargeError names.
 const (
 	PartBody    = "body"

@@ -8,6 +8,7 @@ import (
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/task"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -61,4 +62,20 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// startWorker starts a worker of cfg, with a registry of hs unless cfg has
+// one, and stops it at cleanup; the test fails if it is not ready.
+func startWorker(t *testing.T, cfg worker.Config, hs ...task.Handler) *worker.Worker {
+	t.Helper()
+	if cfg.Registry == nil {
+		cfg.Registry = task.NewRegistry()
+		cfg.Registry.MustRegister(hs...)
+	}
+	w, err := worker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	return w
 }

@@ -16,7 +16,7 @@ const (
 	// A larger one (RabbitMQ 3.x accepts up to 128 MiB) is bulk data that
 	// belongs in object storage with its reference in the task; decoding
 	// it would hold a handler slot and several times its size in memory.
-	DefaultMaxBodyBytes = 16 << 20
+	DefaultMaxBodyBytes = task.MaxMessageBytes
 	// DefaultMaxHeaderBytes is 64 KiB, half of the 128 KiB AMQP frame that
 	// RabbitMQ and amqp091-go use by default. A message's properties must
 	// fit in one frame, and every copy warren republishes (retry, ETA
@@ -35,7 +35,7 @@ const (
 	// DefaultMaxResultBytes is 16 MiB, RabbitMQ 4's default
 	// max_message_size: a result update larger than that would be refused
 	// by the broker, and the caller would wait for ever.
-	DefaultMaxResultBytes = 16 << 20
+	DefaultMaxResultBytes = task.MaxMessageBytes
 )
 
 // limits returns the size limits of cfg with defaults applied.

@@ -63,14 +63,7 @@ var fast = retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Base: time.Second
 
 func startRetryWorker(t *testing.T, b *brokertest.Broker, q string, policy retry.Policy, hs ...task.Handler) *worker.Worker {
 	t.Helper()
-	reg := task.NewRegistry()
-	reg.MustRegister(hs...)
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Retry: policy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, w)
-	return w
+	return startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, Retry: policy}, hs...)
 }
 
 func gapsOf(runs []runRec) []time.Duration {

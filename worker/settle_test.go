@@ -40,13 +40,7 @@ func TestIdleQueuesDoNotStarveABusyOne(t *testing.T) {
 	idle1, idle2, busy := b.Queue("idle1"), b.Queue("idle2"), b.Queue("busy")
 	def := task.Define[Job]("starve")
 	var ran atomic.Int32
-	reg := task.NewRegistry()
-	reg.MustRegister(def.Handler(func(context.Context, Job) error { ran.Add(1); return nil }))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{idle1, busy, idle2}, Registry: reg, Concurrency: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, w)
+	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{idle1, busy, idle2}, Concurrency: 1}, def.Handler(func(context.Context, Job) error { ran.Add(1); return nil }))
 	p := newProducer(t, b.URL, routing.Topology{}, nil)
 	for i := range 5 {
 		if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(busy)); err != nil {
@@ -67,8 +61,7 @@ func TestBusyQueuesShareHandlers(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
 	release := make(chan struct{})
-	reg := task.NewRegistry()
-	reg.MustRegister(def.Handler(func(ctx context.Context, j Job) error {
+	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{qa, qb}, Concurrency: 1, Prefetch: 20}, def.Handler(func(ctx context.Context, j Job) error {
 		<-release
 		time.Sleep(2 * time.Millisecond) // some work: consumers take their next delivery meanwhile
 		m, _ := task.FromContext(ctx)
@@ -77,11 +70,6 @@ func TestBusyQueuesShareHandlers(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{qa, qb}, Registry: reg, Concurrency: 1, Prefetch: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, w)
 	p := newProducer(t, b.URL, routing.Topology{}, nil)
 	for _, q := range []string{qa, qb} {
 		for i := range 20 {
@@ -130,8 +118,8 @@ func TestNoFollowUpForADeadChannel(t *testing.T) {
 	started := make(chan struct{})
 	release := make(chan struct{})
 	var runs atomic.Int32
-	reg := task.NewRegistry()
-	reg.MustRegister(def.Handler(func(ctx context.Context, j Job) error {
+	w := startWorker(t, worker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Queues: []string{q},
+		Concurrency: 1, Prefetch: 4}, def.Handler(func(ctx context.Context, j Job) error {
 		if j.N == 0 && runs.Add(1) == 1 {
 			close(started)
 			<-release
@@ -139,12 +127,6 @@ func TestNoFollowUpForADeadChannel(t *testing.T) {
 		}
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Queues: []string{q}, Registry: reg,
-		Concurrency: 1, Prefetch: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, w)
 	p := newProducer(t, b.URL, routing.Topology{}, nil)
 	for i := range 2 { // 0 blocks the only handler; 1 waits in the consumer
 		if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
@@ -262,16 +244,10 @@ func TestResultOverTheLimit(t *testing.T) {
 	q := b.Queue("big-result")
 	def := task.DefineWithResult[Sum, string]("big_result")
 	var runs atomic.Int32
-	reg := task.NewRegistry()
-	reg.MustRegister(def.Handler(func(context.Context, Sum) (string, error) {
+	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, MaxResultBytes: 1024}, def.Handler(func(context.Context, Sum) (string, error) {
 		runs.Add(1)
 		return strings.Repeat("x", 4096), nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, MaxResultBytes: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, w)
 	if te := awaitFailure(t, b, q, def); te.Kind != outcome.ReasonTooLarge || !strings.Contains(te.Message, "MaxResultBytes") {
 		t.Fatalf("Get: %v, want a too_large TaskError naming the limit", te)
 	}
@@ -294,16 +270,10 @@ func TestRefusedResultIsTheCallersLoss(t *testing.T) {
 	}
 	def := task.DefineWithResult[Sum, int]("refused_result")
 	var runs atomic.Int32
-	reg := task.NewRegistry()
-	reg.MustRegister(def.Handler(func(_ context.Context, s Sum) (int, error) {
+	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}}, def.Handler(func(_ context.Context, s Sum) (int, error) {
 		runs.Add(1)
 		return s.A + s.B, nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, w)
 	b.Publish("", q, amqp.Publishing{
 		MessageId: "refused-1", ContentType: "application/json", ReplyTo: reply, CorrelationId: "refused-1",
 		Headers: amqp.Table{"task": "refused_result", "id": "refused-1"}, Body: []byte(`{"A":2,"B":3}`),
@@ -345,13 +315,7 @@ func TestRetryRedeclaresDeletedDelayLevels(t *testing.T) {
 	const q = "redeclare"
 	def := task.Define[Job]("redeclare_delay")
 	rec := newRecorder(errors.New("flaky"))
-	reg := task.NewRegistry()
-	reg.MustRegister(def.Handler(rec.handle))
-	w, err := worker.New(worker.Config{URL: u, Queues: []string{q}, Registry: reg, Retry: fast})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, w)
+	w := startWorker(t, worker.Config{URL: u, Queues: []string{q}, Retry: fast}, def.Handler(rec.handle))
 	conn, err := amqp.Dial(u)
 	if err != nil {
 		t.Fatal(err)
@@ -403,13 +367,7 @@ func TestOversizedResultForAGoneCallerCountsOnce(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("big-gone")
 	def := task.DefineWithResult[Sum, string]("big_gone")
-	reg := task.NewRegistry()
-	reg.MustRegister(def.Handler(func(context.Context, Sum) (string, error) { return strings.Repeat("x", 4096), nil }))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, MaxResultBytes: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, w)
+	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, MaxResultBytes: 1024}, def.Handler(func(context.Context, Sum) (string, error) { return strings.Repeat("x", 4096), nil }))
 	b.Publish("", q, amqp.Publishing{
 		MessageId: "gone-1", ContentType: "application/json", ReplyTo: b.Queue("no-such-reply"), CorrelationId: "gone-1",
 		Headers: amqp.Table{"task": "big_gone", "id": "gone-1"}, Body: []byte(`{}`),
