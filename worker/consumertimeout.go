@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"fmt"
 	"sort"
 	"time"
 
@@ -67,14 +66,6 @@ func (w *Worker) runLimit(taskTimeout time.Duration) (time.Duration, bool) {
 		return taskTimeout, false
 	}
 	return limit, true
-}
-
-// timeoutError says why a run's deadline passed.
-func timeoutError(limit time.Duration, byConsumerTimeout bool, err error) error {
-	if byConsumerTimeout {
-		return fmt.Errorf("cut after %v, before the broker's consumer_timeout would close its channel and redeliver it: %w", limit, err)
-	}
-	return fmt.Errorf("timed out after %v: %w", limit, err)
 }
 
 // consumerTimedOut is called when the broker closed queue's consumer

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -54,17 +53,6 @@ func TestRunLimit(t *testing.T) {
 				t.Errorf("runLimit(%v) = %v, %v; want %v, %v", tc.taskTimeout, got, by, tc.want, tc.byConsumerTimout)
 			}
 		})
-	}
-}
-
-func TestTimeoutErrorSaysWhy(t *testing.T) {
-	cut := timeoutError(2700*time.Millisecond, true, context.DeadlineExceeded)
-	if !strings.Contains(cut.Error(), "consumer_timeout") || !errors.Is(cut, context.DeadlineExceeded) {
-		t.Errorf("cut run error %q", cut)
-	}
-	own := timeoutError(time.Minute, false, context.DeadlineExceeded)
-	if own.Error() != "timed out after 1m0s: context deadline exceeded" {
-		t.Errorf("task timeout error %q", own)
 	}
 }
 

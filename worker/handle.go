@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -12,9 +11,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/internal/verdict"
 	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/result"
-	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/task"
 )
 
@@ -48,13 +47,14 @@ var errGoexit = errors.New("handler called runtime.Goexit instead of returning")
 // delivery is one delivery on its way through the worker: what was read
 // from it, and the verdict its run reached.
 type delivery struct {
+	w       *Worker
 	d       *broker.Delivery
 	m       *task.Message
 	label   string // task label for metrics: the name, or unknownTaskLabel
 	log     *taskLog
-	decided bool    // v is set; false only while the handler runs
-	v       verdict // what settle does
-	why     string  // v.cause's text, cut to maxErrorHeader, for headers and the caller
+	decided bool            // v is set; false only while the handler runs
+	v       verdict.Verdict // what settle does
+	why     string          // v.cause's text, cut to maxErrorHeader, for headers and the caller
 }
 
 // handle takes one delivery to exactly one outcome, counted in Stats and
@@ -73,9 +73,9 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery) {
 			// the duration histogram): a failure like a panic, unless hard
 			// shutdown had cancelled it, as for any other failure then.
 			if ctx.Err() != nil {
-				t.v = verdict{act: actRequeue, cause: errGoexit, interrupted: true}
+				t.v = verdict.Verdict{Act: verdict.Requeue, Cause: errGoexit, Interrupted: true}
 			} else {
-				t.v = w.failed(t, w.cfg.Registry.Settings(t.m.Task), errGoexit, 0, false)
+				t.v = w.judge.Failed(t.m, errGoexit, 0, false)
 			}
 		}
 		o := w.settle(t)
@@ -103,9 +103,9 @@ func (w *Worker) read(d *broker.Delivery) *delivery {
 	// Task name and id come from the producer and may be as long as a frame.
 	log := newTaskLog(w.log, zap.String("task", truncate(m.Task, maxLogField)), zap.String("id", truncate(m.ID, maxLogField)),
 		zap.String("queue", d.Queue), zap.Int("attempt", m.Retries+1))
-	t := &delivery{d: d, m: m, label: label, log: log}
+	t := &delivery{w: w, d: d, m: m, label: label, log: log}
 	if err != nil {
-		t.v, t.decided = deadVerdict(task.Reason(err), err), true
+		t.v, t.decided = verdict.DeadFor(task.Reason(err), err), true
 	}
 	return t
 }
@@ -126,122 +126,36 @@ func (w *Worker) count(o outcome.Outcome) {
 }
 
 // decide runs the task, unless it cannot or should not run now, and says
-// how its delivery should be settled.
-func (w *Worker) decide(ctx context.Context, t *delivery) verdict {
-	d, m := t.d, t.m
+// how its delivery should be settled: the judge decides (package verdict,
+// shared with warrentest); what is left here is the delivery's own.
+func (w *Worker) decide(ctx context.Context, t *delivery) verdict.Verdict {
 	if t.decided { // it cannot run: read decided
-		w.metrics.Start(t.label, d.Queue, -1)
+		t.Skipped()
 		return t.v
 	}
-	if !d.Live() {
+	if !t.d.Live() {
 		// Its channel died while it waited for a handler: the broker has
 		// it back and redelivers it. Running it would run it twice.
-		w.metrics.Start(t.label, d.Queue, -1)
-		return verdict{act: actRequeue}
+		t.Skipped()
+		return verdict.Verdict{Act: verdict.Requeue}
 	}
-	settings := w.cfg.Registry.Settings(m.Task)
-	now := time.Now()
-	if !m.Expires.IsZero() && now.After(m.Expires) {
-		w.metrics.Start(t.label, d.Queue, -1)
-		cause := fmt.Errorf("expired at %s", m.Expires.UTC().Format(time.RFC3339))
-		if settings.DropExpired {
-			return verdict{act: actDrop, reason: outcome.ReasonExpired, cause: cause}
-		}
-		return deadVerdict(outcome.ReasonExpired, cause)
-	}
-	if early := m.ETA.Sub(now); early >= time.Second {
-		// Arrived before its ETA (a plain producer that set eta, or clock
-		// skew): hold it in the delay levels for the rest, unrun.
-		w.metrics.Start(t.label, d.Queue, -1)
-		return verdict{act: actDefer, delay: early}
-	}
-	w.metrics.Start(t.label, d.Queue, waitOf(m, now))
-
-	rctx := ctx
-	limit, byConsumerTimeout := w.runLimit(settings.Timeout) // see consumertimeout.go
-	if limit > 0 {
-		// The broker's clock runs from delivery, not from the handler's
-		// start: time spent waiting for a free handler counts against it.
-		deadline := time.Now().Add(limit)
-		if byConsumerTimeout && !d.Received.IsZero() {
-			deadline = d.Received.Add(limit)
-		}
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
-	}
-	w.notice(t, result.Update{State: result.Started, Retries: m.Retries})
-	start := time.Now()
-	res, err := w.cfg.Registry.DispatchResult(rctx, m)
-	w.metrics.Ran(t.label, d.Queue, time.Since(start))
-	t.log = t.log.with(zap.Duration("duration", time.Since(start)))
-	var re *task.ResultError
-	switch {
-	case err == nil:
-		return verdict{act: actAck, result: res}
-	case ctx.Err() != nil:
-		// Hard shutdown cancelled the handler: the task did not finish, so
-		// it goes back for another worker rather than to the dead letters.
-		return verdict{act: actRequeue, cause: err, interrupted: true}
-	case errors.Is(err, task.ErrUnknownTask), errors.Is(err, task.ErrNoTaskName), isDecode(err):
-		return deadVerdict(task.Reason(err), err)
-	case errors.As(err, &re):
-		// The handler succeeded; another run would redo its work and fail
-		// to encode again.
-		return deadVerdict(outcome.ReasonPermanent, err)
-	}
-	return w.failed(t, settings, err, limit, byConsumerTimeout && errors.Is(err, context.DeadlineExceeded) && rctx.Err() != nil)
+	return w.judge.Decide(ctx, t.m, t.d.Received, t)
 }
 
-// failed is the verdict on a run that failed with err: the retry policy
-// decides between another attempt and the dead letters. cut says the run
-// was cut before the broker's consumer_timeout.
-func (w *Worker) failed(t *delivery, s task.Settings, err error, limit time.Duration, cut bool) verdict {
-	if errors.Is(err, context.DeadlineExceeded) && limit > 0 {
-		err = timeoutError(limit, cut, err)
-	}
-	dec := w.policy(t.m, s).Decide(t.m.Retries+1, err, rand.Float64())
-	if !dec.Retry {
-		return deadVerdict(dec.Reason, err)
-	}
-	return verdict{act: actRetry, delay: dec.Delay, cause: err}
+// Skipped counts a delivery that does not run (verdict.Observer).
+func (t *delivery) Skipped() { t.w.metrics.Start(t.label, t.d.Queue, -1) }
+
+// Started counts the run's start and tells a caller that awaits the
+// result (verdict.Observer).
+func (t *delivery) Started(wait time.Duration) {
+	t.w.metrics.Start(t.label, t.d.Queue, wait)
+	t.w.notice(t, result.Update{State: result.Started, Retries: t.m.Retries})
 }
 
-// waitOf is how long m waited for a handler: from its enqueue, or from its
-// due time if it was delayed; negative when unknown.
-func waitOf(m *task.Message, now time.Time) time.Duration {
-	from := m.EnqueuedAt
-	if m.ETA.After(from) {
-		from = m.ETA
-	}
-	if from.IsZero() {
-		return -1
-	}
-	return max(now.Sub(from), 0)
-}
-
-func isDecode(err error) bool {
-	var de *task.DecodeError
-	return errors.As(err, &de)
-}
-
-// policy merges the worker's default, the task's settings and the
-// enqueue's override, most specific last.
-func (w *Worker) policy(m *task.Message, s task.Settings) retry.Policy {
-	p := w.cfg.Retry
-	if s.MaxAttempts > 0 {
-		p.MaxAttempts = s.MaxAttempts
-	}
-	if s.BackoffBase > 0 {
-		p.Backoff.Base = s.BackoffBase
-	}
-	if s.BackoffMax > 0 {
-		p.Backoff.Max = s.BackoffMax
-	}
-	if m.MaxAttempts > 0 {
-		p.MaxAttempts = m.MaxAttempts
-	}
-	return p
+// Ran records the run's duration (verdict.Observer).
+func (t *delivery) Ran(took time.Duration) {
+	t.w.metrics.Ran(t.label, t.d.Queue, took)
+	t.log = t.log.with(zap.Duration("duration", took))
 }
 
 // message builds the task envelope from a delivery. A body or header table

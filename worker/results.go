@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/internal/verdict"
 	"github.com/warrenq/warren/metrics"
 	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/result"
@@ -20,11 +21,11 @@ import (
 // the reason it will not run again.
 func finalUpdate(t *delivery) (result.Update, bool) {
 	v := t.v
-	switch v.act {
-	case actAck:
-		return result.Update{State: result.Success, Result: v.result, Retries: t.m.Retries}, true
-	case actDead, actDrop:
-		return result.Update{State: result.Failure, Kind: v.reason, Error: t.why, Retries: t.m.Retries}, true
+	switch v.Act {
+	case verdict.Ack:
+		return result.Update{State: result.Success, Result: v.Result, Retries: t.m.Retries}, true
+	case verdict.Dead, verdict.Drop:
+		return result.Update{State: result.Failure, Kind: v.Reason, Error: t.why, Retries: t.m.Retries}, true
 	}
 	return result.Update{}, false
 }

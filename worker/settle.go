@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/internal/verdict"
 	"github.com/warrenq/warren/metrics"
 	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/result"
@@ -21,63 +22,6 @@ import (
 // is still live, publishes the follow-up and waits for its confirm, sends
 // the caller's final result, acks, and returns the one outcome to count.
 
-// action is what settling a delivery does.
-type action int
-
-const (
-	actAck     action = iota // success: send the result, ack
-	actRetry                 // publish a copy for the next attempt after delay, ack
-	actDefer                 // early for its eta: publish the same attempt to come back then, ack
-	actDead                  // publish to <queue>.dead with reason, tell the caller, ack
-	actDrop                  // expired, dropped by its definition: tell the caller, ack
-	actRequeue               // give it back to the queue now, unfinished
-)
-
-func (a action) String() string {
-	switch a {
-	case actAck:
-		return "success"
-	case actRetry:
-		return "retry"
-	case actDefer:
-		return "defer to its eta"
-	case actDead:
-		return "dead-letter"
-	case actDrop:
-		return "drop"
-	}
-	return "requeue"
-}
-
-// verdict is how a delivery should be settled.
-type verdict struct {
-	act         action
-	reason      outcome.Reason // actDead, actDrop
-	delay       time.Duration  // actRetry, actDefer
-	cause       error          // why it failed or will not run; nil for a success
-	result      []byte         // actAck: the encoded result, for a caller that awaits it
-	interrupted bool           // actRequeue: hard shutdown cancelled the run
-}
-
-func deadVerdict(r outcome.Reason, cause error) verdict {
-	return verdict{act: actDead, reason: r, cause: cause}
-}
-
-// outcome is the outcome of a delivery settled as v says.
-func (v verdict) outcome() outcome.Outcome {
-	switch v.act {
-	case actAck:
-		return outcome.Success
-	case actRetry:
-		return outcome.Retry
-	case actDead:
-		return v.reason.Outcome()
-	case actDrop:
-		return outcome.Expired
-	}
-	return outcome.Requeued
-}
-
 // settle carries out t's verdict and returns its outcome. A delivery whose
 // channel has died is left to the broker, which has already taken it back:
 // publishing its retry copy or dead letter then would fork the task into
@@ -86,15 +30,15 @@ func (v verdict) outcome() outcome.Outcome {
 // the caller's loss, not a reason to run the task again.
 func (w *Worker) settle(t *delivery) outcome.Outcome {
 	d, v, log := t.d, t.v, t.log
-	if v.cause != nil {
-		log = log.with(zap.Error(v.cause))
-		t.why = truncate(v.cause.Error(), maxErrorHeader)
+	if v.Cause != nil {
+		log = log.with(zap.Error(v.Cause))
+		t.why = truncate(v.Cause.Error(), maxErrorHeader)
 	}
 	if !d.Live() {
 		return w.lost(t, log)
 	}
-	if v.act == actRequeue {
-		if v.interrupted {
+	if v.Act == verdict.Requeue {
+		if v.Interrupted {
 			log.Warn("task interrupted by shutdown; requeued")
 		}
 		return w.requeue(d, log)
@@ -106,7 +50,7 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 			return w.lost(t, log)
 		}
 		if err != nil {
-			log.Error(v.act.String()+": publish failed; requeued the task", zap.NamedError("publish_error", err))
+			log.Error(v.Act.String()+": publish failed; requeued the task", zap.NamedError("publish_error", err))
 			return w.requeueLater(d, log)
 		}
 		copied = true
@@ -131,24 +75,24 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 		if copied {
 			// The copy is confirmed and the broker redelivers the
 			// original: what the copy stands for happens twice.
-			log.Warn("the channel died between the follow-up's confirm and the ack: the broker redelivers this delivery too", zap.Stringer("verdict", v.act))
+			log.Warn("the channel died between the follow-up's confirm and the ack: the broker redelivers this delivery too", zap.Stringer("verdict", v.Act))
 		}
 		return outcome.Requeued
 	}
-	switch v.act {
-	case actAck:
+	switch v.Act {
+	case verdict.Ack:
 		log.Debug("task succeeded")
-	case actRetry:
+	case verdict.Retry:
 		w.notice(t, result.Update{State: result.Retry, Error: t.why, Retries: t.m.Retries + 1})
-		log.Warn("task failed; retry scheduled", zap.Duration("delay", v.delay), zap.Int("next_attempt", t.m.Retries+2))
-	case actDefer:
-		log.Debug("task deferred to its eta", zap.Duration("delay", v.delay))
-	case actDead:
-		log.Warn("task dead-lettered", zap.String("reason", string(v.reason)))
-	case actDrop:
+		log.Warn("task failed; retry scheduled", zap.Duration("delay", v.Delay), zap.Int("next_attempt", t.m.Retries+2))
+	case verdict.Defer:
+		log.Debug("task deferred to its eta", zap.Duration("delay", v.Delay))
+	case verdict.Dead:
+		log.Warn("task dead-lettered", zap.String("reason", string(v.Reason)))
+	case verdict.Drop:
 		log.Info("task expired; dropped", zap.Time("expires", t.m.Expires))
 	}
-	return v.outcome()
+	return v.Outcome()
 }
 
 // lost settles a delivery whose channel died before it was settled: the
@@ -157,7 +101,7 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 func (w *Worker) lost(t *delivery, log *taskLog) outcome.Outcome {
 	w.channelLost.Add(1)
 	log.Warn("the delivery's channel died before it was settled: the broker redelivers the task; nothing was published for this run",
-		zap.Stringer("verdict", t.v.act))
+		zap.Stringer("verdict", t.v.Act))
 	return outcome.Requeued
 }
 
@@ -166,8 +110,8 @@ func (w *Worker) lost(t *delivery, log *taskLog) outcome.Outcome {
 // <queue>.dead. Its headers are a copy, never the delivery's own.
 func (w *Worker) followUp(t *delivery) *broker.Publishing {
 	d, m, v := t.d, t.m, t.v
-	switch v.act {
-	case actRetry:
+	switch v.Act {
+	case verdict.Retry:
 		h := copyHeaders(d.Headers)
 		h[task.HeaderRetries] = int64(m.Retries + 1)
 		if _, ok := h[HeaderFirstError]; !ok {
@@ -175,12 +119,12 @@ func (w *Worker) followUp(t *delivery) *broker.Publishing {
 		}
 		h[HeaderError] = t.why
 		h[HeaderQueue] = d.Queue
-		return delayed(d, v.delay, h)
-	case actDefer:
-		return delayed(d, v.delay, copyHeaders(d.Headers))
-	case actDead:
+		return delayed(d, v.Delay, h)
+	case verdict.Defer:
+		return delayed(d, v.Delay, copyHeaders(d.Headers))
+	case verdict.Dead:
 		h := w.deadHeaders(d)
-		h[HeaderReason] = string(v.reason)
+		h[HeaderReason] = string(v.Reason)
 		h[HeaderError] = t.why
 		h[HeaderAttempts] = int64(m.Retries + 1)
 		h[HeaderQueue] = d.Queue

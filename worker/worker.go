@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/internal/verdict"
 	"github.com/warrenq/warren/metrics"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
@@ -127,6 +128,7 @@ type Worker struct {
 	log      *zap.Logger
 	metrics  *metrics.Metrics  // nil: none
 	defaults map[string]string // queue -> default task
+	judge    verdict.Judge     // decides each run's verdict
 
 	mu        sync.Mutex
 	consumers []*broker.Consumer
@@ -227,14 +229,16 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return &Worker{
+	w := &Worker{
 		cfg:      cfg,
 		sup:      sup,
 		pub:      broker.NewPublisher(sup, 1),
 		log:      cfg.Logger,
 		metrics:  m,
 		defaults: defaults,
-	}, nil
+	}
+	w.judge = verdict.Judge{Registry: cfg.Registry, Retry: cfg.Retry, Limit: w.runLimit}
+	return w, nil
 }
 
 // Run consumes until ctx is cancelled, then shuts down gracefully: it stops
