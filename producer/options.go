@@ -1,9 +1,11 @@
 package producer
 
 import (
+	"errors"
 	"time"
 
 	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/task"
 )
 
 // Option changes one enqueue. warren uses functional options for every
@@ -29,6 +31,47 @@ func resolve(opts []Option) options {
 		opt(&o)
 	}
 	return o
+}
+
+// NewMessage returns the message an enqueue of t with opts would publish,
+// as a worker reads it: id, task name, headers, encoded body, content type
+// and the times the options set. Nothing is sent and no route is looked
+// up. Package warrentest runs handlers on it, as a worker would.
+func NewMessage(t task.Task, opts ...Option) (*task.Message, error) {
+	o := resolve(opts)
+	now := time.Now()
+	id, err := o.identify(t, now)
+	if err != nil {
+		return nil, err
+	}
+	return o.message(t, id, now)
+}
+
+// identify checks t and returns its id: the caller's, or one made now.
+func (o *options) identify(t task.Task, now time.Time) (string, error) {
+	if t.Name == "" {
+		return "", errors.New("task has no name (build it with Def.New)")
+	}
+	if o.id != "" {
+		return o.id, nil
+	}
+	return task.NewID(now), nil
+}
+
+// message encodes t and builds its envelope as enqueued at now.
+func (o *options) message(t task.Task, id string, now time.Time) (*task.Message, error) {
+	body, contentType, err := t.Encode()
+	if err != nil {
+		return nil, err
+	}
+	eta := o.eta
+	if o.delay > 0 {
+		eta = now.Add(o.delay)
+	}
+	m := &task.Message{ID: id, Task: t.Name, ContentType: contentType, Body: body, Timestamp: now, ETA: eta,
+		Expires: o.expires, Priority: o.priority, MaxAttempts: o.maxAttempts, EnqueuedAt: now, ReplyTo: o.replyTo}
+	m.Headers = m.BuildHeaders(o.headers)
+	return m, nil
 }
 
 // WithID sets the task id instead of a new UUID, e.g. to make an enqueue

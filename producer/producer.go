@@ -433,13 +433,10 @@ func (p *Producer) Connected() bool { return p.sup.Connected() }
 // a task due later, one per target queue into the delay levels.
 func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*broker.Publishing, error) {
 	o := resolve(opts)
-	if t.Name == "" {
-		return nil, errors.New("task has no name (build it with Def.New)")
-	}
 	now := time.Now()
-	id := o.id
-	if id == "" {
-		id = task.NewID(now)
+	id, err := o.identify(t, now)
+	if err != nil {
+		return nil, err
 	}
 	// The id comes first: a task routed to shards goes to the shard its id
 	// hashes to, on that shard's lane, so that each confirm channel feeds
@@ -457,23 +454,18 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 			route = &r
 		}
 	}
-	body, contentType, err := t.Encode()
+	m, err := o.message(t, id, now)
 	if err != nil {
 		return nil, err
 	}
-	eta := o.eta
-	if o.delay > 0 {
-		eta = now.Add(o.delay)
-	}
-	m := task.Message{ID: id, Task: t.Name, ETA: eta, Expires: o.expires, MaxAttempts: o.maxAttempts, EnqueuedAt: now}
 	pub := broker.Publishing{
 		Exchange:    route.Exchange,
 		Key:         route.Key,
 		MessageID:   id,
-		ContentType: contentType,
-		Headers:     m.BuildHeaders(o.headers),
-		Body:        body,
-		Priority:    o.priority,
+		ContentType: m.ContentType,
+		Headers:     m.Headers,
+		Body:        m.Body,
+		Priority:    m.Priority,
 		Timestamp:   now,
 		Lane:        lane,
 	}
@@ -482,8 +474,8 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	}
 	// Any time to wait goes through the delay levels, which round it up to
 	// whole seconds; none, or an ETA past, runs at once.
-	delay := eta.Sub(now)
-	if eta.IsZero() || delay <= 0 {
+	delay := m.ETA.Sub(now)
+	if m.ETA.IsZero() || delay <= 0 {
 		return []*broker.Publishing{&pub}, nil
 	}
 	queues, err := p.targets(*route)

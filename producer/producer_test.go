@@ -385,3 +385,26 @@ func TestBatchRefusesOneIDForManyTasks(t *testing.T) {
 		t.Errorf("queue gave %q (%v), want order-43", d.MessageId, ok)
 	}
 }
+
+// NewMessage builds the envelope an enqueue publishes, as a worker reads it
+// back from the headers.
+func TestNewMessageIsWhatEnqueueSends(t *testing.T) {
+	t.Parallel()
+	eta := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	m, err := producer.NewMessage(noteTask.New(Note{Text: "hi"}), producer.WithID("id-1"), producer.WithETA(eta),
+		producer.WithMaxAttempts(3), producer.WithPriority(2), producer.WithHeaders(map[string]any{"tenant": "acme"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back task.Message
+	if err := back.ParseHeaders(m.Headers); err != nil {
+		t.Fatal(err)
+	}
+	if m.ID != "id-1" || back.ID != "id-1" || back.Task != "note" || !back.ETA.Equal(eta) || back.MaxAttempts != 3 ||
+		m.Priority != 2 || m.Headers["tenant"] != "acme" || string(m.Body) != `{"text":"hi"}` || m.ContentType != task.ContentTypeJSON {
+		t.Errorf("message %+v, parsed back %+v", m, back)
+	}
+	if _, err := producer.NewMessage(task.Task{Payload: 1}); err == nil {
+		t.Error("a task without a name was accepted")
+	}
+}
