@@ -9,51 +9,23 @@ package brokertest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net"
 	"net/url"
-	"os"
-	"regexp"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/internal/testenv"
 )
 
 // EnvURL names the variable that overrides the test broker's URL.
-const EnvURL = "WARREN_TEST_URL"
-
-// DefaultURL is the local broker the README's set-up starts.
-const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+const EnvURL = testenv.EnvURL
 
 // URL returns the test broker's URL after checking that it answers.
 func URL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(EnvURL)
-	if u == "" {
-		u = DefaultURL
-	}
-	pu, err := url.Parse(u)
-	if err != nil {
-		t.Fatalf("brokertest: %s: %v", EnvURL, err)
-	}
-	host := pu.Host
-	if pu.Port() == "" {
-		host = net.JoinHostPort(pu.Hostname(), "5672")
-	}
-	c, err := net.DialTimeout("tcp", host, 2*time.Second)
-	if err != nil {
-		msg := "brokertest: no RabbitMQ at " + host + " (run scripts/ensure-rabbitmq.sh): " + err.Error()
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	_ = c.Close()
-	return u
+	return testenv.URL(t)
 }
 
 // Addr returns host:port of the test broker, for a TCP proxy in front of it.
@@ -78,17 +50,11 @@ func WithHost(rawURL, addr string) string {
 // Broker is a test's handle on the broker: a raw connection and the names
 // it made, deleted at cleanup.
 type Broker struct {
-	t      testing.TB
-	URL    string
-	prefix string
-	conn   *amqp.Connection
-
-	mu        sync.Mutex
-	queues    []string
-	exchanges []string
+	t     testing.TB
+	URL   string
+	names *testenv.Names
+	conn  *amqp.Connection
 }
-
-var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9]+`)
 
 // New connects to the test broker and registers cleanup.
 func New(t testing.TB) *Broker {
@@ -98,42 +64,20 @@ func New(t testing.TB) *Broker {
 	if err != nil {
 		t.Fatalf("brokertest: dial: %v", err)
 	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	name := strings.Trim(unsafeChars.ReplaceAllString(t.Name(), "-"), "-")
-	if len(name) > 40 {
-		name = name[len(name)-40:]
-	}
-	b := &Broker{t: t, URL: u, conn: conn, prefix: "wtest." + name + "." + hex.EncodeToString(rnd[:]) + "."}
+	b := &Broker{t: t, URL: u, conn: conn, names: testenv.NewNames(t)}
 	t.Cleanup(b.cleanup)
 	return b
 }
 
 // Queue returns a name for a queue of this test and deletes the queue and
 // its dead-letter queue at cleanup. It declares nothing.
-func (b *Broker) Queue(base string) string {
-	n := b.prefix + base
-	b.mu.Lock()
-	b.queues = append(b.queues, n, n+".dead")
-	b.mu.Unlock()
-	return n
-}
+func (b *Broker) Queue(base string) string { return b.names.Queue(base) }
 
 // Exchange returns a name for an exchange of this test, deleted at cleanup.
-func (b *Broker) Exchange(base string) string {
-	n := b.prefix + "x." + base
-	b.mu.Lock()
-	b.exchanges = append(b.exchanges, n)
-	b.mu.Unlock()
-	return n
-}
+func (b *Broker) Exchange(base string) string { return b.names.Exchange(base) }
 
 // Track deletes a queue made under another name at cleanup.
-func (b *Broker) Track(queue string) {
-	b.mu.Lock()
-	b.queues = append(b.queues, queue)
-	b.mu.Unlock()
-}
+func (b *Broker) Track(queue string) { b.names.Track(queue) }
 
 func (b *Broker) cleanup() {
 	defer b.conn.Close()
@@ -145,15 +89,14 @@ func (b *Broker) cleanup() {
 		}
 		b.conn = conn
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, q := range b.queues {
+	queues, exchanges := b.names.Made()
+	for _, q := range queues {
 		if ch, err := b.conn.Channel(); err == nil {
 			_, _ = ch.QueueDelete(q, false, false, false)
 			_ = ch.Close()
 		}
 	}
-	for _, x := range b.exchanges {
+	for _, x := range exchanges {
 		if ch, err := b.conn.Channel(); err == nil {
 			_ = ch.ExchangeDelete(x, false, false)
 			_ = ch.Close()
@@ -251,23 +194,12 @@ func (b *Broker) Ready(queue string) int {
 // fails the test with msg.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: "+msg, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, cond, msg, args...)
 }
 
 // LocalURL returns the test broker's URL without checking it, for godoc
 // examples, which have no testing.T.
-func LocalURL() string {
-	if u := os.Getenv(EnvURL); u != "" {
-		return u
-	}
-	return DefaultURL
-}
+func LocalURL() string { return testenv.LocalURL() }
 
 // DeleteQueues removes queues an example declared; examples have no
 // t.Cleanup. Errors are ignored: the queues may not exist.
