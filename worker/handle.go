@@ -162,16 +162,7 @@ func (t *delivery) Ran(took time.Duration) {
 // over the limits is a *task.TooLargeError; bad headers or an unknown
 // content encoding are a *task.DecodeError.
 func (w *Worker) message(d *broker.Delivery) (*task.Message, error) {
-	m := &task.Message{
-		ID:          d.MessageID,
-		ContentType: d.ContentType,
-		Body:        d.Body,
-		Timestamp:   d.Timestamp,
-		Priority:    d.Priority,
-		Queue:       d.Queue,
-		ReplyTo:     d.ReplyTo,
-		Redelivered: d.Redelivered,
-	}
+	m := d.Message()
 	tooLarge := w.limits().check(d.Body, d.Headers)
 	err := m.ParseHeaders(d.Headers)
 	if m.Task == "" {
