@@ -18,8 +18,8 @@ import (
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
-	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -229,12 +229,12 @@ func (l *latencies) enqueueGood(t *testing.T, p *producer.Producer, def *task.De
 	for i := range n {
 		id := fmt.Sprintf("%s-%d", prefix, i)
 		start[id] = time.Now()
-		if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q), producer.WithID(id)); err != nil {
+		if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q), producer.WithID(id)); err != nil {
 			t.Fatalf("enqueue %s: %v", id, err)
 		}
 		time.Sleep(gap)
 	}
-	brokertest.Eventually(t, 30*time.Second, func() bool {
+	warrentest.Eventually(t, 30*time.Second, func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		for id := range start {
@@ -277,8 +277,8 @@ func TestBadInputMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	warrentest.Run(t, w)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
 
 	const goods, gap, poisonEvery = 100, 20 * time.Millisecond, 20 * time.Millisecond
 	lat.enqueueGood(t, p, def, q, "warmup", 5, 0)
@@ -292,7 +292,7 @@ func TestBadInputMatrix(t *testing.T) {
 		m.MessageId = fmt.Sprintf("poison-alone-%d", i)
 		start, before := time.Now(), w.Stats().Dead
 		b.Publish("", q, m)
-		brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Dead > before }, "%s: not dead-lettered within 10s: %+v", c.name, w.Stats())
+		warrentest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Dead > before }, "%s: not dead-lettered within 10s: %+v", c.name, w.Stats())
 		t.Logf("  %-36s %6d B body %7d B headers  %v", c.name, len(m.Body), worker.HeaderTableSize(m.Headers), time.Since(start).Round(10*time.Microsecond))
 	}
 	base := lat.enqueueGood(t, p, def, q, "base", goods, gap)
@@ -377,7 +377,7 @@ func TestBadInputMatrix(t *testing.T) {
 	}
 
 	wantGood := 5 + 2*goods
-	brokertest.Eventually(t, 10*time.Second, func() bool { s := w.Stats(); return s.Dead == uint64(nPoison) && s.Succeeded == uint64(wantGood) },
+	warrentest.Eventually(t, 10*time.Second, func() bool { s := w.Stats(); return s.Dead == uint64(nPoison) && s.Succeeded == uint64(wantGood) },
 		"stats %+v: want %d dead, %d succeeded", w.Stats(), nPoison, wantGood)
 	s := w.Stats()
 	t.Logf("worker stats: %+v; reconnects %d", s, reconnects.Load())
@@ -439,7 +439,7 @@ func TestHeaderTableSizeMatchesTheWire(t *testing.T) {
 		if err != nil {
 			return false, conn.Config.FrameSize
 		}
-		ok, err := dc.WaitContext(ctxT(t, 10*time.Second))
+		ok, err := dc.WaitContext(warrentest.Context(t, 10*time.Second))
 		return ok && err == nil && !conn.IsClosed(), conn.Config.FrameSize
 	}
 	_, frame := fits(amqp.Table{})
@@ -483,7 +483,7 @@ func TestHeadersAtTheCeilingRetryThenDeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
+	warrentest.Run(t, w)
 	h := padTo(amqp.Table{"task": "ceiling", "id": strings.Repeat("i", 1000)}, worker.MaxHeaderBytesCeiling, userSize)
 	b.Publish("", q, amqp.Publishing{Headers: h, ContentType: "application/json", Body: []byte(`{"n":1}`),
 		MessageId: strings.Repeat("m", 255), CorrelationId: strings.Repeat("c", 255)})
@@ -504,7 +504,7 @@ func TestHeadersAtTheCeilingRetryThenDeadLetter(t *testing.T) {
 	if n := runs.Load(); n != 2 {
 		t.Errorf("handler ran %d times, want 2", n)
 	}
-	brokertest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Dead == 1 }, "dead letter not counted: %+v", w.Stats())
+	warrentest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Dead == 1 }, "dead letter not counted: %+v", w.Stats())
 	if s := w.Stats(); s.Retried != 1 || s.Requeued != 0 || reconnects.Load() != 0 {
 		t.Errorf("stats %+v, reconnects %d: want one retry, no requeue, no reconnect", s, reconnects.Load())
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -58,7 +59,7 @@ func TestKilledWorkerLeavesTaskForAnother(t *testing.T) {
 	b.DeclareQueue(q)
 	b.DeclareQueue(routing.DeadQueue(q))
 
-	ctx := ctxT(t, 60*time.Second)
+	ctx := warrentest.Context(t, 60*time.Second)
 	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), childEnv+"=1", "WARREN_TEST_URL="+b.URL, "WARREN_TEST_QUEUE="+q)
 	out, err := child.StdoutPipe()
@@ -71,7 +72,7 @@ func TestKilledWorkerLeavesTaskForAnother(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
 
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
 	id, err := producer.Enqueue(ctx, p, slowTask, Job{N: 1}, producer.WithQueue(q))
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +111,7 @@ func TestKilledWorkerLeavesTaskForAnother(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
+	warrentest.Run(t, w)
 	select {
 	case m := <-redelivered:
 		if m.ID != id || !m.Redelivered {
@@ -119,5 +120,5 @@ func TestKilledWorkerLeavesTaskForAnother(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("task of the killed worker was not redelivered")
 	}
-	brokertest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
+	warrentest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
 }

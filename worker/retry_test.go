@@ -16,6 +16,7 @@ import (
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -63,7 +64,7 @@ var fast = retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Base: time.Second
 
 func startRetryWorker(t *testing.T, b *brokertest.Broker, q string, policy retry.Policy, hs ...task.Handler) *worker.Worker {
 	t.Helper()
-	return startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, Retry: policy}, hs...)
+	return warrentest.StartWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, Retry: policy}, hs...)
 }
 
 func gapsOf(runs []runRec) []time.Duration {
@@ -87,11 +88,11 @@ func TestRetryTwiceThenSucceed(t *testing.T) {
 	def := task.Define[Job]("flaky")
 	rec := newRecorder(errors.New("db down"), errors.New("db still down"))
 	w := startRetryWorker(t, b, q, fast, def.Handler(rec.handle))
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: 1}, producer.WithQueue(q)); err != nil {
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: 1}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "never succeeded: %+v", w.Stats())
+	warrentest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "never succeeded: %+v", w.Stats())
 	runs := rec.snapshot()
 	if len(runs) != 3 {
 		t.Fatalf("%d runs, want 3", len(runs))
@@ -117,7 +118,7 @@ func TestRetryTwiceThenSucceed(t *testing.T) {
 func deadLetters(t *testing.T, b *brokertest.Broker, q string, n int) []amqp.Delivery {
 	t.Helper()
 	dq := routing.DeadQueue(q)
-	brokertest.Eventually(t, 30*time.Second, func() bool { return b.Ready(dq) >= n }, "dead letters in %s: %d, want %d", dq, b.Ready(dq), n)
+	warrentest.Eventually(t, 30*time.Second, func() bool { return b.Ready(dq) >= n }, "dead letters in %s: %d, want %d", dq, b.Ready(dq), n)
 	var out []amqp.Delivery
 	for {
 		d, ok := b.Get(dq)
@@ -135,8 +136,8 @@ func TestExhaustedEndsInDeadLetters(t *testing.T) {
 	def := task.Define[Job]("hopeless", task.WithMaxAttempts(3), task.WithBackoff(time.Second, time.Second))
 	rec := newRecorder(errors.New("fail 1"), errors.New("fail 2"), errors.New("fail 3"), errors.New("never reached"))
 	w := startRetryWorker(t, b, q, retry.Policy{}, def.Handler(rec.handle))
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	id, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: 1}, producer.WithQueue(q))
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	id, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: 1}, producer.WithQueue(q))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestExhaustedEndsInDeadLetters(t *testing.T) {
 		t.Errorf("%d runs, want 3 (MaxAttempts)", n)
 	}
 	// The counter moves after the dead letter's confirm, so it may trail it.
-	brokertest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Dead == 1 }, "dead letter never counted: %+v", w.Stats())
+	warrentest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Dead == 1 }, "dead letter never counted: %+v", w.Stats())
 	if s := w.Stats(); s.Retried != 2 || s.Dead != 1 {
 		t.Errorf("stats %+v", s)
 	}
@@ -176,8 +177,8 @@ func TestPermanentErrorSkipsRetries(t *testing.T) {
 	def := task.Define[Job]("perm")
 	rec := newRecorder(retry.Permanent(errors.New("no such user")))
 	startRetryWorker(t, b, q, fast, def.Handler(rec.handle))
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
 	dead := deadLetters(t, b, q, 1)
@@ -196,11 +197,11 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	def := task.Define[Job]("ratelimited")
 	rec := newRecorder(retry.After(3*time.Second, errors.New("429")))
 	w := startRetryWorker(t, b, q, fast, def.Handler(rec.handle))
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
+	warrentest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
 	gaps := gapsOf(rec.snapshot())
 	if len(gaps) != 1 || !within(gaps[0], 3*time.Second) {
 		t.Errorf("gaps %v, want one of about 3s (After overrides the 1s backoff)", gaps)
@@ -222,15 +223,15 @@ func TestPanicAndTimeoutAreOrdinaryFailures(t *testing.T) {
 		<-ctx.Done() // honours its deadline
 		return ctx.Err()
 	}))
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, panicky, Job{}, producer.WithQueue(q)); err != nil {
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, panicky, Job{}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, slow, Job{}, producer.WithQueue(q)); err != nil {
+	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, slow, Job{}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
 	// The panic is retried, and the second run succeeds; the worker lives on.
-	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
+	warrentest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
 	dead := deadLetters(t, b, q, 1)
 	h := dead[0].Headers
 	if h[worker.HeaderReason] != "exhausted" || !strings.Contains(fmt.Sprint(h[worker.HeaderError]), "timed out after 200ms") {
@@ -249,8 +250,8 @@ func TestExpiredTasksAreNotRun(t *testing.T) {
 	drop := task.Define[Job]("drop_expired", task.WithDropExpired())
 	rec := newRecorder()
 	w := startRetryWorker(t, b, q, fast, keep.Handler(rec.handle), drop.Handler(rec.handle))
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	ctx := ctxT(t, 10*time.Second)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	ctx := warrentest.Context(t, 10*time.Second)
 	past := producer.WithDeadline(time.Now().Add(-time.Minute))
 	if _, err := producer.Enqueue(ctx, p, keep, Job{N: 1}, producer.WithQueue(q), past); err != nil {
 		t.Fatal(err)
@@ -261,7 +262,7 @@ func TestExpiredTasksAreNotRun(t *testing.T) {
 	if _, err := producer.Enqueue(ctx, p, keep, Job{N: 3}, producer.WithQueue(q), producer.WithExpiry(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { s := w.Stats(); return s.Expired == 2 && s.Succeeded == 1 }, "stats %+v", w.Stats())
+	warrentest.Eventually(t, 10*time.Second, func() bool { s := w.Stats(); return s.Expired == 2 && s.Succeeded == 1 }, "stats %+v", w.Stats())
 	dead := deadLetters(t, b, q, 1)
 	if len(dead) != 1 || dead[0].Headers[worker.HeaderReason] != "expired" {
 		t.Fatalf("dead letters %d, reason %v; want one expired (the other is dropped)", len(dead), dead[0].Headers[worker.HeaderReason])

@@ -24,6 +24,7 @@ import (
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -40,14 +41,14 @@ func TestIdleQueuesDoNotStarveABusyOne(t *testing.T) {
 	idle1, idle2, busy := b.Queue("idle1"), b.Queue("idle2"), b.Queue("busy")
 	def := task.Define[Job]("starve")
 	var ran atomic.Int32
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{idle1, busy, idle2}, Concurrency: 1}, def.Handler(func(context.Context, Job) error { ran.Add(1); return nil }))
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	w := warrentest.StartWorker(t, worker.Config{URL: b.URL, Queues: []string{idle1, busy, idle2}, Concurrency: 1}, def.Handler(func(context.Context, Job) error { ran.Add(1); return nil }))
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
 	for i := range 5 {
-		if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(busy)); err != nil {
+		if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(busy)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	brokertest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 5 },
+	warrentest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 5 },
 		"busy queue starved by idle ones: %d of 5 ran, stats %+v", ran.Load(), w.Stats())
 }
 
@@ -61,7 +62,7 @@ func TestBusyQueuesShareHandlers(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
 	release := make(chan struct{})
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{qa, qb}, Concurrency: 1, Prefetch: 20}, def.Handler(func(ctx context.Context, j Job) error {
+	w := warrentest.StartWorker(t, worker.Config{URL: b.URL, Queues: []string{qa, qb}, Concurrency: 1, Prefetch: 20}, def.Handler(func(ctx context.Context, j Job) error {
 		<-release
 		time.Sleep(2 * time.Millisecond) // some work: consumers take their next delivery meanwhile
 		m, _ := task.FromContext(ctx)
@@ -70,19 +71,19 @@ func TestBusyQueuesShareHandlers(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}))
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
 	for _, q := range []string{qa, qb} {
 		for i := range 20 {
-			if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
+			if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	// Both backlogs are in the worker's prefetch windows before the first
 	// handler finishes.
-	brokertest.Eventually(t, 10*time.Second, func() bool { return b.Ready(qa) == 0 && b.Ready(qb) == 0 }, "backlogs not prefetched")
+	warrentest.Eventually(t, 10*time.Second, func() bool { return b.Ready(qa) == 0 && b.Ready(qb) == 0 }, "backlogs not prefetched")
 	close(release)
-	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 40 }, "stats %+v", w.Stats())
+	warrentest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 40 }, "stats %+v", w.Stats())
 	mu.Lock()
 	defer mu.Unlock()
 	longest, streak := 0, 0
@@ -118,7 +119,7 @@ func TestNoFollowUpForADeadChannel(t *testing.T) {
 	started := make(chan struct{})
 	release := make(chan struct{})
 	var runs atomic.Int32
-	w := startWorker(t, worker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Queues: []string{q},
+	w := warrentest.StartWorker(t, worker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Queues: []string{q},
 		Concurrency: 1, Prefetch: 4}, def.Handler(func(ctx context.Context, j Job) error {
 		if j.N == 0 && runs.Add(1) == 1 {
 			close(started)
@@ -127,9 +128,9 @@ func TestNoFollowUpForADeadChannel(t *testing.T) {
 		}
 		return nil
 	}))
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
 	for i := range 2 { // 0 blocks the only handler; 1 waits in the consumer
-		if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
+		if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -143,12 +144,12 @@ func TestNoFollowUpForADeadChannel(t *testing.T) {
 		}
 		return qi.Consumers
 	}
-	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Ready() && consumers() == 1 },
+	warrentest.Eventually(t, 20*time.Second, func() bool { return w.Ready() && consumers() == 1 },
 		"with its handler busy, the worker did not subscribe again after the cut: ready %v, consumers %d", w.Ready(), consumers())
 	close(release)
 	// The first run is settled (requeued: its channel died) and both tasks
 	// succeed from their redeliveries.
-	brokertest.Eventually(t, 20*time.Second, func() bool { s := w.Stats(); return s.Succeeded == 2 && settled(s) == 3 }, "stats %+v", w.Stats())
+	warrentest.Eventually(t, 20*time.Second, func() bool { s := w.Stats(); return s.Succeeded == 2 && settled(s) == 3 }, "stats %+v", w.Stats())
 	s := w.Stats()
 	if s.ChannelLost != 1 || s.Requeued != 1 || s.Dead != 0 {
 		t.Errorf("stats %+v: want the failed run requeued for its lost channel, nothing dead", s)
@@ -174,11 +175,11 @@ func TestHandlerGoexitIsAFailure(t *testing.T) {
 		return nil
 	})
 	w := startRetryWorker(t, b, q, fast, h)
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 },
+	warrentest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 },
 		"a task whose handler called Goexit was never settled: %d runs, stats %+v", runs.Load(), w.Stats())
 	if s := w.Stats(); s.Retried != 1 {
 		t.Errorf("stats %+v: want the Goexit run retried once", s)
@@ -192,12 +193,12 @@ type Sum struct{ A, B int }
 // failure that Get ends with; the test fails if it ends otherwise.
 func awaitFailure[R any](t *testing.T, b *brokertest.Broker, q string, def *task.ResultDef[Sum, R]) *result.TaskError {
 	t.Helper()
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, def, Sum{}, producer.WithQueue(q))
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	h, err := producer.EnqueueResult(warrentest.Context(t, 10*time.Second), p, def, Sum{}, producer.WithQueue(q))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = h.Get(ctxT(t, 20*time.Second))
+	_, err = h.Get(warrentest.Context(t, 20*time.Second))
 	var te *result.TaskError
 	if !errors.As(err, &te) {
 		t.Fatalf("Get: %v, want a *result.TaskError", err)
@@ -229,7 +230,7 @@ func TestUnencodableResultIsPermanent(t *testing.T) {
 		t.Errorf("%d runs, want 1: an unencodable result was retried", n)
 	}
 	// The caller hears before the worker acks and counts.
-	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Dead == 1 }, "stats %+v", w.Stats())
+	warrentest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Dead == 1 }, "stats %+v", w.Stats())
 	if s := w.Stats(); s.Retried != 0 {
 		t.Errorf("stats %+v: retried", s)
 	}
@@ -244,14 +245,14 @@ func TestResultOverTheLimit(t *testing.T) {
 	q := b.Queue("big-result")
 	def := task.DefineWithResult[Sum, string]("big_result")
 	var runs atomic.Int32
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, MaxResultBytes: 1024}, def.Handler(func(context.Context, Sum) (string, error) {
+	w := warrentest.StartWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, MaxResultBytes: 1024}, def.Handler(func(context.Context, Sum) (string, error) {
 		runs.Add(1)
 		return strings.Repeat("x", 4096), nil
 	}))
 	if te := awaitFailure(t, b, q, def); te.Kind != outcome.ReasonTooLarge || !strings.Contains(te.Message, "MaxResultBytes") {
 		t.Fatalf("Get: %v, want a too_large TaskError naming the limit", te)
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
+	warrentest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
 	if s := w.Stats(); runs.Load() != 1 || s.ResultsDropped != 1 || settled(s) != 1 {
 		t.Errorf("%d runs, stats %+v: want one successful run and its result dropped", runs.Load(), s)
 	}
@@ -270,7 +271,7 @@ func TestRefusedResultIsTheCallersLoss(t *testing.T) {
 	}
 	def := task.DefineWithResult[Sum, int]("refused_result")
 	var runs atomic.Int32
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}}, def.Handler(func(_ context.Context, s Sum) (int, error) {
+	w := warrentest.StartWorker(t, worker.Config{URL: b.URL, Queues: []string{q}}, def.Handler(func(_ context.Context, s Sum) (int, error) {
 		runs.Add(1)
 		return s.A + s.B, nil
 	}))
@@ -278,7 +279,7 @@ func TestRefusedResultIsTheCallersLoss(t *testing.T) {
 		MessageId: "refused-1", ContentType: "application/json", ReplyTo: reply, CorrelationId: "refused-1",
 		Headers: amqp.Table{"task": "refused_result", "id": "refused-1"}, Body: []byte(`{"A":2,"B":3}`),
 	})
-	brokertest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 1 },
+	warrentest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 1 },
 		"a task whose result the broker refuses never settled: %d runs, stats %+v", runs.Load(), w.Stats())
 	if s := w.Stats(); runs.Load() != 1 || s.ResultsDropped != 1 || s.Requeued != 0 {
 		t.Errorf("%d runs, stats %+v: want one run, its result dropped", runs.Load(), s)
@@ -315,7 +316,7 @@ func TestRetryRedeclaresDeletedDelayLevels(t *testing.T) {
 	const q = "redeclare"
 	def := task.Define[Job]("redeclare_delay")
 	rec := newRecorder(errors.New("flaky"))
-	w := startWorker(t, worker.Config{URL: u, Queues: []string{q}, Retry: fast}, def.Handler(rec.handle))
+	w := warrentest.StartWorker(t, worker.Config{URL: u, Queues: []string{q}, Retry: fast}, def.Handler(rec.handle))
 	conn, err := amqp.Dial(u)
 	if err != nil {
 		t.Fatal(err)
@@ -332,14 +333,14 @@ func TestRetryRedeclaresDeletedDelayLevels(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	brokertest.Eventually(t, 10*time.Second, p.Connected, "producer not connected")
+	warrentest.Eventually(t, 10*time.Second, p.Connected, "producer not connected")
 	if _, err := ch.QueueDelete(routing.DelayLevelName(0), false, false, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
+	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 },
+	warrentest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 },
 		"the retry never came back: %d runs, stats %+v", len(rec.snapshot()), w.Stats())
 	if s := w.Stats(); s.Retried != 1 || s.Requeued != 0 {
 		t.Errorf("stats %+v: want one retry, sent after the delay levels were declared again", s)
@@ -367,12 +368,12 @@ func TestOversizedResultForAGoneCallerCountsOnce(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("big-gone")
 	def := task.DefineWithResult[Sum, string]("big_gone")
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, MaxResultBytes: 1024}, def.Handler(func(context.Context, Sum) (string, error) { return strings.Repeat("x", 4096), nil }))
+	w := warrentest.StartWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, MaxResultBytes: 1024}, def.Handler(func(context.Context, Sum) (string, error) { return strings.Repeat("x", 4096), nil }))
 	b.Publish("", q, amqp.Publishing{
 		MessageId: "gone-1", ContentType: "application/json", ReplyTo: b.Queue("no-such-reply"), CorrelationId: "gone-1",
 		Headers: amqp.Table{"task": "big_gone", "id": "gone-1"}, Body: []byte(`{}`),
 	})
-	brokertest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
+	warrentest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "stats %+v", w.Stats())
 	if s := w.Stats(); s.ResultsDropped != 1 {
 		t.Errorf("stats %+v: want one dropped result", s)
 	}

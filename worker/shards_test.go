@@ -12,6 +12,7 @@ import (
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -31,8 +32,8 @@ func TestShardsSpreadAndConsumeAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := task.Define[Job]("shard_job", task.WithMaxAttempts(2), task.WithBackoff(time.Second, time.Second))
-	p := newProducer(t, b.URL, topo, routing.NewTable().AddShards(def.Name(), s))
-	ctx := ctxT(t, 60*time.Second)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().AddShards(def.Name(), s)})
+	ctx := warrentest.Context(t, 60*time.Second)
 
 	const m = 400
 	ts := make([]task.Task, m)
@@ -84,9 +85,9 @@ func TestShardsSpreadAndConsumeAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := run(t, w)
+	stop := warrentest.Run(t, w)
 	failShard := s.Name(s.Shard(failID))
-	brokertest.Eventually(t, 30*time.Second, func() bool {
+	warrentest.Eventually(t, 30*time.Second, func() bool {
 		st := w.Stats()
 		return st.Succeeded == m+1 && st.Dead == 1
 	}, "worker did not finish: %+v", w.Stats())

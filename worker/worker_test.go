@@ -17,6 +17,7 @@ import (
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -46,11 +47,11 @@ func TestPayloadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
-	p := newProducer(t, b.URL, topo, routing.NewTable().Add(def.Name(), routing.Route{Exchange: x, Key: "jobs"}))
+	warrentest.Run(t, w)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().Add(def.Name(), routing.Route{Exchange: x, Key: "jobs"})})
 
 	want := Job{N: 42, Note: "héllo, \"world\""}
-	id, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, want)
+	id, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestPayloadRoundTrip(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("task not handled within 10s")
 	}
-	brokertest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "success not counted: %+v", w.Stats())
+	warrentest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "success not counted: %+v", w.Stats())
 }
 
 func TestSeveralQueues(t *testing.T) {
@@ -91,15 +92,15 @@ func TestSeveralQueues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
-	ctx := ctxT(t, 20*time.Second)
+	warrentest.Run(t, w)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	ctx := warrentest.Context(t, 20*time.Second)
 	for i := 0; i < 30; i++ {
 		if _, err := producer.Enqueue(ctx, p, def, Job{N: i}, producer.WithQueue(queues[i%3])); err != nil {
 			t.Fatal(err)
 		}
 	}
-	brokertest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 30 }, "handled %+v", w.Stats())
+	warrentest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == 30 }, "handled %+v", w.Stats())
 	mu.Lock()
 	defer mu.Unlock()
 	for i, q := range queues {
@@ -138,16 +139,16 @@ func TestConcurrencyLimitHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	warrentest.Run(t, w)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
 	tasks := make([]task.Task, 40)
 	for i := range tasks {
 		tasks[i] = def.New(Job{N: i})
 	}
-	if _, err := p.EnqueueBatch(ctxT(t, 10*time.Second), tasks, producer.WithQueue(q)); err != nil {
+	if _, err := p.EnqueueBatch(warrentest.Context(t, 10*time.Second), tasks, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 40 }, "handled %+v", w.Stats())
+	warrentest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 40 }, "handled %+v", w.Stats())
 	if got := peak.Load(); got != limit {
 		t.Errorf("peak concurrency %d, want exactly %d (the limit, reached with 40 queued tasks)", got, limit)
 	}
@@ -171,16 +172,16 @@ func TestPrefetchWindowHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	warrentest.Run(t, w)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
 	for i := 0; i < total; i++ {
-		if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
+		if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { return started.Load() == 2 }, "2 handlers should run")
+	warrentest.Eventually(t, 10*time.Second, func() bool { return started.Load() == 2 }, "2 handlers should run")
 	// The broker holds back everything beyond the window: 5 unacked, 15 ready.
-	brokertest.Eventually(t, 10*time.Second, func() bool { return b.Ready(q) == total-prefetch }, "ready = %d, want %d", b.Ready(q), total-prefetch)
+	warrentest.Eventually(t, 10*time.Second, func() bool { return b.Ready(q) == total-prefetch }, "ready = %d, want %d", b.Ready(q), total-prefetch)
 	time.Sleep(200 * time.Millisecond) // give a window overrun the chance to show
 	if r := b.Ready(q); r != total-prefetch {
 		t.Errorf("ready = %d after settling, want %d: more than the prefetch window was delivered", r, total-prefetch)
@@ -189,7 +190,7 @@ func TestPrefetchWindowHolds(t *testing.T) {
 		t.Errorf("%d handlers started, want 2 (the concurrency)", s)
 	}
 	close(release)
-	brokertest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == total }, "handled %+v", w.Stats())
+	warrentest.Eventually(t, 15*time.Second, func() bool { return w.Stats().Succeeded == total }, "handled %+v", w.Stats())
 }
 
 func TestGracefulShutdown(t *testing.T) {
@@ -210,21 +211,21 @@ func TestGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := run(t, w)
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	stop := warrentest.Run(t, w)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
 	tasks := make([]task.Task, 10)
 	for i := range tasks {
 		tasks[i] = def.New(Job{N: i})
 	}
-	if _, err := p.EnqueueBatch(ctxT(t, 10*time.Second), tasks, producer.WithQueue(q)); err != nil {
+	if _, err := p.EnqueueBatch(warrentest.Context(t, 10*time.Second), tasks, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { return started.Load() == 2 }, "2 tasks should be running")
+	warrentest.Eventually(t, 10*time.Second, func() bool { return started.Load() == 2 }, "2 tasks should be running")
 
 	stopped := make(chan struct{})
 	go func() { stop(); close(stopped) }()
 	// Unstarted deliveries go back to the queue while the running two finish.
-	brokertest.Eventually(t, 10*time.Second, func() bool { return b.Ready(q) == 8 }, "ready = %d, want the 8 unstarted", b.Ready(q))
+	warrentest.Eventually(t, 10*time.Second, func() bool { return b.Ready(q) == 8 }, "ready = %d, want the 8 unstarted", b.Ready(q))
 	select {
 	case <-stopped:
 		t.Fatal("Run returned while handlers were still running")
@@ -264,14 +265,14 @@ func TestShutdownTimeoutRequeuesUnfinished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := run(t, w)
-	p := newProducer(t, b.URL, routing.Topology{}, nil)
+	stop := warrentest.Run(t, w)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
 	for i := 0; i < 3; i++ {
-		if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
+		if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { return started.Load() == 3 }, "3 tasks should run")
+	warrentest.Eventually(t, 10*time.Second, func() bool { return started.Load() == 3 }, "3 tasks should run")
 	t0 := time.Now()
 	stop()
 	if el := time.Since(t0); el > 10*time.Second {
@@ -281,7 +282,7 @@ func TestShutdownTimeoutRequeuesUnfinished(t *testing.T) {
 	if s.Requeued != 3 || s.Dead != 0 || s.Succeeded != 0 {
 		t.Errorf("stats %+v: want 3 requeued, none dead or succeeded", s)
 	}
-	brokertest.Eventually(t, 5*time.Second, func() bool { return b.Ready(q) == 3 }, "ready = %d, want 3 requeued", b.Ready(q))
+	warrentest.Eventually(t, 5*time.Second, func() bool { return b.Ready(q) == 3 }, "ready = %d, want 3 requeued", b.Ready(q))
 	if n := b.Ready(routing.DeadQueue(q)); n != 0 {
 		t.Errorf("%d dead letters; interrupted tasks must not be dead-lettered", n)
 	}
@@ -300,7 +301,7 @@ func TestDefaultTaskRunsHeaderlessMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
+	warrentest.Run(t, w)
 	b.Publish("", q, amqp.Publishing{ContentType: "application/json", Body: []byte(`{"n": 7}`)})
 	select {
 	case j := <-got:
@@ -327,7 +328,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
+	warrentest.Run(t, w)
 
 	cases := []struct {
 		name   string
@@ -355,9 +356,9 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 	b.Publish("", q, amqp.Publishing{Headers: amqp.Table{"task": "good"}, ContentType: "application/json", Body: []byte(`{"n":1}`)})
 
 	dq := routing.DeadQueue(q)
-	brokertest.Eventually(t, 15*time.Second, func() bool { return b.Ready(dq) == len(cases) }, "dead letters = %d, want %d", b.Ready(dq), len(cases))
-	brokertest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "the good task should succeed: %+v", w.Stats())
-	brokertest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Dead == uint64(len(cases)) }, "dead letters counted: %+v", w.Stats())
+	warrentest.Eventually(t, 15*time.Second, func() bool { return b.Ready(dq) == len(cases) }, "dead letters = %d, want %d", b.Ready(dq), len(cases))
+	warrentest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "the good task should succeed: %+v", w.Stats())
+	warrentest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Dead == uint64(len(cases)) }, "dead letters counted: %+v", w.Stats())
 	if s := w.Stats(); s.Dead != uint64(len(cases)) {
 		t.Errorf("stats %+v: want %d dead", s, len(cases))
 	}
@@ -428,16 +429,16 @@ func TestDeletedDeadQueueIsRedeclared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
+	warrentest.Run(t, w)
 	ch := b.Channel()
 	if _, err := ch.QueueDelete(routing.DeadQueue(q), false, false, false); err != nil {
 		t.Fatal(err)
 	}
 	b.Publish("", q, amqp.Publishing{Headers: amqp.Table{"task": "nobody"}, Body: []byte(`{}`)})
-	brokertest.Eventually(t, 10*time.Second, func() bool { return b.Ready(routing.DeadQueue(q)) == 1 }, "dead letter never arrived in the re-declared queue")
+	warrentest.Eventually(t, 10*time.Second, func() bool { return b.Ready(routing.DeadQueue(q)) == 1 }, "dead letter never arrived in the re-declared queue")
 	// The dead letter is confirmed before the original is acked and counted,
 	// so the counter may trail the queue by a moment.
-	brokertest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Dead == 1 }, "dead letter never counted")
+	warrentest.Eventually(t, 5*time.Second, func() bool { return w.Stats().Dead == 1 }, "dead letter never counted")
 	if s := w.Stats(); s.Dead != 1 || s.Requeued != 0 {
 		t.Errorf("stats %+v: want 1 dead, no requeue loop", s)
 	}
@@ -472,9 +473,9 @@ func TestHandlerGoexitFreesItsSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, w)
+	warrentest.Run(t, w)
 	for n := range 2 {
 		b.Publish("", q, amqp.Publishing{Headers: amqp.Table{"task": "goexit"}, Body: fmt.Appendf(nil, `{"n":%d}`, n)})
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "the task after a Goexit never ran: ran %d, stats %+v", ran.Load(), w.Stats())
+	warrentest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "the task after a Goexit never ran: ran %d, stats %+v", ran.Load(), w.Stats())
 }
