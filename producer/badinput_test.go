@@ -16,6 +16,7 @@ import (
 	"github.com/warrenq/warren/result"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 )
 
 // farBackend is a result backend whose reply address is too long for AMQP.
@@ -43,14 +44,14 @@ func TestBadInputMatrix(t *testing.T) {
 	// levels' routing key, which adds 44 bytes to it.
 	longQueue := b.Queue(strings.Repeat("q", 200))
 	var reconnects atomic.Int32
-	p := newProducer(t, producer.Config{
+	p := warrentest.NewProducer(t, producer.Config{
 		URL:          b.URL,
 		Topology:     routing.Topology{Exchanges: []routing.Exchange{{Name: x}}, Queues: []routing.Queue{{Name: q}}},
 		MaxBodyBytes: 1 << 20,
 		Results:      farBackend{replyTo: long},
 		OnReconnect:  func() { reconnects.Add(1) },
 	})
-	ctx := timeout(t, 60*time.Second)
+	ctx := warrentest.Context(t, 60*time.Second)
 	if _, err := p.Enqueue(ctx, noteTask.New(Note{}), producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
@@ -155,13 +156,13 @@ func TestMaxBodyBytes(t *testing.T) {
 	t.Parallel()
 	b, q, p := producerWithQueue(t, "bodies", producer.Config{})
 	big := noteTask.New(Note{Text: strings.Repeat("x", producer.DefaultMaxBodyBytes)})
-	ctx := timeout(t, 60*time.Second)
+	ctx := warrentest.Context(t, 60*time.Second)
 	if _, err := p.Enqueue(ctx, big, producer.WithQueue(q)); !errors.Is(err, producer.ErrInvalid) || !strings.Contains(err.Error(), "limit of 16777216") {
 		t.Errorf("a body over 16 MiB with the default limit: err = %v, want ErrInvalid", err)
 	}
-	unlimited := newProducer(t, producer.Config{URL: b.URL, MaxBodyBytes: -1})
+	unlimited := warrentest.NewProducer(t, producer.Config{URL: b.URL, MaxBodyBytes: -1})
 	if _, err := unlimited.Enqueue(ctx, big, producer.WithQueue(q)); err != nil {
 		t.Errorf("a body over 16 MiB with no limit: %v", err)
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { return b.Ready(q) == 1 }, "queue holds %d, want 1", b.Ready(q))
+	warrentest.Eventually(t, 10*time.Second, func() bool { return b.Ready(q) == 1 }, "queue holds %d, want 1", b.Ready(q))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 )
 
 // endingCtx is a context that ends on cue. Err reports it live for its
@@ -57,7 +58,7 @@ func (c *endingCtx) end() {
 // single channel has its confirm: confirms come back in publish order.
 func barrier(t *testing.T, p *producer.Producer, q string) {
 	t.Helper()
-	if _, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{Text: "barrier"}), producer.WithQueue(q)); err != nil {
+	if _, err := p.Enqueue(warrentest.Context(t, 10*time.Second), noteTask.New(Note{Text: "barrier"}), producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -149,7 +150,7 @@ func TestDelayedCopiesReportWhichQueuesGotTheTask(t *testing.T) {
 		Queues:    []routing.Queue{{Name: qa}, {Name: qb}},
 		Bindings:  []routing.Binding{{Exchange: x, Queue: qa, Key: "k"}, {Exchange: x, Queue: qb, Key: "k"}},
 	}
-	p := newProducer(t, producer.Config{URL: b.URL, Channels: 1, Topology: topo,
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Channels: 1, Topology: topo,
 		Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
 	barrier(t, p, qa)
 
@@ -187,11 +188,11 @@ func TestDelayedCopiesReportWhichQueuesGotTheTask(t *testing.T) {
 	}
 
 	// As the error advises: the missing queue only, with the same id.
-	if _, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{Text: "delayed"}),
+	if _, err := p.Enqueue(warrentest.Context(t, 10*time.Second), noteTask.New(Note{Text: "delayed"}),
 		producer.WithQueue(qb), producer.WithID(qe.ID), producer.WithDelay(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 15*time.Second, func() bool { return b.Ready(qa) == 3 && b.Ready(qb) == 1 },
+	warrentest.Eventually(t, 15*time.Second, func() bool { return b.Ready(qa) == 3 && b.Ready(qb) == 1 },
 		"ready: %s=%d (want 2 barriers and the task), %s=%d (want the task)", qa, b.Ready(qa), qb, b.Ready(qb))
 	ids := map[string]int{}
 	for _, q := range []string{qa, qa, qa, qb} {

@@ -12,6 +12,7 @@ import (
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/warrentest"
 )
 
 // arrivals consumes q with a plain consumer and reports each body's text
@@ -46,7 +47,7 @@ func arrivals(t *testing.T, url, q string) <-chan [2]any {
 // it waits for that by sending a first task through it.
 func arrivalsOnceDeclared(t *testing.T, p *producer.Producer, url, q string) <-chan [2]any {
 	t.Helper()
-	if _, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{Text: "now"}), producer.WithQueue(q)); err != nil {
+	if _, err := p.Enqueue(warrentest.Context(t, 10*time.Second), noteTask.New(Note{Text: "now"}), producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
 	got := arrivals(t, url, q)
@@ -68,8 +69,8 @@ func TestDelaysArriveInDueOrder(t *testing.T) {
 		Queues:    []routing.Queue{{Name: q}},
 		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "k"}},
 	}
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
-	ctx := timeout(t, 10*time.Second)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
+	ctx := warrentest.Context(t, 10*time.Second)
 	got := arrivalsOnceDeclared(t, p, b.URL, q)
 	start := time.Now()
 	for _, c := range []struct {
@@ -109,8 +110,8 @@ func TestDelayTargets(t *testing.T) {
 	q := b.Queue("targets")
 	b.DeclareQueue(q)
 	x := b.Exchange("unknown-bindings")
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: routing.Topology{Exchanges: []routing.Exchange{{Name: x}}}})
-	ctx := timeout(t, 10*time.Second)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Topology: routing.Topology{Exchanges: []routing.Exchange{{Name: x}}}})
+	ctx := warrentest.Context(t, 10*time.Second)
 
 	// The route's queues are not in the topology: the producer cannot tell
 	// where the delay levels should deliver, and says so.
@@ -139,7 +140,7 @@ func TestDelayTargets(t *testing.T) {
 	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "later"}), producer.WithQueue(q), producer.WithDelay(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 5*time.Second, func() bool { return b.Ready(q) == 1 }, "delayed task never reached %s", q)
+	warrentest.Eventually(t, 5*time.Second, func() bool { return b.Ready(q) == 1 }, "delayed task never reached %s", q)
 }
 
 // A delayed message whose queue has no delivery binding is kept by the
@@ -147,8 +148,8 @@ func TestDelayTargets(t *testing.T) {
 func TestUnboundDelayedMessageIsKept(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	p := newProducer(t, producer.Config{URL: b.URL}) // declares the delay levels
-	if _, err := p.Enqueue(timeout(t, 5*time.Second), noteTask.New(Note{}), producer.WithQueue("x"), producer.WithETA(time.Now().Add(-time.Second))); !errors.Is(err, producer.ErrUnroutable) {
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL}) // declares the delay levels
+	if _, err := p.Enqueue(warrentest.Context(t, 5*time.Second), noteTask.New(Note{}), producer.WithQueue("x"), producer.WithETA(time.Now().Add(-time.Second))); !errors.Is(err, producer.ErrUnroutable) {
 		t.Fatalf("setup: %v", err)
 	}
 	id := "unbound-" + b.Queue("id")
@@ -192,15 +193,15 @@ func TestDelayedDeliveryWithDottedNames(t *testing.T) {
 	b.Track(dotted)
 	b.Track(dotted + ".dead")
 	topo := routing.Topology{Queues: []routing.Queue{{Name: q}, {Name: dotted}}}
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo})
-	ctx := timeout(t, 10*time.Second)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Topology: topo})
+	ctx := warrentest.Context(t, 10*time.Second)
 	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "for-dotted"}), producer.WithQueue(dotted), producer.WithDelay(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "for-plain"}), producer.WithQueue(q), producer.WithDelay(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 5*time.Second, func() bool { return b.Ready(dotted) == 1 && b.Ready(q) == 1 }, "ready: %s=%d %s=%d", dotted, b.Ready(dotted), q, b.Ready(q))
+	warrentest.Eventually(t, 5*time.Second, func() bool { return b.Ready(dotted) == 1 && b.Ready(q) == 1 }, "ready: %s=%d %s=%d", dotted, b.Ready(dotted), q, b.Ready(q))
 	time.Sleep(300 * time.Millisecond) // a stray copy would arrive with the others
 	for _, c := range []struct{ queue, want string }{{q, "for-plain"}, {dotted, "for-dotted"}} {
 		d, ok := b.Get(c.queue)
@@ -220,7 +221,7 @@ func TestDelayedDeliveryWithDottedNames(t *testing.T) {
 func TestShortDelaysRoundUpToASecond(t *testing.T) {
 	t.Parallel()
 	b, q, p := producerWithQueue(t, "short", producer.Config{})
-	ctx := timeout(t, 10*time.Second)
+	ctx := warrentest.Context(t, 10*time.Second)
 	got := arrivalsOnceDeclared(t, p, b.URL, q)
 	start := time.Now()
 	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "100ms"}), producer.WithQueue(q), producer.WithDelay(100*time.Millisecond)); err != nil {

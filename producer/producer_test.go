@@ -16,6 +16,7 @@ import (
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 )
 
 type Note struct {
@@ -23,16 +24,6 @@ type Note struct {
 }
 
 var noteTask = task.Define[Note]("note")
-
-func newProducer(t *testing.T, cfg producer.Config) *producer.Producer {
-	t.Helper()
-	p, err := producer.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	return p
-}
 
 // producerWithQueue gives a test its broker, a queue of its own named
 // after base, and a producer made with cfg whose topology declares that
@@ -42,13 +33,7 @@ func producerWithQueue(t *testing.T, base string, cfg producer.Config) (*brokert
 	b := brokertest.New(t)
 	q := b.Queue(base)
 	cfg.URL, cfg.Topology = b.URL, routing.Topology{Queues: []routing.Queue{{Name: q}}}
-	return b, q, newProducer(t, cfg)
-}
-
-func timeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
+	return b, q, warrentest.NewProducer(t, cfg)
 }
 
 func TestEnqueueWireFormat(t *testing.T) {
@@ -61,9 +46,9 @@ func TestEnqueueWireFormat(t *testing.T) {
 		Queues:    []routing.Queue{{Name: q}},
 		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "k"}},
 	}
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
 	before := time.Now().Add(-time.Second)
-	id, err := producer.Enqueue(timeout(t, 10*time.Second), p, noteTask, Note{Text: "hi"},
+	id, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, noteTask, Note{Text: "hi"},
 		producer.WithPriority(3), producer.WithHeaders(map[string]any{"tenant": "acme", "task": "spoofed"}))
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +98,7 @@ func TestEnqueueWireFormat(t *testing.T) {
 		t.Errorf("EnqueuedAt read back = %v (%v), want %v", m.EnqueuedAt, err, at)
 	}
 	// With the caller's own id the time needs the header.
-	if _, err := producer.Enqueue(timeout(t, 10*time.Second), p, noteTask, Note{}, producer.WithID("order-42")); err != nil {
+	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, noteTask, Note{}, producer.WithID("order-42")); err != nil {
 		t.Fatal(err)
 	}
 	d, ok = b.Get(q)
@@ -127,8 +112,8 @@ func TestUnroutableIsAnError(t *testing.T) {
 	b := brokertest.New(t)
 	x := b.Exchange("lonely")
 	topo := routing.Topology{Exchanges: []routing.Exchange{{Name: x}}} // no queue bound
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo})
-	_, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{}), producer.WithRoute(x, "nowhere"))
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Topology: topo})
+	_, err := p.Enqueue(warrentest.Context(t, 10*time.Second), noteTask.New(Note{}), producer.WithRoute(x, "nowhere"))
 	if !errors.Is(err, producer.ErrUnroutable) {
 		t.Fatalf("err = %v, want ErrUnroutable", err)
 	}
@@ -138,10 +123,10 @@ func TestUnroutableIsAnError(t *testing.T) {
 	// The channel stays usable: an unroutable message is not a channel error.
 	q := b.Queue("after")
 	b.DeclareQueue(q)
-	if _, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{}), producer.WithQueue(q)); err != nil {
+	if _, err := p.Enqueue(warrentest.Context(t, 10*time.Second), noteTask.New(Note{}), producer.WithQueue(q)); err != nil {
 		t.Fatalf("enqueue after an unroutable one: %v", err)
 	}
-	if _, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{}), producer.WithQueue(b.Queue("never-declared"))); !errors.Is(err, producer.ErrUnroutable) {
+	if _, err := p.Enqueue(warrentest.Context(t, 10*time.Second), noteTask.New(Note{}), producer.WithQueue(b.Queue("never-declared"))); !errors.Is(err, producer.ErrUnroutable) {
 		t.Errorf("enqueue to a missing queue: err = %v, want ErrUnroutable", err)
 	}
 }
@@ -149,23 +134,23 @@ func TestUnroutableIsAnError(t *testing.T) {
 func TestMissingExchangeIsAnError(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	p := newProducer(t, producer.Config{URL: b.URL})
-	_, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{}), producer.WithRoute(b.Exchange("missing"), "k"))
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	_, err := p.Enqueue(warrentest.Context(t, 10*time.Second), noteTask.New(Note{}), producer.WithRoute(b.Exchange("missing"), "k"))
 	if err == nil || !strings.Contains(err.Error(), "NOT_FOUND") {
 		t.Fatalf("err = %v, want the broker's NOT_FOUND", err)
 	}
 	// The producer recovers its channel for the next enqueue.
 	q := b.Queue("ok")
 	b.DeclareQueue(q)
-	if _, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{}), producer.WithQueue(q)); err != nil {
+	if _, err := p.Enqueue(warrentest.Context(t, 10*time.Second), noteTask.New(Note{}), producer.WithQueue(q)); err != nil {
 		t.Fatalf("enqueue after a channel error: %v", err)
 	}
 }
 
 func TestNoRouteIsAnError(t *testing.T) {
 	t.Parallel()
-	p := newProducer(t, producer.Config{URL: brokertest.URL(t)})
-	_, err := p.Enqueue(timeout(t, 5*time.Second), noteTask.New(Note{}))
+	p := warrentest.NewProducer(t, producer.Config{URL: brokertest.URL(t)})
+	_, err := p.Enqueue(warrentest.Context(t, 5*time.Second), noteTask.New(Note{}))
 	if !errors.Is(err, routing.ErrNoRoute) {
 		t.Fatalf("err = %v, want routing.ErrNoRoute", err)
 	}
@@ -174,7 +159,7 @@ func TestNoRouteIsAnError(t *testing.T) {
 func TestConcurrentEnqueueAndBatch(t *testing.T) {
 	t.Parallel()
 	b, q, p := producerWithQueue(t, "many", producer.Config{})
-	ctx := timeout(t, 30*time.Second)
+	ctx := warrentest.Context(t, 30*time.Second)
 	var wg sync.WaitGroup
 	ids := make(chan string, 1000)
 	errs := make(chan error, 1000)
@@ -226,10 +211,10 @@ func TestBatchReportsEachFailure(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("batch")
 	b.DeclareQueue(q)
-	p := newProducer(t, producer.Config{URL: b.URL, Routes: routing.NewTable().Add("note", routing.ToQueue(q))})
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Routes: routing.NewTable().Add("note", routing.ToQueue(q))})
 	ghost := task.Define[Note]("ghost") // no route
 	ts := []task.Task{noteTask.New(Note{}), ghost.New(Note{}), noteTask.New(Note{})}
-	ids, err := p.EnqueueBatch(timeout(t, 10*time.Second), ts)
+	ids, err := p.EnqueueBatch(warrentest.Context(t, 10*time.Second), ts)
 	var be *producer.BatchError
 	if !errors.As(err, &be) {
 		t.Fatalf("err = %v, want *BatchError", err)
@@ -252,8 +237,8 @@ func TestEnqueueWaitsForBrokerThenReportsWhy(t *testing.T) {
 	t.Parallel()
 	// Nothing listens on port 1: the producer keeps re-dialling, and an
 	// enqueue gives up with its context, saying what the last dial said.
-	p := newProducer(t, producer.Config{URL: "amqp://guest:secret-pw@127.0.0.1:1/"})
-	_, err := p.Enqueue(timeout(t, 500*time.Millisecond), noteTask.New(Note{}), producer.WithQueue("q"))
+	p := warrentest.NewProducer(t, producer.Config{URL: "amqp://guest:secret-pw@127.0.0.1:1/"})
+	_, err := p.Enqueue(warrentest.Context(t, 500*time.Millisecond), noteTask.New(Note{}), producer.WithQueue("q"))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want a deadline error", err)
 	}
@@ -274,7 +259,7 @@ func TestClosedProducer(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = p.Enqueue(timeout(t, 5*time.Second), noteTask.New(Note{}), producer.WithQueue("q"))
+	_, err = p.Enqueue(warrentest.Context(t, 5*time.Second), noteTask.New(Note{}), producer.WithQueue("q"))
 	if !errors.Is(err, producer.ErrClosed) {
 		t.Errorf("err = %v, want ErrClosed", err)
 	}
@@ -300,8 +285,8 @@ func TestReturnsMatchTheirPublishWhenIDsRepeat(t *testing.T) {
 	q := b.Queue("exists")
 	b.DeclareQueue(q)
 	missing := b.Queue("missing")
-	p := newProducer(t, producer.Config{URL: b.URL, Channels: 1})
-	ctx := timeout(t, 30*time.Second)
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Channels: 1})
+	ctx := warrentest.Context(t, 30*time.Second)
 	for round := 0; round < 50; round++ {
 		id := fmt.Sprintf("same-id-%d", round)
 		var wg sync.WaitGroup
@@ -365,7 +350,7 @@ func TestCloseWhileWaitingForTheBroker(t *testing.T) {
 func TestBatchRefusesOneIDForManyTasks(t *testing.T) {
 	t.Parallel()
 	b, q, p := producerWithQueue(t, "batch-id", producer.Config{})
-	ctx := timeout(t, 10*time.Second)
+	ctx := warrentest.Context(t, 10*time.Second)
 	ids, err := p.EnqueueBatch(ctx, []task.Task{noteTask.New(Note{}), noteTask.New(Note{})}, producer.WithQueue(q), producer.WithID("order-42"))
 	if !errors.Is(err, producer.ErrInvalid) || !strings.Contains(err.Error(), "WithID") {
 		t.Fatalf("err = %v, want ErrInvalid about WithID", err)

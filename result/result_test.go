@@ -18,43 +18,25 @@ import (
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
 )
 
 type Sum struct{ A, B int }
 type Total struct{ N int }
 
+// startWorker starts the worker of these tests: many handlers, and retries
+// a second apart.
 func startWorker(t *testing.T, url, q string, hs ...task.Handler) *worker.Worker {
 	t.Helper()
-	reg := task.NewRegistry()
-	reg.MustRegister(hs...)
-	w, err := worker.New(worker.Config{URL: url, Queues: []string{q}, Registry: reg, Concurrency: 16, Prefetch: 256,
-		Retry: retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Base: time.Second, Max: time.Second, Jitter: -1}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = w.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	brokertest.Eventually(t, 15*time.Second, w.Ready, "worker not ready")
-	return w
+	return warrentest.StartWorker(t, worker.Config{URL: url, Queues: []string{q}, Concurrency: 16, Prefetch: 256,
+		Retry: retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Base: time.Second, Max: time.Second, Jitter: -1}}}, hs...)
 }
 
-func newProducer(t *testing.T, url, q string) *producer.Producer {
+// producerTo returns a producer that sends every task to q.
+func producerTo(t *testing.T, url, q string) *producer.Producer {
 	t.Helper()
-	p, err := producer.New(producer.Config{URL: url, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	return p
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
+	return warrentest.NewProducer(t, producer.Config{URL: url, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 }
 
 var add = task.DefineWithResult[Sum, Total]("add")
@@ -66,12 +48,12 @@ func TestResultRoundTrip(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("results")
 	startWorker(t, b.URL, q, add.Handler(addHandler))
-	p := newProducer(t, b.URL, q)
-	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, add, Sum{2, 40})
+	p := producerTo(t, b.URL, q)
+	h, err := producer.EnqueueResult(warrentest.Context(t, 10*time.Second), p, add, Sum{2, 40})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := h.Get(ctxT(t, 10*time.Second))
+	got, err := h.Get(warrentest.Context(t, 10*time.Second))
 	if err != nil || got.N != 42 {
 		t.Fatalf("Get = %+v, %v; want 42", got, err)
 	}
@@ -93,8 +75,8 @@ func TestFailuresCarryTextAndKind(t *testing.T) {
 		}),
 		hopeless.Handler(func(context.Context, Sum) (Total, error) { return Total{}, errors.New("db down") }),
 		late.Handler(addHandler))
-	p := newProducer(t, b.URL, q)
-	ctx := ctxT(t, 20*time.Second)
+	p := producerTo(t, b.URL, q)
+	ctx := warrentest.Context(t, 20*time.Second)
 	hp, err := producer.EnqueueResult(ctx, p, perm, Sum{})
 	if err != nil {
 		t.Fatal(err)
@@ -139,8 +121,8 @@ func TestRetryThenSuccessIsSeen(t *testing.T) {
 		}
 		return Total{s.A}, nil
 	}))
-	p := newProducer(t, b.URL, q)
-	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, flaky, Sum{A: 7})
+	p := producerTo(t, b.URL, q)
+	h, err := producer.EnqueueResult(warrentest.Context(t, 10*time.Second), p, flaky, Sum{A: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +138,7 @@ func TestRetryThenSuccessIsSeen(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	got, err := h.Get(ctxT(t, 5*time.Second))
+	got, err := h.Get(warrentest.Context(t, 5*time.Second))
 	if err != nil || got.N != 7 {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
@@ -185,8 +167,8 @@ func TestFirstEnqueueResultFindsItsReplyQueue(t *testing.T) {
 	q := b.Queue("first")
 	b.DeclareQueue(q)
 	for i := range 10 {
-		p := newProducer(t, b.URL, q)
-		if _, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, add, Sum{i, 1}); err != nil {
+		p := producerTo(t, b.URL, q)
+		if _, err := producer.EnqueueResult(warrentest.Context(t, 10*time.Second), p, add, Sum{i, 1}); err != nil {
 			t.Fatal(err)
 		}
 		d, ok := b.Get(q)
@@ -216,8 +198,8 @@ func TestGetHonoursItsContext(t *testing.T) {
 		return Total{1}, nil
 	}))
 	defer close(release)
-	p := newProducer(t, b.URL, q)
-	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, slow, Sum{})
+	p := producerTo(t, b.URL, q)
+	h, err := producer.EnqueueResult(warrentest.Context(t, 10*time.Second), p, slow, Sum{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +210,7 @@ func TestGetHonoursItsContext(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(t0) > 2*time.Second {
 		t.Errorf("Get = %v after %v, want a deadline error after ~200ms", err, time.Since(t0))
 	}
-	brokertest.Eventually(t, 5*time.Second, func() bool { return h.State() == result.Started }, "state %s, want STARTED while running", h.State())
+	warrentest.Eventually(t, 5*time.Second, func() bool { return h.State() == result.Started }, "state %s, want STARTED while running", h.State())
 }
 
 // A caller that gives up can Forget a handle: Get says so, and the result
@@ -239,26 +221,37 @@ func TestForgetStopsFollowing(t *testing.T) {
 	q := b.Queue("forget")
 	def := task.DefineWithResult[Sum, Total]("forget")
 	release := make(chan struct{})
-	var done atomic.Int32
-	startWorker(t, b.URL, q, def.Handler(func(ctx context.Context, s Sum) (Total, error) {
-		<-release
-		done.Add(1)
-		return Total{7}, nil
+	w := startWorker(t, b.URL, q, def.Handler(func(ctx context.Context, s Sum) (Total, error) {
+		if s.A == 0 {
+			<-release
+		}
+		return Total{s.A + 7}, nil
 	}))
-	p := newProducer(t, b.URL, q)
-	h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, def, Sum{})
+	p := producerTo(t, b.URL, q)
+	ctx := warrentest.Context(t, 20*time.Second)
+	h, err := producer.EnqueueResult(ctx, p, def, Sum{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.Forget()
 	close(release)
-	brokertest.Eventually(t, 10*time.Second, func() bool { return done.Load() == 1 }, "the task never ran")
-	time.Sleep(200 * time.Millisecond) // let its SUCCESS arrive
-	if _, err := h.Get(ctxT(t, time.Second)); !errors.Is(err, result.ErrForgotten) {
+	// The worker counts the success once the broker has confirmed its
+	// result in the reply queue.
+	warrentest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "the task never succeeded")
+	// The reply queue hands updates to the one consumer in order: when a
+	// later task's result has arrived, the forgotten one's has been handled.
+	later, err := producer.EnqueueResult(ctx, p, def, Sum{A: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := later.Get(ctx); err != nil || got.N != 8 {
+		t.Fatalf("later task: Get = %+v, %v", got, err)
+	}
+	if _, err := h.Get(ctx); !errors.Is(err, result.ErrForgotten) {
 		t.Errorf("Get after Forget = %v, want ErrForgotten", err)
 	}
-	if st := h.State(); st.Final() {
-		t.Errorf("state %s after Forget, want the update dropped", st)
+	if st := h.State(); st != result.Pending && st != result.Started {
+		t.Errorf("state %s after Forget, want the final update dropped", st)
 	}
 }
 
@@ -267,9 +260,9 @@ func TestTenThousandConcurrentAwaits(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("many")
 	startWorker(t, b.URL, q, add.Handler(addHandler))
-	p := newProducer(t, b.URL, q)
+	p := producerTo(t, b.URL, q)
 	const n = 10000
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := warrentest.Context(t, 2*time.Minute)
 	handles := make([]*result.Handle[Total], n)
 	var wg sync.WaitGroup
 	var failed atomic.Int32
@@ -318,7 +311,7 @@ func TestReplyPathSurvivesACut(t *testing.T) {
 	gate := make(chan struct{})
 	gated := task.DefineWithResult[Sum, Total]("gated")
 	var started atomic.Int32
-	startWorker(t, b.URL, q, gated.Handler(func(ctx context.Context, s Sum) (Total, error) {
+	w := startWorker(t, b.URL, q, gated.Handler(func(ctx context.Context, s Sum) (Total, error) {
 		started.Add(1)
 		<-gate
 		return Total{s.A * 2}, nil
@@ -328,8 +321,8 @@ func TestReplyPathSurvivesACut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer px.Close()
-	p := newProducer(t, brokertest.WithHost(b.URL, px.Addr()), q)
-	ctx := ctxT(t, 60*time.Second)
+	p := producerTo(t, brokertest.WithHost(b.URL, px.Addr()), q)
+	ctx := warrentest.Context(t, 60*time.Second)
 	var hs []*result.Handle[Total]
 	for i := 0; i < 10; i++ {
 		h, err := producer.EnqueueResult(ctx, p, gated, Sum{A: i})
@@ -338,11 +331,14 @@ func TestReplyPathSurvivesACut(t *testing.T) {
 		}
 		hs = append(hs, h)
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { return started.Load() == 10 }, "tasks not started")
+	warrentest.Eventually(t, 10*time.Second, func() bool { return started.Load() == 10 }, "tasks not started")
 	px.SetRefuse(true)
 	px.Cut()
-	close(gate) // results are published while the producer is disconnected
-	time.Sleep(500 * time.Millisecond)
+	warrentest.Eventually(t, 10*time.Second, func() bool { return !p.Connected() }, "the producer did not notice the cut")
+	close(gate)
+	// Every result is confirmed in the reply queue while the producer is
+	// disconnected (the worker has its own connection).
+	warrentest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 10 }, "results not all published during the cut")
 	px.SetRefuse(false)
 	arrived := 0
 	for i, h := range hs {
