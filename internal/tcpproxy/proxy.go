@@ -27,6 +27,7 @@ type Proxy struct {
 	refuse    bool
 	blackhole bool
 	resume    chan struct{} // closed while no blackhole is on
+	budget    int           // client bytes to forward before a blackhole; -1: no limit
 	closed    bool
 }
 
@@ -78,7 +79,7 @@ func Start(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{target: target, ln: ln, conns: make(map[*pair]struct{}), resume: make(chan struct{})}
+	p := &Proxy{target: target, ln: ln, conns: make(map[*pair]struct{}), resume: make(chan struct{}), budget: -1}
 	close(p.resume)
 	p.wg.Add(1)
 	go p.acceptLoop()
@@ -125,6 +126,33 @@ func (p *Proxy) SetBlackhole(on bool) {
 	} else {
 		close(p.resume)
 	}
+}
+
+// HoldAfter turns the blackhole on once n more bytes have gone from the
+// clients to the target, all connections together: a client's progress
+// then stops at a known point however fast it runs, as SetBlackhole stops
+// it. Negative n never does.
+func (p *Proxy) HoldAfter(n int) {
+	p.mu.Lock()
+	p.budget = n
+	p.mu.Unlock()
+}
+
+// spend takes up to n bytes of a client's chunk from the budget and
+// returns how many may go now; a budget used up turns the blackhole on.
+// Called with mu held.
+func (p *Proxy) spend(n int) int {
+	if p.budget < 0 {
+		return n
+	}
+	n = min(n, p.budget)
+	p.budget -= n
+	if p.budget == 0 && !p.blackhole {
+		p.blackhole = true
+		p.resume = make(chan struct{})
+		p.budget = -1
+	}
+	return n
 }
 
 // Conns is the number of proxied client connections open now, so tests can
@@ -188,8 +216,8 @@ func (p *Proxy) serve(pr *pair) {
 	}
 	var both sync.WaitGroup
 	both.Add(2)
-	go func() { defer both.Done(); p.pipe(pr, up, pr.client) }()
-	go func() { defer both.Done(); p.pipe(pr, pr.client, up) }()
+	go func() { defer both.Done(); p.pipe(pr, up, pr.client, true) }()
+	go func() { defer both.Done(); p.pipe(pr, pr.client, up, false) }()
 	both.Wait()
 }
 
@@ -200,25 +228,34 @@ func (p *Proxy) forget(pr *pair) {
 	p.mu.Unlock()
 }
 
-// pipe copies src to dst, holding each chunk while a blackhole is on. The
-// first side to end closes the pair, so the other direction ends too.
-func (p *Proxy) pipe(pr *pair, dst, src net.Conn) {
+// pipe copies src to dst, holding each chunk while a blackhole is on; a
+// client's chunks (fromClient) are spent from HoldAfter's budget, and what
+// is left when it runs out waits for the blackhole to end. The first side
+// to end closes the pair, so the other direction ends too.
+func (p *Proxy) pipe(pr *pair, dst, src net.Conn, fromClient bool) {
 	defer pr.close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 {
+		for chunk := buf[:n]; len(chunk) > 0; {
 			p.mu.Lock()
-			resume := p.resume
+			held, resume, now := p.blackhole, p.resume, len(chunk)
+			if !held && fromClient {
+				now = p.spend(now)
+			}
 			p.mu.Unlock()
-			select {
-			case <-resume:
-			case <-pr.done:
+			if held || now == 0 {
+				select {
+				case <-resume:
+				case <-pr.done:
+					return
+				}
+				continue
+			}
+			if _, werr := dst.Write(chunk[:now]); werr != nil {
 				return
 			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
+			chunk = chunk[now:]
 		}
 		if err != nil {
 			return // EOF or a cut: either way the pair is done

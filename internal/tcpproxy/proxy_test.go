@@ -362,3 +362,23 @@ func TestFaultsUnderTraffic(t *testing.T) {
 	}
 	eventually(t, func() bool { return e.open.Load() == 0 }, "upstream connections left open")
 }
+
+// HoldAfter lets exactly its budget of client bytes through, then holds
+// the rest as a blackhole does, until it is turned off.
+func TestHoldAfter(t *testing.T) {
+	e := startEcho(t)
+	p := startProxy(t, e.addr)
+	c := dial(t, p)
+	p.HoldAfter(10)
+	c.mustEcho(t, "abc")  // 4 bytes
+	c.mustEcho(t, "defg") // 5 more: one left
+	if _, err := c.roundTrip("hij", quiet); !isTimeout(err) {
+		t.Fatalf("past the budget: err = %v, want a timeout (held)", err)
+	}
+	p.SetBlackhole(false)
+	_ = c.SetDeadline(time.Now().Add(wait))
+	if line, err := c.r.ReadString('\n'); err != nil || line != "hij\n" {
+		t.Fatalf("after the hold: %q, %v; want the held line whole", line, err)
+	}
+	c.mustEcho(t, "no budget any more: everything flows")
+}
