@@ -22,6 +22,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -283,7 +284,7 @@ func (c *chaos) start() {
 	}
 	for _, p := range c.procs {
 		p := p
-		waitFor(t, 30*time.Second, func() bool { return p.logCount(`"msg":"consuming"`) >= len(c.queues) },
+		testenv.Eventually(t, 30*time.Second, func() bool { return p.logCount(`"msg":"consuming"`) >= len(c.queues) },
 			"worker process %d never consumed its %d queues", p.cmd.Process.Pid, len(c.queues))
 	}
 	var topo routing.Topology
@@ -296,19 +297,6 @@ func (c *chaos) start() {
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	c.prod = p
-}
-
-// waitFor polls cond every 50ms until it holds, or fails the test after
-// timeout.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: "+msg, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 type faultKind int
@@ -466,7 +454,7 @@ func (c *chaos) fault(kind faultKind) {
 	}
 	// The canary's connection died too: that is the moment runs are
 	// measured against.
-	waitFor(t, 30*time.Second, func() bool { return c.canary.deaths() > deaths }, "the canary connection survived a fault")
+	testenv.Eventually(t, 30*time.Second, func() bool { return c.canary.deaths() > deaths }, "the canary connection survived a fault")
 	what := map[faultKind]string{faultKill: "close_all_connections", faultRestart: "stop_app/start_app"}[kind]
 	c.faults = append(c.faults, fmt.Sprintf("%s at %v with %d runs in flight, done in %v",
 		what, at.Sub(c.canary.started).Round(100*time.Millisecond), inFlight, time.Since(at).Round(100*time.Millisecond)))
