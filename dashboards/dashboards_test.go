@@ -32,6 +32,7 @@ import (
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -659,16 +660,7 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
-	brokertest.Eventually(t, 15*time.Second, w.Ready, "worker never ready")
+	warrentest.Run(t, w)
 
 	// A reconnect: cut the worker's connection and wait until it consumes
 	// again.
@@ -678,11 +670,7 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 	}, "worker did not reconnect after a cut")
 
 	preg := prometheus.NewRegistry()
-	p, err := producer.New(producer.Config{URL: b.URL, Metrics: preg, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Metrics: preg, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	ectx, ecancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer ecancel()
 	if _, err := p.EnqueueBatch(ectx, []task.Task{okTask.New(pay{1}), flaky.New(pay{2}), bad.New(pay{3})}); err != nil {

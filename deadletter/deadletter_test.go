@@ -16,6 +16,7 @@ import (
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -33,40 +34,23 @@ func setup(t *testing.T, n int) (b *brokertest.Broker, q string, dl *deadletter.
 	q = b.Queue("orders")
 	broken = &atomic.Bool{}
 	broken.Store(true)
-	reg := task.NewRegistry()
-	reg.MustRegister(charge.Handler(func(ctx context.Context, o Order) error {
-		if broken.Load() {
-			return retry.Permanent(errors.New("card processor misconfigured"))
-		}
-		return nil
-	}))
-	var err error
-	w, err = worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = w.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	brokertest.Eventually(t, 15*time.Second, w.Ready, "worker not ready")
-
-	p, err := producer.New(producer.Config{URL: b.URL, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	w = warrentest.StartWorker(t, worker.Config{URL: b.URL, Queues: []string{q}},
+		charge.Handler(func(ctx context.Context, o Order) error {
+			if broken.Load() {
+				return retry.Permanent(errors.New("card processor misconfigured"))
+			}
+			return nil
+		}))
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	ctx := warrentest.Context(t, 10*time.Second)
 	for i := 0; i < n; i++ {
-		ectx, ecancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := producer.Enqueue(ectx, p, charge, Order{N: i}, producer.WithMaxAttempts(3))
-		ecancel()
-		if err != nil {
+		if _, err := producer.Enqueue(ctx, p, charge, Order{N: i}, producer.WithMaxAttempts(3)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	dq := routing.DeadQueue(q)
-	brokertest.Eventually(t, 15*time.Second, func() bool { return b.Ready(dq) == n }, "dead letters %d, want %d", b.Ready(dq), n)
-	dl, err = deadletter.New(deadletter.Config{URL: b.URL})
+	warrentest.Eventually(t, 15*time.Second, func() bool { return b.Ready(dq) == n }, "dead letters %d, want %d", b.Ready(dq), n)
+	dl, err := deadletter.New(deadletter.Config{URL: b.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,16 +58,10 @@ func setup(t *testing.T, n int) (b *brokertest.Broker, q string, dl *deadletter.
 	return b, q, dl, broken, w
 }
 
-func ctx10(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func TestListDoesNotRemove(t *testing.T) {
 	t.Parallel()
 	b, q, dl, _, _ := setup(t, 5)
-	ls, err := dl.List(ctx10(t), q, 3)
+	ls, err := dl.List(warrentest.Context(t, 10*time.Second), q, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +74,7 @@ func TestListDoesNotRemove(t *testing.T) {
 			t.Errorf("letter %+v", l)
 		}
 	}
-	if n, err := dl.Count(ctx10(t), q); err != nil || n != 5 {
+	if n, err := dl.Count(warrentest.Context(t, 10*time.Second), q); err != nil || n != 5 {
 		t.Errorf("after List: Count = %d, %v; want all 5 still there", n, err)
 	}
 	if r := b.Ready(routing.DeadQueue(q)); r != 5 {
@@ -108,21 +86,21 @@ func TestReplayRunsThemAgain(t *testing.T) {
 	t.Parallel()
 	b, q, dl, broken, w := setup(t, 4)
 	broken.Store(false) // the bug is fixed
-	ls, _ := dl.List(ctx10(t), q, 10)
+	ls, _ := dl.List(warrentest.Context(t, 10*time.Second), q, 10)
 	skip := ls[0].ID
-	n, err := dl.Replay(ctx10(t), q, 10, func(l deadletter.Letter) bool { return l.ID != skip })
+	n, err := dl.Replay(warrentest.Context(t, 10*time.Second), q, 10, func(l deadletter.Letter) bool { return l.ID != skip })
 	if err != nil || n != 3 {
 		t.Fatalf("Replay = %d, %v; want 3", n, err)
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 3 }, "replayed tasks did not run: %+v", w.Stats())
-	left, _ := dl.List(ctx10(t), q, 10)
+	warrentest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 3 }, "replayed tasks did not run: %+v", w.Stats())
+	left, _ := dl.List(warrentest.Context(t, 10*time.Second), q, 10)
 	if len(left) != 1 || left[0].ID != skip {
 		t.Errorf("left %+v, want only the skipped one", left)
 	}
-	if _, err := dl.Replay(ctx10(t), q, 1, nil); err != nil {
+	if _, err := dl.Replay(warrentest.Context(t, 10*time.Second), q, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 4 }, "last replay did not run")
+	warrentest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == 4 }, "last replay did not run")
 	if r := b.Ready(routing.DeadQueue(q)); r != 0 {
 		t.Errorf("%d dead letters left", r)
 	}
@@ -143,7 +121,7 @@ func TestReplayResetsAttempts(t *testing.T) {
 	d.Headers[task.HeaderQueue] = other
 	d.Headers["retries"] = int64(4)
 	b.Publish("", routing.DeadQueue(other), amqp.Publishing{MessageId: d.MessageId, Headers: d.Headers, ContentType: d.ContentType, Body: d.Body})
-	if n, err := dl.Replay(ctx10(t), other, 1, nil); err != nil || n != 1 {
+	if n, err := dl.Replay(warrentest.Context(t, 10*time.Second), other, 1, nil); err != nil || n != 1 {
 		t.Fatalf("Replay = %d, %v", n, err)
 	}
 	r, ok := b.Get(other)
@@ -173,14 +151,14 @@ func TestReplayToAMissingQueueLosesNothing(t *testing.T) {
 	d, _ := b.Get(routing.DeadQueue(q))
 	d.Headers[task.HeaderQueue] = gone
 	b.Publish("", routing.DeadQueue(q), amqp.Publishing{MessageId: d.MessageId, Headers: d.Headers, Body: d.Body})
-	n, err := dl.Replay(ctx10(t), q, 10, nil)
+	n, err := dl.Replay(warrentest.Context(t, 10*time.Second), q, 10, nil)
 	if !errors.Is(err, producer.ErrUnroutable) {
 		t.Errorf("Replay err = %v, want ErrUnroutable", err)
 	}
 	if n > 1 {
 		t.Errorf("moved %d", n)
 	}
-	brokertest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == uint64(n) }, "moved task not run")
+	warrentest.Eventually(t, 10*time.Second, func() bool { return w.Stats().Succeeded == uint64(n) }, "moved task not run")
 	if r := b.Ready(routing.DeadQueue(q)); r+n != 2 {
 		t.Errorf("dead letters %d + moved %d != 2: one was lost", r, n)
 	}
@@ -189,14 +167,14 @@ func TestReplayToAMissingQueueLosesNothing(t *testing.T) {
 func TestPurge(t *testing.T) {
 	t.Parallel()
 	_, q, dl, _, _ := setup(t, 3)
-	n, err := dl.Purge(ctx10(t), q)
+	n, err := dl.Purge(warrentest.Context(t, 10*time.Second), q)
 	if err != nil || n != 3 {
 		t.Fatalf("Purge = %d, %v; want 3", n, err)
 	}
-	if c, _ := dl.Count(ctx10(t), q); c != 0 {
+	if c, _ := dl.Count(warrentest.Context(t, 10*time.Second), q); c != 0 {
 		t.Errorf("Count after Purge = %d", c)
 	}
-	if _, err := dl.Count(ctx10(t), "no-such-queue-"+q); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if _, err := dl.Count(warrentest.Context(t, 10*time.Second), "no-such-queue-"+q); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("Count of a missing queue: %v", err)
 	}
 }

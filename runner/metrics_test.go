@@ -24,6 +24,7 @@ import (
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 )
 
 func freeAddr(t *testing.T) string {
@@ -139,11 +140,7 @@ func TestMetricsCountAKnownMix(t *testing.T) {
 	addr := startRunner(t, b.URL, q, reg)
 
 	preg := prometheus.NewRegistry()
-	p, err := producer.New(producer.Config{URL: b.URL, Metrics: preg, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Metrics: preg, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var tasks []task.Task

@@ -328,11 +328,7 @@ func TestRetryRedeclaresDeletedDelayLevels(t *testing.T) {
 	}
 	// The producer declares the delay levels when it connects too: delete
 	// after that. The first retry waits 1 s: level 0 holds it.
-	p, err := producer.New(producer.Config{URL: u})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := warrentest.NewProducer(t, producer.Config{URL: u})
 	warrentest.Eventually(t, 10*time.Second, p.Connected, "producer not connected")
 	if _, err := ch.QueueDelete(routing.DelayLevelName(0), false, false, false); err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
 )
 
@@ -197,21 +198,7 @@ func startWorker(t *testing.T, tb *testbed, topo routing.Topology) *runningWorke
 		t.Fatal(err)
 	}
 	rw.w = w
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("worker Run: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("worker did not stop within 60s")
-		}
-	})
-	brokertest.Eventually(t, 20*time.Second, w.Ready, "worker not ready on %s (did declaring the topology fail?)", tb.queue)
+	warrentest.Run(t, w)
 	return rw
 }
 
