@@ -24,11 +24,14 @@ type options struct {
 
 // resolve applies opts in order: a later option overrides an earlier one.
 func resolve(opts []Option) options {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
+	if len(opts) == 0 {
+		return options{} // the common case, without the allocation below
 	}
-	return o
+	o := new(options) // escapes: an Option is an indirect call
+	for _, opt := range opts {
+		opt(o)
+	}
+	return *o
 }
 
 // WithID sets the task id instead of a new UUID, e.g. to make an enqueue

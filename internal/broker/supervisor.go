@@ -297,6 +297,9 @@ func (s *Supervisor) connect() (*amqp.Connection, error) {
 				_ = c.Close()
 				return nil, err
 			}
+			if !coalesceWrites {
+				return c, nil
+			}
 			return newCoalescingConn(c), nil
 		},
 	})
