@@ -21,7 +21,10 @@ import (
 
 // Config configures a Supervisor. Zero values work except URL.
 type Config struct {
-	// URL is the broker, amqp:// or amqps://.
+	// URL is the broker, amqp:// or amqps://, or the nodes of a cluster as
+	// several URLs separated by commas (see SplitURLs). With several, a
+	// failed dial or a lost connection moves to the next node in turn, and
+	// the backoff applies once every node has failed in a row.
 	URL string
 	// Role names the process role in logs and metrics: "producer" or "worker".
 	Role string
@@ -51,6 +54,7 @@ type Config struct {
 type Session struct {
 	Conn *amqp.Connection
 	Gen  uint64 // counts connects from 1
+	Node string // the URL of the node it is connected to, redacted
 	done chan struct{}
 }
 
@@ -60,8 +64,9 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // Supervisor keeps one connection alive: it dials, declares the topology,
 // hands the connection out as a Session, and re-dials when it dies.
 type Supervisor struct {
-	cfg Config
-	log *zap.Logger
+	cfg  Config
+	urls []string // the nodes, from cfg.URL
+	log  *zap.Logger
 
 	mu      sync.Mutex
 	cur     *Session
@@ -81,15 +86,21 @@ type Supervisor struct {
 // New validates cfg and starts supervising in the background. It does not
 // wait for the first connect: Session does.
 func New(cfg Config) (*Supervisor, error) {
-	if _, err := amqp.ParseURI(cfg.URL); err != nil {
-		// Not %w: url.Error quotes the URL, and an escape error a piece of
-		// it, password included.
-		msg := err.Error()
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			msg = "malformed URL (check the escaping of user and password)"
+	urls := SplitURLs(cfg.URL)
+	if len(urls) == 0 {
+		urls = []string{cfg.URL} // for ParseURI's own error about an empty URL
+	}
+	for _, u := range urls {
+		if _, err := amqp.ParseURI(u); err != nil {
+			// Not %w: url.Error quotes the URL, and an escape error a piece
+			// of it, password included.
+			msg := err.Error()
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				msg = "malformed URL (check the escaping of user and password)"
+			}
+			return nil, fmt.Errorf("broker URL %s: %s", Redact(u), strings.ReplaceAll(msg, u, Redact(u)))
 		}
-		return nil, fmt.Errorf("broker URL %s: %s", Redact(cfg.URL), strings.ReplaceAll(msg, cfg.URL, Redact(cfg.URL)))
 	}
 	if err := cfg.Topology.Validate(); err != nil {
 		return nil, err
@@ -108,7 +119,8 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	s := &Supervisor{
 		cfg:     cfg,
-		log:     cfg.Logger.With(zap.String("role", cfg.Role), zap.String("broker", Redact(cfg.URL))),
+		urls:    urls,
+		log:     cfg.Logger.With(zap.String("role", cfg.Role)),
 		ready:   make(chan struct{}),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -167,6 +179,22 @@ func (s *Session) doneOrNil() <-chan struct{} {
 	return s.done
 }
 
+// Node returns the redacted URL of the node the live session is connected
+// to, or "" when there is none (for logs and readiness probes).
+func (s *Supervisor) Node() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return ""
+	}
+	select {
+	case <-s.cur.done:
+		return ""
+	default:
+		return s.cur.Node
+	}
+}
+
 // Connected reports whether a session is live now (for readiness probes).
 func (s *Supervisor) Connected() bool {
 	s.mu.Lock()
@@ -208,20 +236,27 @@ func (s *Supervisor) Close() error {
 func (s *Supervisor) run() {
 	defer close(s.stopped)
 	var gen uint64
-	attempt := 0
+	attempt, node := 0, 0
 	for {
-		conn, err := s.connect()
+		nodeURL := s.urls[node]
+		conn, err := s.connect(nodeURL)
 		if err != nil {
 			attempt++
 			s.mu.Lock()
 			s.lastErr = err
 			s.mu.Unlock()
-			d := s.cfg.Backoff.Next(attempt)
+			node = (node + 1) % len(s.urls)
+			// The next node at once, until every node has failed in a
+			// row; then the backoff, counted in such rounds.
+			var d time.Duration
+			if attempt%len(s.urls) == 0 {
+				d = s.cfg.Backoff.Next(attempt / len(s.urls))
+			}
 			lvl := s.log.Warn
 			if attempt == 1 {
 				lvl = s.log.Info
 			}
-			lvl("broker connect failed", zap.Error(err), zap.Int("attempt", attempt), zap.Duration("retry_in", d))
+			lvl("broker connect failed", zap.String("node", Redact(nodeURL)), zap.Error(err), zap.Int("attempt", attempt), zap.Duration("retry_in", d))
 			select {
 			case <-time.After(d):
 				continue
@@ -231,19 +266,19 @@ func (s *Supervisor) run() {
 		}
 		attempt = 0
 		gen++
-		sess := &Session{Conn: conn, Gen: gen, done: make(chan struct{})}
+		sess := &Session{Conn: conn, Gen: gen, Node: Redact(nodeURL), done: make(chan struct{})}
 		closes := conn.NotifyClose(make(chan *amqp.Error, 1))
 		s.mu.Lock()
 		s.cur, s.lastErr = sess, nil
 		close(s.ready)
 		s.mu.Unlock()
 		if gen > 1 {
-			s.log.Info("broker reconnected", zap.Uint64("session", gen))
+			s.log.Info("broker reconnected", zap.String("node", sess.Node), zap.Uint64("session", gen))
 			if s.cfg.OnReconnect != nil {
 				s.cfg.OnReconnect()
 			}
 		} else {
-			s.log.Info("broker connected")
+			s.log.Info("broker connected", zap.String("node", sess.Node))
 		}
 
 		var reason error
@@ -268,7 +303,9 @@ func (s *Supervisor) run() {
 		if reason == nil {
 			return
 		}
-		s.log.Warn("broker connection lost", zap.Error(reason), zap.Uint64("session", gen))
+		s.log.Warn("broker connection lost", zap.String("node", sess.Node), zap.Error(reason), zap.Uint64("session", gen))
+		// A node that dropped us may be going down: try the next first.
+		node = (node + 1) % len(s.urls)
 		select {
 		case <-s.stop:
 			return
@@ -279,9 +316,9 @@ func (s *Supervisor) run() {
 
 // connect dials and declares the topology; a connection that cannot take
 // the topology is closed and counts as a failed dial.
-func (s *Supervisor) connect() (*amqp.Connection, error) {
+func (s *Supervisor) connect(nodeURL string) (*amqp.Connection, error) {
 	timeout := s.cfg.DialTimeout
-	conn, err := amqp.DialConfig(s.cfg.URL, amqp.Config{
+	conn, err := amqp.DialConfig(nodeURL, amqp.Config{
 		Heartbeat:       s.cfg.Heartbeat,
 		TLSClientConfig: s.cfg.TLS.Clone(), // amqp091-go sets ServerName on it; the caller's may be shared
 		Locale:          "en_US",
@@ -304,7 +341,7 @@ func (s *Supervisor) connect() (*amqp.Connection, error) {
 		},
 	})
 	if err != nil {
-		return nil, explainDial(err, s.cfg.URL, s.cfg.TLS)
+		return nil, explainDial(err, nodeURL, s.cfg.TLS)
 	}
 	if err := Declare(conn, s.cfg.Topology); err != nil {
 		_ = conn.Close()
