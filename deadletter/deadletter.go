@@ -77,7 +77,20 @@ func letterOf(d *broker.Delivery, queue string) Letter {
 	l.Task, _ = d.Headers[task.HeaderTask].(string)
 	r, _ := d.Headers[task.HeaderReason].(string)
 	l.Reason = outcome.Reason(r)
-	l.Error, _ = d.Headers[task.HeaderError].(string)
+	if r == "" {
+		// Dead-lettered by the broker, not by a worker: a quorum queue's
+		// delivery limit. RabbitMQ names the reason and the queue.
+		if why, _ := d.Headers["x-first-death-reason"].(string); why == string(outcome.ReasonDeliveryLimit) {
+			l.Reason = outcome.ReasonDeliveryLimit
+			l.Error = "delivered more times than the queue's delivery limit without being settled (its worker or connection died each time)"
+			if q, _ := d.Headers["x-first-death-queue"].(string); q != "" {
+				l.Queue = q
+			}
+		}
+	}
+	if e, ok := d.Headers[task.HeaderError].(string); ok {
+		l.Error = e
+	}
 	if q, ok := d.Headers[task.HeaderQueue].(string); ok && q != "" {
 		l.Queue = q
 	}
