@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -68,7 +69,7 @@ func TestDelaysArriveInDueOrder(t *testing.T) {
 		Queues:    []routing.Queue{{Name: q}},
 		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "k"}},
 	}
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
 	ctx := timeout(t, 10*time.Second)
 	got := arrivalsOnceDeclared(t, p, b.URL, q)
 	start := time.Now()
@@ -109,7 +110,7 @@ func TestDelayTargets(t *testing.T) {
 	q := b.Queue("targets")
 	b.DeclareQueue(q)
 	x := b.Exchange("unknown-bindings")
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: routing.Topology{Exchanges: []routing.Exchange{{Name: x}}}})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: routing.Topology{Exchanges: []routing.Exchange{{Name: x}}}})
 	ctx := timeout(t, 10*time.Second)
 
 	// The route's queues are not in the topology: the producer cannot tell
@@ -147,7 +148,7 @@ func TestDelayTargets(t *testing.T) {
 func TestUnboundDelayedMessageIsKept(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	p := newProducer(t, producer.Config{URL: b.URL}) // declares the delay levels
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}}) // declares the delay levels
 	if _, err := p.Enqueue(timeout(t, 5*time.Second), noteTask.New(Note{}), producer.WithQueue("x"), producer.WithETA(time.Now().Add(-time.Second))); !errors.Is(err, producer.ErrUnroutable) {
 		t.Fatalf("setup: %v", err)
 	}
@@ -192,7 +193,7 @@ func TestDelayedDeliveryWithDottedNames(t *testing.T) {
 	b.Track(dotted)
 	b.Track(dotted + ".dead")
 	topo := routing.Topology{Queues: []routing.Queue{{Name: q}, {Name: dotted}}}
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo})
 	ctx := timeout(t, 10*time.Second)
 	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "for-dotted"}), producer.WithQueue(dotted), producer.WithDelay(time.Second)); err != nil {
 		t.Fatal(err)

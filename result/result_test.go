@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/outcome"
@@ -28,7 +29,8 @@ func startWorker(t *testing.T, url, q string, hs ...task.Handler) *worker.Worker
 	t.Helper()
 	reg := task.NewRegistry()
 	reg.MustRegister(hs...)
-	w, err := worker.New(worker.Config{URL: url, Queues: []string{q}, Registry: reg, Concurrency: 16, Prefetch: 256,
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: url},
+		Queues: []string{q}, Registry: reg, Concurrency: 16, Prefetch: 256,
 		Retry: retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Base: time.Second, Max: time.Second, Jitter: -1}}})
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +45,7 @@ func startWorker(t *testing.T, url, q string, hs ...task.Handler) *worker.Worker
 
 func newProducer(t *testing.T, url, q string) *producer.Producer {
 	t.Helper()
-	p, err := producer.New(producer.Config{URL: url, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: url}, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	if err != nil {
 		t.Fatal(err)
 	}

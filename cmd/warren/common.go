@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
@@ -50,7 +51,7 @@ func (e *env) flagSet(cmd, synopsis string, withJSON bool) (*flag.FlagSet, *opts
 	o := &opts{cmd: cmd, synopsis: synopsis, broker: e.broker, timeout: e.timeout}
 	fs := flag.NewFlagSet("warren "+cmd, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.Var((*broker.URLFlag)(&o.broker), "broker", "broker `URL` (env WARREN_BROKER_URL)")
+	fs.Var((*conn.URLFlag)(&o.broker), "broker", "broker `URL` (env WARREN_BROKER_URL)")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound on each broker call: connecting, and the operation")
 	if withJSON {
 		fs.BoolVar(&o.json, "json", false, "print JSON for scripts instead of a table")
@@ -131,7 +132,7 @@ func (o *opts) explain(err error) error {
 
 func (o *opts) timeoutHint() string {
 	return fmt.Sprintf("no answer from the broker within %s: check that RabbitMQ is running at %s (-broker or WARREN_BROKER_URL), or raise -timeout",
-		o.timeout, broker.Redact(o.broker))
+		o.timeout, conn.Redact(o.broker))
 }
 
 // refusal says what to do when err shows that the broker answered and
@@ -154,10 +155,10 @@ func (o *opts) refusal(err error) string {
 	switch {
 	case strings.Contains(msg, "username or password not allowed"), strings.Contains(msg, "ACCESS_REFUSED"):
 		return fmt.Sprintf("the broker at %s refused the login of user %q: check the user and password in -broker or WARREN_BROKER_URL",
-			broker.Redact(o.broker), user)
+			conn.Redact(o.broker), user)
 	case strings.Contains(msg, "no access to this vhost"), strings.Contains(msg, "NOT_ALLOWED - "):
 		return fmt.Sprintf("the broker at %s refused vhost %q to user %q: check the vhost (the path of the broker URL), or grant access with rabbitmqctl set_permissions",
-			broker.Redact(o.broker), vhost, user)
+			conn.Redact(o.broker), vhost, user)
 	}
 	return ""
 }
@@ -167,7 +168,7 @@ func (o *opts) refusal(err error) string {
 // fast with a clear message, and a refused login at once. The caller
 // closes the supervisor.
 func (o *opts) dial(ctx context.Context) (*broker.Supervisor, error) {
-	sup, err := broker.New(broker.Config{URL: o.broker, Role: "cli", DialTimeout: o.timeout, TLS: o.tls})
+	sup, err := broker.New(broker.Config{Conn: conn.Config{URL: o.broker, DialTimeout: o.timeout, TLS: o.tls}, Role: "cli"})
 	if err != nil {
 		return nil, o.usagef("%v (check -broker or WARREN_BROKER_URL)", err)
 	}

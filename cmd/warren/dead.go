@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/deadletter"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/routing"
@@ -54,7 +55,7 @@ func openDead(ctx context.Context, o *opts) (*deadletter.Client, error) {
 		return nil, err
 	}
 	_ = probe.Close()
-	dl, err := deadletter.New(deadletter.Config{URL: o.broker, TLS: o.tls})
+	dl, err := deadletter.New(deadletter.Config{Conn: conn.Config{URL: o.broker, TLS: o.tls}})
 	if err != nil {
 		return nil, o.usagef("%v (check -broker or WARREN_BROKER_URL)", err)
 	}

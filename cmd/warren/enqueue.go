@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -54,7 +55,7 @@ func runEnqueue(ctx context.Context, e *env, args []string) error {
 	if t.exchange != "" && t.eta != nil {
 		p, err = newExchangeETA(o, t)
 	} else {
-		p, err = producer.New(producer.Config{URL: o.broker, TLS: o.tls})
+		p, err = producer.New(producer.Config{Conn: conn.Config{URL: o.broker, TLS: o.tls}})
 	}
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/task"
@@ -35,7 +36,7 @@ type exchangeETA struct {
 }
 
 func newExchangeETA(o *opts, t *enqueueTarget) (*exchangeETA, error) {
-	sup, err := broker.New(broker.Config{URL: o.broker, Role: "cli", DialTimeout: o.timeout, TLS: o.tls})
+	sup, err := broker.New(broker.Config{Conn: conn.Config{URL: o.broker, DialTimeout: o.timeout, TLS: o.tls}, Role: "cli"})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/conn"
 )
 
 // QueueState is what a passive declare tells of a queue. AMQP has no way
@@ -45,20 +47,32 @@ func (s *Supervisor) CheckExchange(ctx context.Context, exchange string) error {
 		if err == nil {
 			return nil
 		}
-		var ae *amqp.Error
-		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-			return fmt.Errorf("exchange %q does not exist: %w", exchange, err)
+		if isNotFound(err) {
+			return fmt.Errorf("exchange %q does not exist: %w", exchange, notFoundError{err})
 		}
 		return fmt.Errorf("exchange %q: %w", exchange, err)
 	})
 }
 
 // IsNotFound reports whether err is the broker's NOT_FOUND (404): a queue
-// or exchange that does not exist.
+// or exchange that does not exist. The errors of this package say so with
+// conn.ErrNotFound too.
 func IsNotFound(err error) bool {
+	return errors.Is(err, conn.ErrNotFound) || isNotFound(err)
+}
+
+func isNotFound(err error) bool {
 	var ae *amqp.Error
 	return errors.As(err, &ae) && ae.Code == amqp.NotFound
 }
+
+// notFoundError is the broker's NOT_FOUND, which errors.Is also takes
+// for conn.ErrNotFound. Its text is the broker's.
+type notFoundError struct{ err error }
+
+func (e notFoundError) Error() string        { return e.err.Error() }
+func (e notFoundError) Unwrap() error        { return e.err }
+func (e notFoundError) Is(target error) bool { return target == conn.ErrNotFound }
 
 // onChannel runs fn on a channel of its own (a failed passive declare
 // closes its channel) and returns when fn does or ctx is done, whichever

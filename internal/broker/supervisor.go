@@ -2,11 +2,10 @@ package broker
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,36 +14,27 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 )
 
-// Config configures a Supervisor. Zero values work except URL.
+// Config configures a Supervisor. Zero values work.
 type Config struct {
-	// URL is the broker, amqp:// or amqps://.
-	URL string
+	// Conn is how to reach the broker: URL, TLS, heartbeat, dial timeout,
+	// logger, OnReconnect (for the reconnects metric), with the defaults of
+	// conn.Config.WithDefaults. Metrics is not the supervisor's to use.
+	Conn conn.Config
 	// Role names the process role in logs and metrics: "producer" or "worker".
 	Role string
-	// Logger defaults to zap.NewNop().
-	Logger *zap.Logger
 	// Backoff spaces re-dials. Defaults to 100ms doubling to 5s, 20% jitter:
 	// a restarted broker is back in seconds, and 5s keeps a fleet's retries
 	// cheap for it.
 	Backoff retry.Backoff
-	// Heartbeat is the AMQP heartbeat interval; a silent TCP path is noticed
-	// within about two of them. Defaults to 10s.
-	Heartbeat time.Duration
-	// DialTimeout bounds the TCP and AMQP handshake. Defaults to 10s.
-	DialTimeout time.Duration
-	// TLS configures amqps:// connections; nil uses the system roots.
-	TLS *tls.Config
 	// Topology is declared on every connect, before anyone uses the
 	// connection, so consumers and publishers never meet a missing queue
 	// after a broker lost its non-durable state.
 	Topology routing.Topology
-	// OnReconnect, if set, is called after every successful connect but the
-	// first (for the reconnects metric).
-	OnReconnect func()
 }
 
 // Session is one live connection. Done is closed when it dies.
@@ -81,34 +71,27 @@ type Supervisor struct {
 // New validates cfg and starts supervising in the background. It does not
 // wait for the first connect: Session does.
 func New(cfg Config) (*Supervisor, error) {
-	if _, err := amqp.ParseURI(cfg.URL); err != nil {
+	cfg.Conn = cfg.Conn.WithDefaults()
+	url := cfg.Conn.URL
+	if _, err := amqp.ParseURI(url); err != nil {
 		// Not %w: url.Error quotes the URL, and an escape error a piece of
 		// it, password included.
 		msg := err.Error()
-		var ue *url.Error
+		var ue *neturl.Error
 		if errors.As(err, &ue) {
 			msg = "malformed URL (check the escaping of user and password)"
 		}
-		return nil, fmt.Errorf("broker URL %s: %s", Redact(cfg.URL), strings.ReplaceAll(msg, cfg.URL, Redact(cfg.URL)))
+		return nil, fmt.Errorf("broker URL %s: %s", conn.Redact(url), strings.ReplaceAll(msg, url, conn.Redact(url)))
 	}
 	if err := cfg.Topology.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
 	if cfg.Backoff == (retry.Backoff{}) {
 		cfg.Backoff = retry.Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 10 * time.Second
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = 10 * time.Second
-	}
 	s := &Supervisor{
 		cfg:     cfg,
-		log:     cfg.Logger.With(zap.String("role", cfg.Role), zap.String("broker", Redact(cfg.URL))),
+		log:     cfg.Conn.Logger.With(zap.String("role", cfg.Role), zap.String("broker", conn.Redact(cfg.Conn.URL))),
 		ready:   make(chan struct{}),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -146,9 +129,9 @@ func (s *Supervisor) Session(ctx context.Context) (*Session, error) {
 			lastErr = s.lastErr
 			s.mu.Unlock()
 			if lastErr != nil {
-				return nil, fmt.Errorf("not connected to %s: %w (last error: %v)", Redact(s.cfg.URL), ctx.Err(), lastErr)
+				return nil, fmt.Errorf("not connected to %s: %w (last error: %v)", conn.Redact(s.cfg.Conn.URL), ctx.Err(), lastErr)
 			}
-			return nil, fmt.Errorf("not connected to %s: %w", Redact(s.cfg.URL), ctx.Err())
+			return nil, fmt.Errorf("not connected to %s: %w", conn.Redact(s.cfg.Conn.URL), ctx.Err())
 		}
 		if cur != nil {
 			// The old session died; give the supervisor a moment to clear it.
@@ -210,7 +193,7 @@ func (s *Supervisor) run() {
 	var gen uint64
 	attempt := 0
 	for {
-		conn, err := s.connect()
+		ac, err := s.connect()
 		if err != nil {
 			attempt++
 			s.mu.Lock()
@@ -231,16 +214,16 @@ func (s *Supervisor) run() {
 		}
 		attempt = 0
 		gen++
-		sess := &Session{Conn: conn, Gen: gen, done: make(chan struct{})}
-		closes := conn.NotifyClose(make(chan *amqp.Error, 1))
+		sess := &Session{Conn: ac, Gen: gen, done: make(chan struct{})}
+		closes := ac.NotifyClose(make(chan *amqp.Error, 1))
 		s.mu.Lock()
 		s.cur, s.lastErr = sess, nil
 		close(s.ready)
 		s.mu.Unlock()
 		if gen > 1 {
 			s.log.Info("broker reconnected", zap.Uint64("session", gen))
-			if s.cfg.OnReconnect != nil {
-				s.cfg.OnReconnect()
+			if s.cfg.Conn.OnReconnect != nil {
+				s.cfg.Conn.OnReconnect()
 			}
 		} else {
 			s.log.Info("broker connected")
@@ -255,7 +238,7 @@ func (s *Supervisor) run() {
 				reason = errors.New("connection closed")
 			}
 		case <-s.stop:
-			_ = conn.Close()
+			_ = ac.Close()
 		}
 		s.mu.Lock()
 		s.cur = nil
@@ -280,10 +263,10 @@ func (s *Supervisor) run() {
 // connect dials and declares the topology; a connection that cannot take
 // the topology is closed and counts as a failed dial.
 func (s *Supervisor) connect() (*amqp.Connection, error) {
-	timeout := s.cfg.DialTimeout
-	conn, err := amqp.DialConfig(s.cfg.URL, amqp.Config{
-		Heartbeat:       s.cfg.Heartbeat,
-		TLSClientConfig: s.cfg.TLS.Clone(), // amqp091-go sets ServerName on it; the caller's may be shared
+	timeout := s.cfg.Conn.DialTimeout
+	c, err := amqp.DialConfig(s.cfg.Conn.URL, amqp.Config{
+		Heartbeat:       s.cfg.Conn.Heartbeat,
+		TLSClientConfig: s.cfg.Conn.TLS.Clone(), // amqp091-go sets ServerName on it; the caller's may be shared
 		Locale:          "en_US",
 		Properties:      amqp.Table{"connection_name": "warren " + s.cfg.Role},
 		Dial: func(network, addr string) (net.Conn, error) {
@@ -301,11 +284,11 @@ func (s *Supervisor) connect() (*amqp.Connection, error) {
 		},
 	})
 	if err != nil {
-		return nil, explainDial(err, s.cfg.URL, s.cfg.TLS)
+		return nil, explainDial(err, s.cfg.Conn.URL, s.cfg.Conn.TLS)
 	}
-	if err := Declare(conn, s.cfg.Topology); err != nil {
-		_ = conn.Close()
+	if err := Declare(c, s.cfg.Topology); err != nil {
+		_ = c.Close()
 		return nil, err
 	}
-	return conn, nil
+	return c, nil
 }

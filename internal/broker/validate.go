@@ -37,25 +37,6 @@ const (
 // prefix. Counted always, it overcounts by up to 34 bytes.
 const publishSeqEntry = 4 + 1 + len(HeaderPublishSeq) + 9
 
-// InvalidError says which part of a publish is too large, and by how much.
-// It unwraps to ErrInvalid.
-type InvalidError struct {
-	Field string // what is too large, e.g. "message id", `header key "a" > "b…"`
-	Size  int    // its size in bytes
-	Limit int    // the most it may be
-	Rule  string // what sets the limit
-}
-
-// Error names the field, its size, the limit and why, and says that the
-// publish was not sent and retrying it will not help.
-func (e *InvalidError) Error() string {
-	return fmt.Sprintf("invalid publish: %s is %d bytes, over the limit of %d (%s); not sent, and retrying will not help",
-		e.Field, e.Size, e.Limit, e.Rule)
-}
-
-// Unwrap makes errors.Is(err, ErrInvalid) true.
-func (e *InvalidError) Unwrap() error { return ErrInvalid }
-
 // check returns an error wrapping ErrInvalid if m cannot be published as it
 // is, or has a body over maxBody (when positive).
 func check(m *Publishing, maxBody int) error {
