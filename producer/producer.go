@@ -72,8 +72,9 @@ type Config struct {
 	// limit but the broker's own.
 	MaxBodyBytes int
 	// Results delivers awaited results (EnqueueResult). Defaults to the
-	// built-in result.AMQP on the producer's own connection, started on
-	// the first EnqueueResult.
+	// built-in result.AMQP, made with Conn (less its metrics) on the first
+	// EnqueueResult and closed with the producer; a given one is the
+	// caller's to close.
 	Results result.Backend
 }
 
@@ -87,8 +88,11 @@ type Producer struct {
 	log     *zap.Logger
 	metrics *metrics.Metrics
 
+	connCfg     conn.Config // for the result backend it makes
 	resultsOnce sync.Once
 	results     result.Backend
+	resultsErr  error // why the result backend could not be made
+	ownResults  bool  // results is the producer's to close
 }
 
 // New returns a producer and starts connecting in the background. Enqueue
@@ -126,7 +130,7 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	return &Producer{sup: sup, pub: broker.NewPublisher(sup, cfg.Channels, broker.WithMaxBody(cfg.MaxBodyBytes)), routes: cfg.Routes, topo: cfg.Topology, log: cfg.Conn.Logger, metrics: m, results: cfg.Results}, nil
+	return &Producer{sup: sup, pub: broker.NewPublisher(sup, cfg.Channels, broker.WithMaxBody(cfg.MaxBodyBytes)), routes: cfg.Routes, topo: cfg.Topology, log: cfg.Conn.Logger, metrics: m, connCfg: cfg.Conn, results: cfg.Results}, nil
 }
 
 // Enqueue encodes payload as a def task, publishes it and returns its id
@@ -144,7 +148,10 @@ func Enqueue[T any](ctx context.Context, p *Producer, def *task.Def[T], payload 
 //	h, err := producer.EnqueueResult(ctx, p, Thumbnail, Image{URL: u})
 //	thumb, err := h.Get(ctx)
 func EnqueueResult[T, R any](ctx context.Context, p *Producer, def *task.ResultDef[T, R], payload T, opts ...Option) (*result.Handle[R], error) {
-	backend := p.resultBackend()
+	backend, err := p.resultBackend()
+	if err != nil {
+		return nil, fmt.Errorf("producer: enqueue %s: %w", def.Name(), err)
+	}
 	if r, ok := backend.(result.ReadyWaiter); ok {
 		if err := r.WaitReady(ctx); err != nil {
 			return nil, fmt.Errorf("producer: enqueue %s: %w", def.Name(), err)
@@ -164,13 +171,27 @@ func EnqueueResult[T, R any](ctx context.Context, p *Producer, def *task.ResultD
 	return result.NewHandle(sub, def.DecodeResult, backend), nil
 }
 
-func (p *Producer) resultBackend() result.Backend {
+// resultBackend returns the result backend, making the built-in one on
+// first use; ErrClosed once the producer is closed.
+func (p *Producer) resultBackend() (result.Backend, error) {
 	p.resultsOnce.Do(func() {
 		if p.results == nil {
-			p.results = result.NewAMQP(p.sup, p.log)
+			// Reconnects of the reply connection are not the
+			// publisher's: the metric and the caller's hook count those.
+			c := p.connCfg
+			c.Metrics, c.OnReconnect = nil, nil
+			b, err := result.NewAMQP(c)
+			if err != nil {
+				p.resultsErr = err
+				return
+			}
+			p.results, p.ownResults = b, true
 		}
 	})
-	return p.results
+	if p.results == nil && p.resultsErr == nil {
+		return nil, ErrClosed
+	}
+	return p.results, p.resultsErr
 }
 
 // Enqueue publishes t and returns its id once the broker has confirmed it.
@@ -390,11 +411,12 @@ func (e *BatchError) Unwrap() []error {
 	return out
 }
 
-// Close stops the producer. Enqueues still waiting fail with ErrClosed or
+// Close stops the producer, and the result backend it made (not one given
+// in Config.Results). Enqueues still waiting fail with ErrClosed or
 // ErrConnectionLost.
 func (p *Producer) Close() error {
 	p.resultsOnce.Do(func() {}) // no backend starts after this
-	if p.results != nil {
+	if p.ownResults {
 		_ = p.results.Close()
 	}
 	err := p.sup.Close() // first: it wakes enqueues waiting for a connection

@@ -365,3 +365,52 @@ func TestReplyPathSurvivesACut(t *testing.T) {
 		t.Errorf("%d of 10 arrived; the reply queue should have kept them across the cut", arrived)
 	}
 }
+
+// A backend made by the caller serves several producers, and closing one
+// of them leaves it to the others: it is the caller's to close.
+func TestSharedAMQPBackend(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("shared")
+	startWorker(t, b.URL, q, add.Handler(addHandler))
+	backend, err := result.NewAMQP(conn.Config{URL: b.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = backend.Close() })
+	open := func() *producer.Producer {
+		p, err := producer.New(producer.Config{Conn: conn.Config{URL: b.URL}, Results: backend, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	first, second := open(), open()
+	defer second.Close()
+	h1, err := producer.EnqueueResult(ctxT(t, 10*time.Second), first, add, Sum{1, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h1.Get(ctxT(t, 10*time.Second)); err != nil || got.N != 2 {
+		t.Fatalf("first producer's Get = %+v, %v; want 2", got, err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := producer.EnqueueResult(ctxT(t, 10*time.Second), second, add, Sum{2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h2.Get(ctxT(t, 10*time.Second)); err != nil || got.N != 5 {
+		t.Fatalf("after the first producer closed, the second's Get = %+v, %v; want 5", got, err)
+	}
+	if err := backend.Close(); err != nil {
+		t.Fatal(err)
+	}
+	late := backend.Subscribe("late")
+	select {
+	case <-late.Done():
+	default:
+		t.Error("a subscription after Close is still open, want it lost")
+	}
+}
