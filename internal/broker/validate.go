@@ -53,7 +53,7 @@ func check(m *Publishing, maxBody int) error {
 			return err
 		}
 	}
-	headers, bad := tableSize(m.Headers)
+	headers, bad := tableSize(m.Headers, false)
 	if bad != nil {
 		return bad.err()
 	}
@@ -94,20 +94,38 @@ func propertiesSize(m *Publishing, headers int) int {
 	return n
 }
 
+// TableSize returns the encoded size of h as amqp091-go writes a field
+// table, its 4-byte length included: what a header table costs in the one
+// frame that carries a message's properties. It is for headers as
+// delivered, every value one the client decoded and so can write; a value
+// it cannot write counts as 9 bytes, as much as its largest scalar.
+func TableSize(h map[string]any) int {
+	n, _ := tableSize(h, true)
+	return max(n, 4)
+}
+
+// EntrySize returns the encoded size of one entry of a header table, as
+// TableSize counts it: the key as a short string, then the value.
+func EntrySize(k string, v any) int {
+	f, _ := fieldSize(v, true)
+	return 1 + len(k) + f
+}
+
 // tableSize returns the encoded size of t as amqp091-go writes a field
-// table, or a *headerError for the first key too long for AMQP or value
-// amqp091-go cannot write, at any depth. It allocates nothing for a good
-// table: the error's path is built only as a bad one unwinds.
-func tableSize(t map[string]any) (int, *headerError) {
+// table (0 for an empty one, which is not written), or, unless lenient, a
+// *headerError for the first key too long for AMQP or value amqp091-go
+// cannot write, at any depth. It allocates nothing for a good table: the
+// error's path is built only as a bad one unwinds.
+func tableSize(t map[string]any, lenient bool) (int, *headerError) {
 	if len(t) == 0 {
 		return 0, nil
 	}
 	n := 4
 	for k, v := range t {
-		if len(k) > MaxShortString {
+		if len(k) > MaxShortString && !lenient {
 			return 0, &headerError{path: []string{clipQuote(k)}, keyLen: len(k)}
 		}
-		f, err := fieldSize(v)
+		f, err := fieldSize(v, lenient)
 		if err != nil {
 			err.path = append(err.path, clipQuote(k))
 			return 0, err
@@ -118,8 +136,9 @@ func tableSize(t map[string]any) (int, *headerError) {
 }
 
 // fieldSize returns the encoded size of one field value, its type octet
-// included, for exactly the types amqp091-go's writer knows.
-func fieldSize(v any) (int, *headerError) {
+// included, for exactly the types amqp091-go's writer knows; another is an
+// error, or with lenient 9 bytes.
+func fieldSize(v any, lenient bool) (int, *headerError) {
 	switch x := v.(type) {
 	case nil:
 		return 1, nil
@@ -140,7 +159,7 @@ func fieldSize(v any) (int, *headerError) {
 	case []any:
 		n := 5
 		for i, e := range x {
-			f, err := fieldSize(e)
+			f, err := fieldSize(e, lenient)
 			if err != nil {
 				err.path = append(err.path, "["+strconv.Itoa(i)+"]")
 				return 0, err
@@ -149,8 +168,11 @@ func fieldSize(v any) (int, *headerError) {
 		}
 		return n, nil
 	case amqp.Table:
-		n, err := tableSize(x)
+		n, err := tableSize(x, lenient)
 		return 1 + max(n, 4), err
+	}
+	if lenient {
+		return 9, nil
 	}
 	return 0, &headerError{value: v}
 }
