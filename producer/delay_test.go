@@ -119,6 +119,24 @@ func TestDelayTargets(t *testing.T) {
 	if !errors.Is(err, producer.ErrNoDelayTarget) {
 		t.Errorf("err = %v, want ErrNoDelayTarget", err)
 	}
+	// Early delivery sends it to the route at once, with its eta header
+	// for the worker that takes it to hold it until then.
+	brokertest.Eventually(t, 10*time.Second, p.Connected, "producer not connected") // it declares x
+	if err := b.Channel().QueueBind(q, "k", x, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	due := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	id, err := p.Enqueue(ctx, noteTask.New(Note{Text: "early"}), producer.WithRoute(x, "k"), producer.WithETA(due), producer.WithEarlyDelivery())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := b.Get(q)
+	if !ok || d.MessageId != id {
+		t.Fatalf("early delivery not in %s at once: %v, %+v", q, ok, d)
+	}
+	if eta, _ := d.Headers["eta"].(string); eta != due.Format(time.RFC3339Nano) {
+		t.Errorf("eta header %q, want %s", eta, due.Format(time.RFC3339Nano))
+	}
 	// A queue that does not exist is named.
 	missing := b.Queue("missing")
 	_, err = p.Enqueue(ctx, noteTask.New(Note{}), producer.WithQueue(missing), producer.WithDelay(time.Minute))
@@ -129,7 +147,7 @@ func TestDelayTargets(t *testing.T) {
 	if _, err := p.Enqueue(ctx, noteTask.New(Note{}), producer.WithQueue(q), producer.WithETA(time.Now().Add(-time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	d, ok := b.Get(q)
+	d, ok = b.Get(q)
 	if !ok {
 		t.Fatal("past-ETA task not enqueued at once")
 	}

@@ -479,9 +479,10 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 		pub.ReplyTo, pub.CorrelationID = o.replyTo, id
 	}
 	// Any time to wait goes through the delay levels, which round it up to
-	// whole seconds; none, or an ETA past, runs at once.
+	// whole seconds; none, or an ETA past, runs at once, and so does an
+	// early delivery, with its eta header for the worker to wait on.
 	delay := eta.Sub(now)
-	if eta.IsZero() || delay <= 0 {
+	if eta.IsZero() || delay <= 0 || o.early {
 		return []*broker.Publishing{&pub}, nil
 	}
 	queues, err := p.targets(*route)

@@ -31,8 +31,7 @@ type enqueueTarget struct {
 	queue         string // -queue, through the default exchange
 	exchange, key string // -exchange, -key
 	opts          []producer.Option
-	eta           func() time.Time // -delay or -eta: when a task published now is due; nil: at once
-	id            string           // -id
+	id            string // -id
 	jsonOut       bool
 	streaming     bool   // payloads from stdin, one per line
 	body          []byte // the payload otherwise
@@ -51,12 +50,7 @@ func runEnqueue(ctx context.Context, e *env, args []string) error {
 	if err := checkTarget(ctx, o, sup, t); err != nil {
 		return err
 	}
-	var p enqueuer
-	if t.exchange != "" && t.eta != nil {
-		p, err = newExchangeETA(o, t)
-	} else {
-		p, err = producer.New(producer.Config{Conn: conn.Config{URL: o.broker, TLS: o.tls}})
-	}
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: o.broker, TLS: o.tls}})
 	if err != nil {
 		return err
 	}
@@ -143,9 +137,7 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 		if *delay < 0 || *delay > routing.MaxDelay {
 			return nil, nil, o.usagef("-delay %s: want 0 to %s", *delay, routing.MaxDelay)
 		}
-		d := *delay
-		t.eta = func() time.Time { return time.Now().Add(d) }
-		t.opts = append(t.opts, producer.WithDelay(d))
+		t.opts = append(t.opts, producer.WithDelay(*delay))
 	}
 	if *eta != "" {
 		at, err := time.Parse(time.RFC3339, *eta)
@@ -155,7 +147,6 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 		if d := time.Until(at); d > routing.MaxDelay {
 			return nil, nil, o.usagef("-eta %s is %s away; the delay levels hold at most %s", *eta, d.Round(time.Second), routing.MaxDelay)
 		}
-		t.eta = func() time.Time { return at }
 		t.opts = append(t.opts, producer.WithETA(at))
 	}
 	sources := 0
@@ -195,6 +186,10 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 		t.opts = append(t.opts, producer.WithQueue(t.queue))
 	} else {
 		t.opts = append(t.opts, producer.WithRoute(t.exchange, t.key))
+		// Which queues an exchange reaches only the broker knows, and the
+		// delay levels deliver to queues: a task due later goes to the
+		// exchange now, and the worker holds it until its ETA.
+		t.opts = append(t.opts, producer.WithEarlyDelivery())
 	}
 	return o, t, nil
 }
@@ -294,7 +289,7 @@ const inFlight = 4
 // published, and the lines read meanwhile make the next batch, so a fast
 // pipe fills batches and a slow one is sent line by line. Output keeps the
 // input's order; a failed line is reported with its number.
-func enqueueStream(ctx context.Context, e *env, o *opts, p enqueuer, t *enqueueTarget) error {
+func enqueueStream(ctx context.Context, e *env, o *opts, p *producer.Producer, t *enqueueTarget) error {
 	lines := make(chan line, batchSize)
 	stop := make(chan struct{})
 	defer close(stop)
@@ -406,7 +401,7 @@ type flight struct {
 
 // startBatch publishes the valid lines of batch with EnqueueBatch, which
 // waits for their confirms in the background.
-func startBatch(ctx context.Context, o *opts, p enqueuer, t *enqueueTarget, batch []line) *flight {
+func startBatch(ctx context.Context, o *opts, p *producer.Producer, t *enqueueTarget, batch []line) *flight {
 	f := &flight{batch: batch, done: make(chan struct{})}
 	tasks := make([]task.Task, 0, len(batch))
 	for _, l := range batch {
