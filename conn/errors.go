@@ -30,6 +30,10 @@ var (
 	// ErrNotFound: the queue or exchange named does not exist (the
 	// broker's NOT_FOUND). The error names it.
 	ErrNotFound = errors.New("not found")
+	// ErrRefused: the broker refused the login (user or password) or
+	// access to the vhost. Components keep retrying, since an operator
+	// may fix it; tools that would rather fail fast (inspect) stop.
+	ErrRefused = errors.New("refused by the broker")
 )
 
 // UnroutableError names where an unroutable publish went.

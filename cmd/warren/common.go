@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/warrenq/warren/conn"
-	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
 )
@@ -42,7 +42,7 @@ type opts struct {
 	broker        string
 	timeout       time.Duration
 	json          bool
-	tls           *tls.Config // from the worker's WARREN_TLS_* variables; nil: amqp091-go's defaults
+	tls           *tls.Config // from the worker's WARREN_TLS_* variables; nil: the system's roots
 }
 
 // flagSet returns the flag set of subcommand cmd with the common flags,
@@ -96,7 +96,7 @@ func (o *opts) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // tlsFromEnv reads the worker's TLS variables, so that the operator's tool
 // reaches an amqps:// broker wherever the worker does. A TLS setting with
-// a plain amqp:// URL is refused: amqp091-go would ignore it and connect
+// a plain amqp:// URL is refused: the client would ignore it and connect
 // in the clear.
 func tlsFromEnv(brokerURL string) (*tls.Config, error) {
 	cfg, err := runner.LoadTLS(os.Getenv(runner.EnvTLSCA), os.Getenv(runner.EnvTLSCert), os.Getenv(runner.EnvTLSKey))
@@ -136,8 +136,8 @@ func (o *opts) timeoutHint() string {
 }
 
 // refusal says what to do when err shows that the broker answered and
-// refused the login, which no retry cures; "" otherwise. The broker layer
-// keeps only the text of the last dial error, hence the matching on it.
+// refused the login, which no retry cures; "" otherwise. The reply text
+// tells the user from the vhost.
 func (o *opts) refusal(err error) string {
 	if err == nil {
 		return ""
@@ -163,35 +163,57 @@ func (o *opts) refusal(err error) string {
 	return ""
 }
 
-// dial connects to the broker for passive declares and basic.get, waiting
-// for the connection at most -timeout so that an unreachable broker fails
-// fast with a clear message, and a refused login at once. The caller
-// closes the supervisor.
-func (o *opts) dial(ctx context.Context) (*broker.Supervisor, error) {
-	sup, err := broker.New(broker.Config{Conn: conn.Config{URL: o.broker, DialTimeout: o.timeout, TLS: o.tls}, Role: "cli"})
+// inspector returns an inspector of the broker, with cfg's management
+// settings; it connects when a call needs it, bounded by -timeout.
+func (o *opts) inspector(cfg inspect.Config) (*inspect.Inspector, error) {
+	cfg.Conn = conn.Config{URL: o.broker, DialTimeout: o.timeout, TLS: o.tls}
+	cfg.Timeout = o.timeout
+	insp, err := inspect.New(cfg)
 	if err != nil {
-		return nil, o.usagef("%v (check -broker or WARREN_BROKER_URL)", err)
+		return nil, o.usagef("%v (check -broker or WARREN_BROKER_URL, and -management)", err)
+	}
+	return insp, nil
+}
+
+// dial returns an inspector connected to the broker, waiting at most
+// -timeout, so that an unreachable broker fails fast with a clear
+// message, and a refused login at once. The caller closes it.
+func (o *opts) dial(ctx context.Context) (*inspect.Inspector, error) {
+	insp, err := o.inspector(inspect.Config{NoManagement: true})
+	if err != nil {
+		return nil, err
 	}
 	cctx, cancel := o.call(ctx)
 	defer cancel()
-	for {
-		// Short waits, so that a refused login is seen at its first dial:
-		// the supervisor would retry it until -timeout.
-		wctx, wcancel := context.WithTimeout(cctx, 200*time.Millisecond)
-		_, err := sup.Session(wctx)
-		wcancel()
-		if err == nil {
-			return sup, nil
+	if err := insp.Ping(cctx); err != nil {
+		_ = insp.Close()
+		if err := o.refused(err); err != nil {
+			return nil, err
 		}
-		if hint := o.refusal(err); hint != "" {
-			_ = sup.Close()
-			return nil, fmt.Errorf("cannot connect: %s", hint)
-		}
-		if cctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			_ = sup.Close()
-			return nil, fmt.Errorf("cannot reach the broker: %w", o.explain(err))
-		}
+		return nil, fmt.Errorf("cannot reach the broker: %w", o.explain(err))
 	}
+	return insp, nil
+}
+
+// refused returns what to do about err when it is the broker refusing the
+// login or the vhost, and nil otherwise.
+func (o *opts) refused(err error) error {
+	if !errors.Is(err, conn.ErrRefused) {
+		return nil
+	}
+	if hint := o.refusal(err); hint != "" {
+		return fmt.Errorf("cannot connect: %s", hint)
+	}
+	return fmt.Errorf("cannot connect: %w", err)
+}
+
+// connErr says what to do about err, the failure of a call that
+// connected on its own.
+func (o *opts) connErr(err error) error {
+	if r := o.refused(err); r != nil {
+		return r
+	}
+	return o.explain(err)
 }
 
 // bounded runs fn and returns when it does or ctx is done: some broker
@@ -264,7 +286,7 @@ func (o *opts) oneQueue(pos []string, err error) (string, error) {
 // notFound says what to do about a work queue or dead-letter queue that
 // does not exist.
 func notFound(queue string, err error) error {
-	if !broker.IsNotFound(err) {
+	if !errors.Is(err, conn.ErrNotFound) {
 		return err
 	}
 	return fmt.Errorf("queue %q does not exist: check the name (\"warren queues\" lists warren's work queues; a worker declares its queues when it starts)", queue)

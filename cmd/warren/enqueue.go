@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/warrenq/warren/conn"
-	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -42,12 +42,12 @@ func runEnqueue(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sup, err := o.dial(ctx)
+	insp, err := o.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer sup.Close()
-	if err := checkTarget(ctx, o, sup, t); err != nil {
+	defer insp.Close()
+	if err := checkTarget(ctx, o, insp, t); err != nil {
 		return err
 	}
 	p, err := producer.New(producer.Config{Conn: conn.Config{URL: o.broker, TLS: o.tls}})
@@ -119,8 +119,8 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 	// Names and ids travel as AMQP short strings; one too long would make
 	// the client library close the connection mid-publish.
 	for _, f := range []struct{ flag, v string }{{"-id", *id}, {"-queue", t.queue}, {"-exchange", t.exchange}, {"-key", t.key}} {
-		if len(f.v) > broker.MaxShortString {
-			return nil, nil, o.usagef("%s is %d bytes; AMQP allows at most %d", f.flag, len(f.v), broker.MaxShortString)
+		if len(f.v) > routing.MaxName {
+			return nil, nil, o.usagef("%s is %d bytes; AMQP allows at most %d", f.flag, len(f.v), routing.MaxName)
 		}
 	}
 	switch *output {
@@ -227,18 +227,16 @@ func validJSON(b []byte) error {
 // checkTarget makes sure the queue or exchange exists before anything is
 // published: a publish to a missing exchange kills the channel, and the
 // error the producer would see says only that the connection was lost.
-func checkTarget(ctx context.Context, o *opts, sup *broker.Supervisor, t *enqueueTarget) error {
-	cctx, cancel := o.call(ctx)
-	defer cancel()
+func checkTarget(ctx context.Context, o *opts, insp *inspect.Inspector, t *enqueueTarget) error {
 	if t.queue != "" {
-		_, err := sup.InspectQueue(cctx, t.queue)
-		if broker.IsNotFound(err) {
+		_, err := insp.Queue(ctx, t.queue)
+		if errors.Is(err, conn.ErrNotFound) {
 			return fmt.Errorf("queue %q does not exist, so task %s was not enqueued: check the name, or start a worker for it (worker -queues %s), which declares it", t.queue, t.task, t.queue)
 		}
 		return o.explain(err)
 	}
-	err := sup.CheckExchange(cctx, t.exchange)
-	if broker.IsNotFound(err) {
+	err := insp.CheckExchange(ctx, t.exchange)
+	if errors.Is(err, conn.ErrNotFound) {
 		return fmt.Errorf("exchange %q does not exist, so task %s was not enqueued: check the name, or start a worker or producer whose topology declares it", t.exchange, t.task)
 	}
 	return o.explain(err)

@@ -34,6 +34,19 @@ func (s *Supervisor) InspectQueue(ctx context.Context, queue string) (QueueState
 	return st, err
 }
 
+// PurgeQueue deletes the ready messages of queue and returns how many;
+// messages delivered and not yet acked stay. A missing queue is an error
+// for which IsNotFound is true. The call is bounded by ctx.
+func (s *Supervisor) PurgeQueue(ctx context.Context, queue string) (int, error) {
+	var n int
+	err := s.onChannel(ctx, func(ch *amqp.Channel) error {
+		var err error
+		n, err = ch.QueuePurge(queue, false)
+		return queueErr(queue, err)
+	})
+	return n, err
+}
+
 // CheckExchange returns nil if exchange exists (a passive declare: it
 // never creates it). A missing exchange is an error that names it and for
 // which IsNotFound is true. The default exchange ("") always exists.

@@ -72,16 +72,8 @@ type Supervisor struct {
 // wait for the first connect: Session does.
 func New(cfg Config) (*Supervisor, error) {
 	cfg.Conn = cfg.Conn.WithDefaults()
-	url := cfg.Conn.URL
-	if _, err := amqp.ParseURI(url); err != nil {
-		// Not %w: url.Error quotes the URL, and an escape error a piece of
-		// it, password included.
-		msg := err.Error()
-		var ue *neturl.Error
-		if errors.As(err, &ue) {
-			msg = "malformed URL (check the escaping of user and password)"
-		}
-		return nil, fmt.Errorf("broker URL %s: %s", conn.Redact(url), strings.ReplaceAll(msg, url, conn.Redact(url)))
+	if err := CheckURL(cfg.Conn.URL); err != nil {
+		return nil, err
 	}
 	if err := cfg.Topology.Validate(); err != nil {
 		return nil, err
@@ -98,6 +90,22 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	go s.run()
 	return s, nil
+}
+
+// CheckURL returns an error, without the URL's password, if url is not
+// one the client can dial.
+func CheckURL(url string) error {
+	if _, err := amqp.ParseURI(url); err != nil {
+		// Not %w: url.Error quotes the URL, and an escape error a piece of
+		// it, password included.
+		msg := err.Error()
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			msg = "malformed URL (check the escaping of user and password)"
+		}
+		return fmt.Errorf("broker URL %s: %s", conn.Redact(url), strings.ReplaceAll(msg, url, conn.Redact(url)))
+	}
+	return nil
 }
 
 // Session returns the live session, waiting for one until ctx is done. On
@@ -149,6 +157,46 @@ func (s *Session) doneOrNil() <-chan struct{} {
 	}
 	return s.done
 }
+
+// Wait waits for a live session as Session does, but gives up at once when
+// the broker refused the last dial's login or vhost (conn.ErrRefused),
+// which no re-dial cures until someone fixes it: for tools that would
+// rather fail fast than wait out their context.
+func (s *Supervisor) Wait(ctx context.Context) error {
+	for {
+		// Short waits, so that a refusal is seen after the first dial.
+		wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := s.Session(wctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		s.mu.Lock()
+		last := s.lastErr
+		s.mu.Unlock()
+		if errors.Is(last, conn.ErrRefused) {
+			return fmt.Errorf("connect to %s: %w", conn.Redact(s.cfg.Conn.URL), last)
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+}
+
+// isRefused reports whether a dial failed because the broker refused the
+// login (ACCESS_REFUSED) or the vhost (NOT_ALLOWED).
+func isRefused(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)
+}
+
+// refusedError is a refused dial, which errors.Is also takes for
+// conn.ErrRefused. Its text is the broker's.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string        { return e.err.Error() }
+func (e refusedError) Unwrap() error        { return e.err }
+func (e refusedError) Is(target error) bool { return target == conn.ErrRefused }
 
 // Connected reports whether a session is live now (for readiness probes).
 func (s *Supervisor) Connected() bool {
@@ -284,6 +332,9 @@ func (s *Supervisor) connect() (*amqp.Connection, error) {
 		},
 	})
 	if err != nil {
+		if isRefused(err) {
+			return nil, refusedError{err}
+		}
 		return nil, explainDial(err, s.cfg.Conn.URL, s.cfg.Conn.TLS)
 	}
 	if err := Declare(c, s.cfg.Topology); err != nil {

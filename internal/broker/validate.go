@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/routing"
 )
 
 // What a publish must keep to. amqp091-go checks none of it before it
@@ -20,7 +22,7 @@ const (
 	// MaxShortString is the longest AMQP short string, in bytes: exchange
 	// and queue names, routing keys, message and correlation ids, reply-to,
 	// content type and encoding, and header keys at any depth.
-	MaxShortString = 255
+	MaxShortString = routing.MaxName
 	// FrameMax is the frame size publishes are checked against: the
 	// default frame_max of amqp091-go and of RabbitMQ, 128 KiB, which the
 	// supervisor's connections do not raise. A message's properties,
