@@ -195,6 +195,19 @@ func (m *Metrics) PublishError(reason string) {
 	m.PublishErrors.WithLabelValues(reason).Inc()
 }
 
+// CountReconnects returns c with an OnReconnect that counts a reconnect of
+// role, then calls c's own.
+func (m *Metrics) CountReconnects(role string, c conn.Config) conn.Config {
+	own := c.OnReconnect
+	c.OnReconnect = func() {
+		m.Reconnect(role)
+		if own != nil {
+			own()
+		}
+	}
+	return c
+}
+
 // Reconnect counts a reconnect of role.
 func (m *Metrics) Reconnect(role string) {
 	if m == nil {

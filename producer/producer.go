@@ -119,14 +119,7 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer: metrics: %w", err)
 	}
-	bc := cfg.Conn
-	bc.OnReconnect = func() {
-		m.Reconnect("producer")
-		if cfg.Conn.OnReconnect != nil {
-			cfg.Conn.OnReconnect()
-		}
-	}
-	sup, err := broker.New(broker.Config{Conn: bc, Role: "producer", Topology: topo})
+	sup, err := broker.New(broker.Config{Conn: m.CountReconnects("producer", cfg.Conn), Role: "producer", Topology: topo})
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}

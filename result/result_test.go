@@ -385,25 +385,23 @@ func TestSharedAMQPBackend(t *testing.T) {
 		}
 		return p
 	}
+	sum := func(p *producer.Producer, s Sum) {
+		t.Helper()
+		h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, add, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := h.Get(ctxT(t, 10*time.Second)); err != nil || got.N != s.A+s.B {
+			t.Fatalf("Get = %+v, %v; want %d", got, err, s.A+s.B)
+		}
+	}
 	first, second := open(), open()
 	defer second.Close()
-	h1, err := producer.EnqueueResult(ctxT(t, 10*time.Second), first, add, Sum{1, 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := h1.Get(ctxT(t, 10*time.Second)); err != nil || got.N != 2 {
-		t.Fatalf("first producer's Get = %+v, %v; want 2", got, err)
-	}
+	sum(first, Sum{1, 1})
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	h2, err := producer.EnqueueResult(ctxT(t, 10*time.Second), second, add, Sum{2, 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := h2.Get(ctxT(t, 10*time.Second)); err != nil || got.N != 5 {
-		t.Fatalf("after the first producer closed, the second's Get = %+v, %v; want 5", got, err)
-	}
+	sum(second, Sum{2, 3}) // after the first producer closed
 	if err := backend.Close(); err != nil {
 		t.Fatal(err)
 	}

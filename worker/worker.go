@@ -192,14 +192,7 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: metrics: %w", err)
 	}
-	bc := cfg.Conn
-	bc.OnReconnect = func() {
-		m.Reconnect("worker")
-		if cfg.Conn.OnReconnect != nil {
-			cfg.Conn.OnReconnect()
-		}
-	}
-	sup, err := broker.New(broker.Config{Conn: bc, Role: "worker", Topology: topo})
+	sup, err := broker.New(broker.Config{Conn: m.CountReconnects("worker", cfg.Conn), Role: "worker", Topology: topo})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
