@@ -10,6 +10,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/deadletter"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/outcome"
@@ -42,7 +43,7 @@ func setup(t *testing.T, n int) (b *brokertest.Broker, q string, dl *deadletter.
 		return nil
 	}))
 	var err error
-	w, err = worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
+	w, err = worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func setup(t *testing.T, n int) (b *brokertest.Broker, q string, dl *deadletter.
 	t.Cleanup(func() { cancel(); <-done })
 	brokertest.Eventually(t, 15*time.Second, w.Ready, "worker not ready")
 
-	p, err := producer.New(producer.Config{URL: b.URL, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: b.URL}, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func setup(t *testing.T, n int) (b *brokertest.Broker, q string, dl *deadletter.
 	}
 	dq := routing.DeadQueue(q)
 	brokertest.Eventually(t, 15*time.Second, func() bool { return b.Ready(dq) == n }, "dead letters %d, want %d", b.Ready(dq), n)
-	dl, err = deadletter.New(deadletter.Config{URL: b.URL})
+	dl, err = deadletter.New(deadletter.Config{Conn: conn.Config{URL: b.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestBrokerDeadLettersPastTheDeliveryLimit(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("crashy")
 	topo := routing.Topology{Queues: []routing.Queue{{Name: q, Quorum: true, DeliveryLimit: limit}}}
-	p, err := producer.New(producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ func TestBrokerDeadLettersPastTheDeliveryLimit(t *testing.T) {
 		t.Errorf("dead-lettered after %d deliveries, want %d (the first and %d redeliveries)", deliveries, limit+1, limit)
 	}
 
-	dl, err := deadletter.New(deadletter.Config{URL: b.URL})
+	dl, err := deadletter.New(deadletter.Config{Conn: conn.Config{URL: b.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}

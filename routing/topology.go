@@ -198,8 +198,8 @@ func (t Topology) Validate() error {
 			errs = append(errs, errors.New("routing: queue without a name"))
 		case len(q.Name) > len(DeadSuffix) && q.Name[len(q.Name)-len(DeadSuffix):] == DeadSuffix:
 			errs = append(errs, fmt.Errorf("routing: queue %q: names ending in %q are warren's dead-letter queues", q.Name, DeadSuffix))
-		case len(q.Name) > 255-2*DelayLevels:
-			errs = append(errs, fmt.Errorf("routing: queue %q: names longer than %d bytes leave no room for delay routing keys", q.Name, 255-2*DelayLevels))
+		case len(q.Name) > MaxQueueName:
+			errs = append(errs, fmt.Errorf("routing: queue %q: names longer than %d bytes leave no room for delay routing keys", q.Name, MaxQueueName))
 		case strings.ContainsAny(q.Name, "*#"):
 			errs = append(errs, fmt.Errorf("routing: queue %q: '*' and '#' are topic wildcards and would break delayed delivery", q.Name))
 		}

@@ -11,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
@@ -63,7 +64,7 @@ var fast = retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Base: time.Second
 
 func startRetryWorker(t *testing.T, b *brokertest.Broker, q string, policy retry.Policy, hs ...task.Handler) *worker.Worker {
 	t.Helper()
-	return startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, Retry: policy}, hs...)
+	return startWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Retry: policy}, hs...)
 }
 
 func gapsOf(runs []runRec) []time.Duration {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
@@ -52,7 +53,7 @@ func TestFirstNodeDownConnectsToTheNext(t *testing.T) {
 	pxs, urls, list := nodes(t, 3)
 	pxs[0].SetRefuse(true)
 	// A backoff long enough to show if it were taken between nodes.
-	sup, err := broker.New(broker.Config{URL: list, Role: "worker",
+	sup, err := broker.New(broker.Config{Conn: conn.Config{URL: list}, Role: "worker",
 		Backoff: retry.Backoff{Base: 10 * time.Second, Max: 10 * time.Second, Multiplier: 1}})
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +61,7 @@ func TestFirstNodeDownConnectsToTheNext(t *testing.T) {
 	t.Cleanup(func() { _ = sup.Close() })
 	start := time.Now()
 	s := session(t, sup)
-	if want := broker.Redact(urls[1]); s.Node != want || sup.Node() != want {
+	if want := conn.Redact(urls[1]); s.Node != want || sup.Node() != want {
 		t.Fatalf("connected to %q (Node() %q), want the second node %q", s.Node, sup.Node(), want)
 	}
 	if took := time.Since(start); took > 5*time.Second {
@@ -72,14 +73,14 @@ func TestFirstNodeDownConnectsToTheNext(t *testing.T) {
 // first.
 func TestLostConnectionMovesToTheNextNode(t *testing.T) {
 	pxs, urls, list := nodes(t, 2)
-	sup, err := broker.New(broker.Config{URL: list, Role: "worker", Backoff: quick})
+	sup, err := broker.New(broker.Config{Conn: conn.Config{URL: list}, Role: "worker", Backoff: quick})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sup.Close() })
 	s := session(t, sup)
-	if s.Node != broker.Redact(urls[0]) {
-		t.Fatalf("first session on %q, want %q", s.Node, broker.Redact(urls[0]))
+	if s.Node != conn.Redact(urls[0]) {
+		t.Fatalf("first session on %q, want %q", s.Node, conn.Redact(urls[0]))
 	}
 	for _, next := range []int{1, 0} {
 		cur := 1 - next
@@ -91,8 +92,8 @@ func TestLostConnectionMovesToTheNextNode(t *testing.T) {
 			t.Fatal("the session did not end when its node went away")
 		}
 		s = session(t, sup)
-		if s.Node != broker.Redact(urls[next]) {
-			t.Fatalf("after node %d went away the session is on %q, want node %d %q", cur, s.Node, next, broker.Redact(urls[next]))
+		if s.Node != conn.Redact(urls[next]) {
+			t.Fatalf("after node %d went away the session is on %q, want node %d %q", cur, s.Node, next, conn.Redact(urls[next]))
 		}
 		pxs[cur].SetRefuse(false)
 	}
@@ -105,7 +106,7 @@ func TestAllNodesDown(t *testing.T) {
 	for _, px := range pxs {
 		px.SetRefuse(true)
 	}
-	sup, err := broker.New(broker.Config{URL: list, Role: "worker", Backoff: quick})
+	sup, err := broker.New(broker.Config{Conn: conn.Config{URL: list}, Role: "worker", Backoff: quick})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func TestAllNodesDown(t *testing.T) {
 		t.Errorf("error leaks the password: %v", err)
 	}
 	pxs[1].SetRefuse(false)
-	if s := session(t, sup); s.Node != broker.Redact(urls[1]) {
+	if s := session(t, sup); s.Node != conn.Redact(urls[1]) {
 		t.Errorf("session on %q, want the node that came back", s.Node)
 	}
 }
