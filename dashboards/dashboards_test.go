@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/metrics"
@@ -650,10 +651,9 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 
 	wreg := prometheus.NewRegistry()
 	w, err := worker.New(worker.Config{
-		URL:                brokertest.WithHost(b.URL, px.Addr()),
+		Conn:               conn.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Metrics: wreg},
 		Queues:             []string{q},
 		Registry:           reg,
-		Metrics:            wreg,
 		QueueDepthInterval: 200 * time.Millisecond,
 		ShutdownTimeout:    5 * time.Second,
 	})
@@ -670,7 +670,7 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 	}, "worker did not reconnect after a cut")
 
 	preg := prometheus.NewRegistry()
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Metrics: preg, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL, Metrics: preg}, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	ectx, ecancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer ecancel()
 	if _, err := p.EnqueueBatch(ectx, []task.Task{okTask.New(pay{1}), flaky.New(pay{2}), bad.New(pay{3})}); err != nil {

@@ -21,16 +21,20 @@ type options struct {
 	delay       time.Duration // WithDelay: from the enqueue
 	expires     time.Time
 	maxAttempts int
+	early       bool   // WithEarlyDelivery
 	replyTo     string // set by EnqueueResult
 }
 
 // resolve applies opts in order: a later option overrides an earlier one.
 func resolve(opts []Option) options {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
+	if len(opts) == 0 {
+		return options{} // the common case, without the allocation below
 	}
-	return o
+	o := new(options) // escapes: an Option is an indirect call
+	for _, opt := range opts {
+		opt(o)
+	}
+	return *o
 }
 
 // NewMessage returns the message an enqueue of t with opts would publish,
@@ -44,7 +48,11 @@ func NewMessage(t task.Task, opts ...Option) (*task.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	return o.message(t, id, now)
+	m, err := o.message(t, id, now)
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 // identify checks t and returns its id: the caller's, or one made now.
@@ -58,17 +66,18 @@ func (o *options) identify(t task.Task, now time.Time) (string, error) {
 	return task.NewID(now), nil
 }
 
-// message encodes t and builds its envelope as enqueued at now.
-func (o *options) message(t task.Task, id string, now time.Time) (*task.Message, error) {
+// message encodes t and builds its envelope as enqueued at now. It
+// returns a value: an enqueue keeps it on its stack.
+func (o *options) message(t task.Task, id string, now time.Time) (task.Message, error) {
 	body, contentType, err := t.Encode()
 	if err != nil {
-		return nil, err
+		return task.Message{}, err
 	}
 	eta := o.eta
 	if o.delay > 0 {
 		eta = now.Add(o.delay)
 	}
-	m := &task.Message{ID: id, Task: t.Name, ContentType: contentType, Body: body, Timestamp: now, ETA: eta,
+	m := task.Message{ID: id, Task: t.Name, ContentType: contentType, Body: body, Timestamp: now, ETA: eta,
 		Expires: o.expires, Priority: o.priority, MaxAttempts: o.maxAttempts, EnqueuedAt: now, ReplyTo: o.replyTo}
 	m.Headers = m.BuildHeaders(o.headers)
 	return m, nil
@@ -125,6 +134,16 @@ func WithDelay(d time.Duration) Option {
 // seconds; a t that is not in the future runs the task at once (it still
 // carries its eta header).
 func WithETA(t time.Time) Option { return func(o *options) { o.eta, o.delay = t, 0 } }
+
+// WithEarlyDelivery sends a task due later (WithDelay, WithETA) to its
+// route at once, carrying its eta header, instead of into the delay
+// levels; a warren worker that takes it before its ETA holds it in the
+// delay levels until then (docs/protocol.md, "ETA and expiry"). It is for
+// routes whose queues only the broker knows (bindings outside
+// Config.Topology, topic and fanout exchanges), which the delay levels
+// cannot deliver to: without it such a task fails with ErrNoDelayTarget.
+// A consumer other than a warren worker sees the task early.
+func WithEarlyDelivery() Option { return func(o *options) { o.early = true } }
 
 // WithExpiry makes the task expire d from now: a worker that gets it later
 // does not run it (it is dead-lettered with reason "expired", or dropped if

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/producer"
@@ -140,7 +141,7 @@ func TestMetricsCountAKnownMix(t *testing.T) {
 	addr := startRunner(t, b.URL, q, reg)
 
 	preg := prometheus.NewRegistry()
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Metrics: preg, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL, Metrics: preg}, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var tasks []task.Task

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/routing"
 )
@@ -14,8 +15,9 @@ import (
 const EnvURL = testenv.EnvURL
 
 // DefaultURL is the broker the kit uses unless EnvURL names another: a
-// local RabbitMQ with the default user, amqp://guest:guest@127.0.0.1:5672/.
-const DefaultURL = testenv.DefaultURL
+// local RabbitMQ with the default user, the one every component reaches
+// by default.
+const DefaultURL = conn.DefaultURL
 
 // cleanupTimeout bounds the deletes at a test's end.
 const cleanupTimeout = 10 * time.Second
@@ -35,7 +37,7 @@ func URL(t testing.TB) string {
 type Broker struct {
 	url   string
 	names *testenv.Names
-	conn  *conn
+	admin *admin
 }
 
 // NewBroker connects to the test broker for t and deletes, when t ends,
@@ -47,13 +49,17 @@ func NewBroker(t testing.TB) *Broker {
 	if err != nil {
 		t.Fatalf("warrentest: %v", err)
 	}
-	b := &Broker{url: u, names: testenv.NewNames(t), conn: c}
+	b := &Broker{url: u, names: testenv.NewNames(t), admin: c}
 	t.Cleanup(func() { b.cleanup(t) })
 	return b
 }
 
-// URL is the broker's URL, for a Config the kit does not build.
+// URL is the broker's URL.
 func (b *Broker) URL() string { return b.url }
+
+// Conn is how to reach the broker, for the Conn field of a Config the kit
+// does not fill (worker, producer, deadletter, inspect, result).
+func (b *Broker) Conn() conn.Config { return conn.Config{URL: b.url} }
 
 // Queue returns a name for a queue of this test, made from base. The queue
 // and its dead-letter queue are deleted when the test ends; Queue declares
@@ -71,7 +77,7 @@ func (b *Broker) Declare(t testing.TB, topo routing.Topology) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if err := b.conn.declare(ctx, topo); err != nil {
+	if err := b.admin.declare(ctx, topo); err != nil {
 		t.Fatalf("warrentest: declare: %v", err)
 	}
 }
@@ -79,17 +85,17 @@ func (b *Broker) Declare(t testing.TB, topo routing.Topology) {
 // cleanup deletes what the test named. It runs after the cleanups the
 // test registered later (its workers and producers stop first).
 func (b *Broker) cleanup(t testing.TB) {
-	defer b.conn.close()
+	defer b.admin.close()
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	queues, exchanges := b.names.Made()
 	for _, q := range queues {
-		if err := b.conn.deleteQueue(ctx, q); err != nil {
+		if err := b.admin.deleteQueue(ctx, q); err != nil {
 			t.Logf("warrentest: cleanup: %v", err)
 		}
 	}
 	for _, x := range exchanges {
-		if err := b.conn.deleteExchange(ctx, x); err != nil {
+		if err := b.admin.deleteExchange(ctx, x); err != nil {
 			t.Logf("warrentest: cleanup: %v", err)
 		}
 	}

@@ -59,7 +59,7 @@ func ExampleRecorder() {
 	b := warrentest.NewBroker(t)
 	q := b.Queue("email")
 	p := warrentest.NewProducer(t, producer.Config{
-		URL:      b.URL(),
+		Conn:     b.Conn(),
 		Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}},
 		Routes:   routing.NewTable().Add(SendEmail.Name(), routing.ToQueue(q)),
 	})
@@ -83,9 +83,9 @@ func ExampleStartWorker() {
 	b := warrentest.NewBroker(t)
 	q := b.Queue("email")
 	sent := make(chan string, 1)
-	warrentest.StartWorker(t, worker.Config{URL: b.URL(), Queues: []string{q}},
+	warrentest.StartWorker(t, worker.Config{Conn: b.Conn(), Queues: []string{q}},
 		SendEmail.Handler(func(ctx context.Context, e Email) error { sent <- e.To; return nil }))
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL()})
+	p := warrentest.NewProducer(t, producer.Config{Conn: b.Conn()})
 
 	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, SendEmail, Email{To: "bob@example.com"}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)

@@ -110,11 +110,11 @@ func (r *Recorder) poll(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	delayed, err := r.b.conn.take(ctx, r.delayed)
+	delayed, err := r.b.admin.take(ctx, r.delayed)
 	if err != nil {
 		t.Fatalf("warrentest: record %s: %v", r.queue, err)
 	}
-	direct, err := r.b.conn.take(ctx, r.queue)
+	direct, err := r.b.admin.take(ctx, r.queue)
 	if err != nil {
 		t.Fatalf("warrentest: record %s: %v", r.queue, err)
 	}

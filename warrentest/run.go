@@ -36,11 +36,11 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 }
 
 // NewProducer returns a producer of cfg, closed when t ends. An empty
-// cfg.URL means the test broker (URL).
+// cfg.Conn.URL means the test broker (URL).
 func NewProducer(t testing.TB, cfg producer.Config) *producer.Producer {
 	t.Helper()
-	if cfg.URL == "" {
-		cfg.URL = URL(t)
+	if cfg.Conn.URL == "" {
+		cfg.Conn.URL = URL(t)
 	}
 	p, err := producer.New(cfg)
 	if err != nil {
@@ -81,12 +81,12 @@ func Run(t testing.TB, w *worker.Worker) (stop func()) {
 }
 
 // StartWorker starts a worker of cfg and stops it when t ends. Without
-// cfg.Registry the worker serves handlers; an empty cfg.URL means the test
-// broker (URL). It returns once the worker consumes every queue.
+// cfg.Registry the worker serves handlers; an empty cfg.Conn.URL means the
+// test broker (URL). It returns once the worker consumes every queue.
 func StartWorker(t testing.TB, cfg worker.Config, handlers ...task.Handler) *worker.Worker {
 	t.Helper()
-	if cfg.URL == "" {
-		cfg.URL = URL(t)
+	if cfg.Conn.URL == "" {
+		cfg.Conn.URL = URL(t)
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = task.NewRegistry()

@@ -89,7 +89,7 @@ func TestRecord(t *testing.T) {
 	b := warrentest.NewBroker(t)
 	q := b.Queue("rec")
 	p := warrentest.NewProducer(t, producer.Config{
-		URL:      b.URL(),
+		Conn:     b.Conn(),
 		Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}},
 		Routes:   routing.NewTable().SetDefault(routing.ToQueue(q)),
 	})
@@ -138,7 +138,7 @@ func TestRequireEmptyNamesWhatArrived(t *testing.T) {
 	t.Parallel()
 	b := warrentest.NewBroker(t)
 	q := b.Queue("left")
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL(), Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}})
+	p := warrentest.NewProducer(t, producer.Config{Conn: b.Conn(), Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}})
 	rec := b.Record(t, q)
 	id, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, SendEmail, Email{}, producer.WithQueue(q))
 	if err != nil {
@@ -161,9 +161,9 @@ func TestCleanup(t *testing.T) {
 	t.Run("inner", func(t *testing.T) {
 		b := warrentest.NewBroker(t)
 		q = b.Queue("gone")
-		w = warrentest.StartWorker(t, worker.Config{URL: b.URL(), Queues: []string{q}},
+		w = warrentest.StartWorker(t, worker.Config{Conn: b.Conn(), Queues: []string{q}},
 			SendEmail.Handler(func(context.Context, Email) error { ran <- struct{}{}; return nil }))
-		p := warrentest.NewProducer(t, producer.Config{URL: b.URL()})
+		p := warrentest.NewProducer(t, producer.Config{Conn: b.Conn()})
 		if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, SendEmail, Email{}, producer.WithQueue(q)); err != nil {
 			t.Fatal(err)
 		}

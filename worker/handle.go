@@ -8,8 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.uber.org/zap"
-
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/internal/verdict"
 	"github.com/warrenq/warren/outcome"
@@ -49,12 +47,13 @@ var errGoexit = errors.New("handler called runtime.Goexit instead of returning")
 type delivery struct {
 	w       *Worker
 	d       *broker.Delivery
-	m       *task.Message
-	label   string // task label for metrics: the name, or unknownTaskLabel
-	log     *taskLog
+	m       *task.Message // &msg
+	msg     task.Message  // kept here so that a delivery costs one allocation
+	label   string        // task label for metrics: the name, or unknownTaskLabel
+	log     taskLog
 	decided bool            // v is set; false only while the handler runs
 	v       verdict.Verdict // what settle does
-	why     string          // v.cause's text, cut to maxErrorHeader, for headers and the caller
+	why     string          // v.Cause's text, cut to maxErrorHeader, for headers and the caller
 }
 
 // handle takes one delivery to exactly one outcome, counted in Stats and
@@ -89,7 +88,10 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery) {
 // read builds the task envelope of d and what handle needs to log and
 // label it. A message that cannot run is decided here.
 func (w *Worker) read(d *broker.Delivery) *delivery {
-	m, err := w.message(d)
+	t := &delivery{w: w, d: d}
+	t.m = &t.msg
+	m := t.m
+	err := w.message(m, d)
 	label := m.Task
 	if err == nil && !w.cfg.Registry.Has(m.Task) {
 		err = fmt.Errorf("%w: %q", task.ErrUnknownTask, truncate(m.Task, maxLogField))
@@ -100,10 +102,7 @@ func (w *Worker) read(d *broker.Delivery) *delivery {
 	if !w.cfg.Registry.Has(label) {
 		label = unknownTaskLabel // label values stay bounded whatever producers send
 	}
-	// Task name and id come from the producer and may be as long as a frame.
-	log := newTaskLog(w.log, zap.String("task", truncate(m.Task, maxLogField)), zap.String("id", truncate(m.ID, maxLogField)),
-		zap.String("queue", d.Queue), zap.Int("attempt", m.Retries+1))
-	t := &delivery{w: w, d: d, m: m, label: label, log: log}
+	t.label, t.log = label, newTaskLog(w.log, m.Task, m.ID, d.Queue, m.Retries+1)
 	if err != nil {
 		t.v, t.decided = verdict.DeadFor(task.Reason(err), err), true
 	}
@@ -155,14 +154,14 @@ func (t *delivery) Started(wait time.Duration) {
 // Ran records the run's duration (verdict.Observer).
 func (t *delivery) Ran(took time.Duration) {
 	t.w.metrics.Ran(t.label, t.d.Queue, took)
-	t.log = t.log.with(zap.Duration("duration", took))
+	t.log.took(took)
 }
 
-// message builds the task envelope from a delivery. A body or header table
+// message fills m, the task envelope, from a delivery. A body or header table
 // over the limits is a *task.TooLargeError; bad headers or an unknown
 // content encoding are a *task.DecodeError.
-func (w *Worker) message(d *broker.Delivery) (*task.Message, error) {
-	m := d.Message()
+func (w *Worker) message(m *task.Message, d *broker.Delivery) error {
+	d.Message(m)
 	tooLarge := w.limits().check(d.Body, d.Headers)
 	err := m.ParseHeaders(d.Headers)
 	if m.Task == "" {
@@ -171,17 +170,17 @@ func (w *Worker) message(d *broker.Delivery) (*task.Message, error) {
 	if tooLarge != nil {
 		// Checked first but reported with the task name, if one was read.
 		tooLarge.(*task.TooLargeError).Task = m.Task
-		return m, tooLarge
+		return tooLarge
 	}
 	if err != nil {
-		return m, err
+		return err
 	}
 	switch strings.ToLower(d.Encoding) {
 	case "", "utf-8", "utf8", "binary", "identity":
 	default:
-		return m, &task.DecodeError{Task: m.Task, Err: fmt.Errorf("content_encoding %q is not supported", d.Encoding)}
+		return &task.DecodeError{Task: m.Task, Err: fmt.Errorf("content_encoding %q is not supported", d.Encoding)}
 	}
-	return m, nil
+	return nil
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

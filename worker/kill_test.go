@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -42,7 +43,7 @@ func childWorker() {
 		<-ctx.Done()
 		return ctx.Err()
 	}))
-	w, err := worker.New(worker.Config{URL: os.Getenv("WARREN_TEST_URL"), Queues: []string{os.Getenv("WARREN_TEST_QUEUE")}, Registry: reg, Concurrency: 1, Prefetch: 1})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: os.Getenv("WARREN_TEST_URL")}, Queues: []string{os.Getenv("WARREN_TEST_QUEUE")}, Registry: reg, Concurrency: 1, Prefetch: 1})
 	if err != nil {
 		os.Stderr.WriteString(err.Error() + "\n")
 		os.Exit(3)
@@ -72,7 +73,7 @@ func TestKilledWorkerLeavesTaskForAnother(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
 
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	id, err := producer.Enqueue(ctx, p, slowTask, Job{N: 1}, producer.WithQueue(q))
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +108,7 @@ func TestKilledWorkerLeavesTaskForAnother(t *testing.T) {
 		redelivered <- m
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
@@ -64,7 +65,7 @@ var fast = retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Base: time.Second
 
 func startRetryWorker(t *testing.T, b *brokertest.Broker, q string, policy retry.Policy, hs ...task.Handler) *worker.Worker {
 	t.Helper()
-	return warrentest.StartWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, Retry: policy}, hs...)
+	return warrentest.StartWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Retry: policy}, hs...)
 }
 
 func gapsOf(runs []runRec) []time.Duration {
@@ -88,7 +89,7 @@ func TestRetryTwiceThenSucceed(t *testing.T) {
 	def := task.Define[Job]("flaky")
 	rec := newRecorder(errors.New("db down"), errors.New("db still down"))
 	w := startRetryWorker(t, b, q, fast, def.Handler(rec.handle))
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: 1}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestExhaustedEndsInDeadLetters(t *testing.T) {
 	def := task.Define[Job]("hopeless", task.WithMaxAttempts(3), task.WithBackoff(time.Second, time.Second))
 	rec := newRecorder(errors.New("fail 1"), errors.New("fail 2"), errors.New("fail 3"), errors.New("never reached"))
 	w := startRetryWorker(t, b, q, retry.Policy{}, def.Handler(rec.handle))
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	id, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: 1}, producer.WithQueue(q))
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +178,7 @@ func TestPermanentErrorSkipsRetries(t *testing.T) {
 	def := task.Define[Job]("perm")
 	rec := newRecorder(retry.Permanent(errors.New("no such user")))
 	startRetryWorker(t, b, q, fast, def.Handler(rec.handle))
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	def := task.Define[Job]("ratelimited")
 	rec := newRecorder(retry.After(3*time.Second, errors.New("429")))
 	w := startRetryWorker(t, b, q, fast, def.Handler(rec.handle))
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestPanicAndTimeoutAreOrdinaryFailures(t *testing.T) {
 		<-ctx.Done() // honours its deadline
 		return ctx.Err()
 	}))
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, panicky, Job{}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ func TestExpiredTasksAreNotRun(t *testing.T) {
 	drop := task.Define[Job]("drop_expired", task.WithDropExpired())
 	rec := newRecorder()
 	w := startRetryWorker(t, b, q, fast, keep.Handler(rec.handle), drop.Handler(rec.handle))
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	ctx := warrentest.Context(t, 10*time.Second)
 	past := producer.WithDeadline(time.Now().Add(-time.Minute))
 	if _, err := producer.Enqueue(ctx, p, keep, Job{N: 1}, producer.WithQueue(q), past); err != nil {

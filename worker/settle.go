@@ -29,7 +29,7 @@ import (
 // nothing is lost between the two; a final result the broker refuses is
 // the caller's loss, not a reason to run the task again.
 func (w *Worker) settle(t *delivery) outcome.Outcome {
-	d, v, log := t.d, t.v, t.log
+	d, v, log := t.d, t.v, &t.log
 	if v.Cause != nil {
 		log = log.with(zap.Error(v.Cause))
 		t.why = truncate(v.Cause.Error(), maxErrorHeader)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -32,7 +33,7 @@ func TestShardsSpreadAndConsumeAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := task.Define[Job]("shard_job", task.WithMaxAttempts(2), task.WithBackoff(time.Second, time.Second))
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().AddShards(def.Name(), s)})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo, Routes: routing.NewTable().AddShards(def.Name(), s)})
 	ctx := warrentest.Context(t, 60*time.Second)
 
 	const m = 400
@@ -81,7 +82,7 @@ func TestShardsSpreadAndConsumeAll(t *testing.T) {
 		}
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{s.Queue}, Registry: reg, Topology: topo, Concurrency: 4, Prefetch: 16})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{s.Queue}, Registry: reg, Topology: topo, Concurrency: 4, Prefetch: 16})
 	if err != nil {
 		t.Fatal(err)
 	}

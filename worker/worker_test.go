@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -43,12 +44,12 @@ func TestPayloadRoundTrip(t *testing.T) {
 		results <- got{j, *m}
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Topology: topo})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Topology: topo})
 	if err != nil {
 		t.Fatal(err)
 	}
 	warrentest.Run(t, w)
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().Add(def.Name(), routing.Route{Exchange: x, Key: "jobs"})})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo, Routes: routing.NewTable().Add(def.Name(), routing.Route{Exchange: x, Key: "jobs"})})
 
 	want := Job{N: 42, Note: "héllo, \"world\""}
 	id, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, want)
@@ -88,12 +89,12 @@ func TestSeveralQueues(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: queues, Registry: reg})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: queues, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	warrentest.Run(t, w)
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	ctx := warrentest.Context(t, 20*time.Second)
 	for i := 0; i < 30; i++ {
 		if _, err := producer.Enqueue(ctx, p, def, Job{N: i}, producer.WithQueue(queues[i%3])); err != nil {
@@ -135,12 +136,12 @@ func TestConcurrencyLimitHolds(t *testing.T) {
 		running.Add(-1)
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: limit, Prefetch: 50})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Concurrency: limit, Prefetch: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
 	warrentest.Run(t, w)
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	tasks := make([]task.Task, 40)
 	for i := range tasks {
 		tasks[i] = def.New(Job{N: i})
@@ -168,12 +169,12 @@ func TestPrefetchWindowHolds(t *testing.T) {
 		return nil
 	}))
 	const prefetch, total = 5, 20
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: 2, Prefetch: prefetch})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Concurrency: 2, Prefetch: prefetch})
 	if err != nil {
 		t.Fatal(err)
 	}
 	warrentest.Run(t, w)
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	for i := 0; i < total; i++ {
 		if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
 			t.Fatal(err)
@@ -207,12 +208,12 @@ func TestGracefulShutdown(t *testing.T) {
 		finished.Add(1)
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: 2, Prefetch: 10, ShutdownTimeout: 30 * time.Second})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Concurrency: 2, Prefetch: 10, ShutdownTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := warrentest.Run(t, w)
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	tasks := make([]task.Task, 10)
 	for i := range tasks {
 		tasks[i] = def.New(Job{N: i})
@@ -261,12 +262,12 @@ func TestShutdownTimeoutRequeuesUnfinished(t *testing.T) {
 		<-ctx.Done() // a long task that honours cancellation
 		return ctx.Err()
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: 3, ShutdownTimeout: 300 * time.Millisecond})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Concurrency: 3, ShutdownTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := warrentest.Run(t, w)
-	p := warrentest.NewProducer(t, producer.Config{URL: b.URL})
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	for i := 0; i < 3; i++ {
 		if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(q)); err != nil {
 			t.Fatal(err)
@@ -297,7 +298,7 @@ func TestDefaultTaskRunsHeaderlessMessage(t *testing.T) {
 	reg := task.NewRegistry()
 	reg.MustRegister(def.Handler(func(ctx context.Context, j Job) error { got <- j; return nil }))
 	topo := routing.Topology{Queues: []routing.Queue{{Name: q, DefaultTask: def.Name()}}}
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Topology: topo})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Topology: topo})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +325,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		handled.Add(1)
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +426,7 @@ func TestDeletedDeadQueueIsRedeclared(t *testing.T) {
 	q := b.Queue("redeclare")
 	reg := task.NewRegistry()
 	reg.MustRegister(task.Define[Job]("known").Handler(func(context.Context, Job) error { return nil }))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +470,7 @@ func TestHandlerGoexitFreesItsSlot(t *testing.T) {
 		}
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: 1})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,13 +15,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warrenq/warren/conn"
 )
 
 // EnvURL names the variable that overrides the test broker's URL.
 const EnvURL = "WARREN_TEST_URL"
 
-// DefaultURL is the local broker the README's set-up starts.
-const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+// DefaultURL is the local broker the README's set-up starts: the one
+// every component reaches by default.
+const DefaultURL = conn.DefaultURL
 
 // LocalURL returns the test broker's URL without checking it.
 func LocalURL() string {

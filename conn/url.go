@@ -1,4 +1,4 @@
-package broker
+package conn
 
 import (
 	"net/url"
@@ -8,6 +8,12 @@ import (
 // Redact returns rawURL with any password replaced by "xxxxx", for logs and
 // errors: passwords in broker URLs never appear in either.
 func Redact(rawURL string) string {
+	if urls := SplitURLs(rawURL); len(urls) > 1 {
+		for i, u := range urls {
+			urls[i] = Redact(u)
+		}
+		return strings.Join(urls, ",")
+	}
 	u, err := url.Parse(rawURL)
 	// An unparsable URL may still hold a password; so may one that parses
 	// oddly ("guest:pw@host" reads as scheme "guest", and a "/" in a
@@ -39,3 +45,36 @@ func (u *URLFlag) String() string {
 
 // Set stores the URL as given.
 func (u *URLFlag) Set(s string) error { *u = URLFlag(s); return nil }
+
+// SplitURLs splits a list of broker URLs, the nodes of one cluster,
+// separated by commas. A comma starts the next URL only where amqp:// or
+// amqps:// follows it, so that a password may hold one. Spaces and stray
+// commas around each URL are dropped; a string with no URL gives none.
+func SplitURLs(list string) []string {
+	var urls []string
+	rest := list
+	for {
+		i := nextURL(rest)
+		if u := strings.Trim(rest[:i], " ,"); u != "" {
+			urls = append(urls, u)
+		}
+		if i == len(rest) {
+			return urls
+		}
+		rest = rest[i+1:]
+	}
+}
+
+// nextURL is the index of the comma that ends the first URL in s, or len(s).
+func nextURL(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] != ',' {
+			continue
+		}
+		next := strings.ToLower(strings.TrimLeft(s[i+1:], " "))
+		if strings.HasPrefix(next, "amqp://") || strings.HasPrefix(next, "amqps://") {
+			return i
+		}
+	}
+	return len(s)
+}

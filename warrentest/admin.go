@@ -4,31 +4,32 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
 )
 
-// conn is the kit's one door to internal/broker: a supervised connection
+// admin is the kit's one door to internal/broker: a supervised connection
 // for declaring, reading and deleting a test's names. Nothing of it shows
 // in the package's API.
-type conn struct{ sup *broker.Supervisor }
+type admin struct{ sup *broker.Supervisor }
 
-func dial(url string) (*conn, error) {
-	sup, err := broker.New(broker.Config{URL: url, Role: "warrentest"})
+func dial(url string) (*admin, error) {
+	sup, err := broker.New(broker.Config{Conn: conn.Config{URL: url}, Role: "warrentest"})
 	if err != nil {
 		return nil, err
 	}
-	return &conn{sup: sup}, nil
+	return &admin{sup: sup}, nil
 }
 
-func (c *conn) declare(ctx context.Context, t routing.Topology) error {
+func (c *admin) declare(ctx context.Context, t routing.Topology) error {
 	return c.sup.DeclareNow(ctx, t)
 }
 
-func (c *conn) deleteQueue(ctx context.Context, q string) error { return c.sup.DeleteQueue(ctx, q) }
+func (c *admin) deleteQueue(ctx context.Context, q string) error { return c.sup.DeleteQueue(ctx, q) }
 
-func (c *conn) deleteExchange(ctx context.Context, x string) error {
+func (c *admin) deleteExchange(ctx context.Context, x string) error {
 	return c.sup.DeleteExchange(ctx, x)
 }
 
@@ -41,7 +42,7 @@ type arrival struct {
 
 // take takes every ready message of queue and acks it. A queue that does
 // not exist (yet) holds nothing.
-func (c *conn) take(ctx context.Context, queue string) ([]arrival, error) {
+func (c *admin) take(ctx context.Context, queue string) ([]arrival, error) {
 	r, err := c.sup.OpenReader(ctx)
 	if err != nil {
 		return nil, err
@@ -56,7 +57,8 @@ func (c *conn) take(ctx context.Context, queue string) ([]arrival, error) {
 		if err != nil || !ok {
 			return out, err
 		}
-		m := d.Message()
+		m := new(task.Message)
+		d.Message(m)
 		if err := m.ParseHeaders(d.Headers); err != nil {
 			return out, err
 		}
@@ -67,4 +69,4 @@ func (c *conn) take(ctx context.Context, queue string) ([]arrival, error) {
 	}
 }
 
-func (c *conn) close() { _ = c.sup.Close() }
+func (c *admin) close() { _ = c.sup.Close() }
