@@ -1,7 +1,6 @@
 package inspect_test
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -14,13 +13,8 @@ import (
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/warrentest"
 )
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func newInspector(t *testing.T, cfg inspect.Config) *inspect.Inspector {
 	t.Helper()
@@ -47,7 +41,7 @@ func TestInspectOverAMQP(t *testing.T) {
 	}
 	b.Publish("", q+".dead", amqp.Publishing{Body: []byte("{}")})
 	insp := newInspector(t, inspect.Config{Conn: conn.Config{URL: b.URL}, NoManagement: true})
-	ctx := ctxT(t, 20*time.Second)
+	ctx := warrentest.Context(t, 20*time.Second)
 
 	if _, err := insp.Queues(ctx, inspect.Filter{}); !errors.Is(err, inspect.ErrNeedsManagement) {
 		t.Errorf("listing without the management API: %v, want ErrNeedsManagement", err)
@@ -109,7 +103,7 @@ func TestPingRefused(t *testing.T) {
 	u.User = url.UserPassword(u.User.Username(), "not-the-password")
 	insp := newInspector(t, inspect.Config{Conn: conn.Config{URL: u.String()}, NoManagement: true})
 	start := time.Now()
-	err = insp.Ping(ctxT(t, time.Minute))
+	err = insp.Ping(warrentest.Context(t, time.Minute))
 	if !errors.Is(err, conn.ErrRefused) {
 		t.Fatalf("Ping = %v, want ErrRefused", err)
 	}
@@ -153,7 +147,7 @@ func TestInspectManagement(t *testing.T) {
 	if base, vhost := insp.Management(); base != srv.URL || vhost != "/" {
 		t.Errorf("Management() = %s %s", base, vhost)
 	}
-	rep, err := insp.Queues(ctxT(t, 20*time.Second), inspect.Filter{})
+	rep, err := insp.Queues(warrentest.Context(t, 20*time.Second), inspect.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +162,7 @@ func TestInspectManagement(t *testing.T) {
 		*v.PublishRate != 4.25 || *v.DeliverRate != 3.5 || v.Source != inspect.SourceManagement {
 		t.Errorf("work queue %+v", v)
 	}
-	all, err := insp.Queues(ctxT(t, 20*time.Second), inspect.Filter{All: true})
+	all, err := insp.Queues(warrentest.Context(t, 20*time.Second), inspect.Filter{All: true})
 	if err != nil || len(all.Queues) != 7 {
 		t.Errorf("All: %d queues, %v; want 7", len(all.Queues), err)
 	}

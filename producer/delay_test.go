@@ -122,7 +122,7 @@ func TestDelayTargets(t *testing.T) {
 	}
 	// Early delivery sends it to the route at once, with its eta header
 	// for the worker that takes it to hold it until then.
-	brokertest.Eventually(t, 10*time.Second, p.Connected, "producer not connected") // it declares x
+	warrentest.Eventually(t, 10*time.Second, p.Connected, "producer not connected") // it declares x
 	if err := b.Channel().QueueBind(q, "k", x, false, nil); err != nil {
 		t.Fatal(err)
 	}
