@@ -64,6 +64,9 @@ type params struct {
 	// QueueVersion declares the spread's classic queues with
 	// x-queue-version (1 or 2); 0: no argument.
 	QueueVersion int
+	// Quorum declares the one queue quorum, as routing.Queue{Quorum: true}
+	// does (delivery limit, at-least-once dead-lettering).
+	Quorum bool
 }
 
 // result is one phase of one side.
@@ -99,6 +102,7 @@ func main() {
 	flag.StringVar(&p.Queue, "queue", "bench.q", "internal: queue name")
 	flag.IntVar(&p.Shards, "shards", 0, "internal: queues the spread phase uses")
 	flag.IntVar(&p.QueueVersion, "queue-version", 0, "internal: x-queue-version of the spread phase's queues")
+	flag.BoolVar(&p.Quorum, "quorum", false, "declare the queue quorum, as routing.Queue{Quorum: true} does, on both sides")
 	spread := flag.String("spread", "", "measure enqueue and drain spread over each of these numbers of queues instead (e.g. 1,2,4), raw and warren's routing.Shards")
 	versions := flag.String("queue-versions", "1,2", "with -spread: the classic queue versions to measure (x-queue-version)")
 	flag.Parse()
@@ -333,7 +337,8 @@ func childRun(ctx context.Context, side string, p params) (result, error) {
 	}
 	cmd := exec.CommandContext(ctx, exe, "-child", side, "-broker", p.URL, "-n", fmt.Sprint(p.N), "-payload", fmt.Sprint(p.Payload),
 		"-concurrency", fmt.Sprint(p.Concurrency), "-prefetch", fmt.Sprint(p.Prefetch), "-ack-every", fmt.Sprint(p.AckEvery),
-		"-exchange", p.Exchange, "-queue", p.Queue, "-shards", fmt.Sprint(p.Shards), "-queue-version", fmt.Sprint(p.QueueVersion))
+		"-exchange", p.Exchange, "-queue", p.Queue, "-shards", fmt.Sprint(p.Shards), "-queue-version", fmt.Sprint(p.QueueVersion),
+		"-quorum="+fmt.Sprint(p.Quorum))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

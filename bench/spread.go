@@ -103,6 +103,9 @@ func queueArgs(p params) map[string]any {
 	if p.Shards > 0 && p.QueueVersion > 0 {
 		return map[string]any{routing.QueueVersionArg: p.QueueVersion}
 	}
+	if p.Quorum {
+		return routing.Queue{Name: p.Queue, Quorum: true}.Arguments()
+	}
 	return nil
 }
 

@@ -23,7 +23,7 @@ func topology(p params) routing.Topology {
 	}
 	return routing.Topology{
 		Exchanges: []routing.Exchange{{Name: p.Exchange}},
-		Queues:    []routing.Queue{{Name: p.Queue}},
+		Queues:    []routing.Queue{{Name: p.Queue, Quorum: p.Quorum}},
 		Bindings:  []routing.Binding{{Exchange: p.Exchange, Queue: p.Queue, Key: "bench"}},
 	}
 }

@@ -69,7 +69,11 @@ func DelayTopology() Topology {
 	t.Exchanges = append(t.Exchanges,
 		Exchange{Name: DelayUnroutable, Kind: Fanout},
 		Exchange{Name: DelayDeliver, Kind: Topic, Args: map[string]any{"alternate-exchange": DelayUnroutable}})
-	t.Queues = append(t.Queues, Queue{Name: DelayUnroutable, NoDeadLetters: true})
+	// Quorum, like the levels: a classic queue lives on one node of a
+	// cluster, and while that node is down no client could declare the
+	// topology on another. Earlier versions declared it classic; such a
+	// queue is kept (delete it, empty, to have it re-declared quorum).
+	t.Queues = append(t.Queues, Queue{Name: DelayUnroutable, Quorum: true, NoDeadLetters: true, KeepExisting: true})
 	t.Bindings = append(t.Bindings, Binding{Exchange: DelayUnroutable, Queue: DelayUnroutable})
 	for l := DelayLevels - 1; l >= 0; l-- {
 		name := DelayLevelName(l)

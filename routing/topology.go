@@ -69,6 +69,10 @@ type Queue struct {
 	// NoDeadLetters declares the queue without a <name>.dead queue beside
 	// it: warren's own delay queues have none.
 	NoDeadLetters bool
+	// KeepExisting uses a queue of this name that exists already with
+	// other arguments as it is, where the declaration would fail: for
+	// warren's own queues whose declaration changed between versions.
+	KeepExisting bool
 }
 
 // Arguments returns the x-arguments the queue is declared with, or nil.

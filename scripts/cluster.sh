@@ -66,7 +66,8 @@ ctl() {
 	nodeenv "$n" "$(bin rabbitmqctl)" -n "$(name "$n")" "$@"
 }
 
-up() { ctl "$1" status >/dev/null 2>&1; }
+# up reports whether node N's Erlang VM runs, with RabbitMQ started or not.
+up() { nodeenv "$1" "$(bin rabbitmq-diagnostics)" -n "$(name "$1")" ping >/dev/null 2>&1; }
 
 # quiet runs rabbitmqctl against node N with its chatter in DIR/ctl.log.
 quiet() {
@@ -94,7 +95,8 @@ boot() {
 	if up "$n"; then
 		return
 	fi
-	nodeenv "$n" "$(bin rabbitmq-server)" -detached
+	# From the node's directory: a VM that dies leaves its erl_crash.dump there.
+	(cd "$dir/n$n" && nodeenv "$n" "$(bin rabbitmq-server)" -detached)
 	# await_startup fails at once while the VM is not up yet: retry it.
 	local deadline=$((SECONDS + 120))
 	until ctl "$n" await_startup --timeout 120 >/dev/null 2>&1; do

@@ -31,6 +31,8 @@ go run ./bench -n 300
 echo "== fault suite (restarts RabbitMQ; runs alone)"
 # Broker stop/start and kill -9, worker processes killed, SIGTERMed, timed
 # out by consumer_timeout and crashed by a poison task, a TLS-only node, and
-# the CLI against the management plugin (enabled, then disabled again).
-go test -race -count=1 -p 1 -tags fault -v -run 'Broker|Process' ./internal/faulttest
+# the CLI against the management plugin (enabled, then disabled again),
+# and failover on a three-node cluster of its own (scripts/cluster.sh, on
+# 5781-5783), which it starts and stops.
+go test -race -count=1 -p 1 -tags fault -v -run 'Broker|Process|Cluster' ./internal/faulttest
 go test -race -count=1 -p 1 -tags fault -v -run 'TestFault' ./cmd/warren

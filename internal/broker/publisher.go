@@ -309,6 +309,7 @@ type pubChannel struct {
 	orphaned bool                   // fail found writing in pending and left it to the writer
 	failErr  error                  // why the channel closed; set by fail, nil until then
 	dead     bool                   // amqp091-go refused a publish: closed, fail yet to run
+	retiring bool                   // closing after a nack (retire)
 
 	kick chan struct{} // one pending wake-up for the writer at most
 	stop chan struct{} // closed with the channel: the writer exits
@@ -575,6 +576,7 @@ func (pc *pubChannel) confirm(cf amqp.Confirmation) {
 		}
 		if !cf.Ack {
 			c.resolve(fmt.Errorf("publish to exchange %q key %q: %w", c.m.Exchange, c.m.Key, ErrNacked))
+			pc.retire()
 			continue
 		}
 		c.resolve(nil)
@@ -582,6 +584,21 @@ func (pc *pubChannel) confirm(cf amqp.Confirmation) {
 	if len(pc.pending) == 0 {
 		pc.pending = nil // let the backing array go
 	}
+}
+
+// retire closes the channel after a nack, once; under pc.mu. A nack is the
+// broker failing to take a message, which is rare, and on RabbitMQ 3.10 a
+// channel that published to a quorum queue while its leader died goes on
+// nacking every later publish to that queue, while a new channel's are
+// taken (TestFaultClusterLeaderKilled). The close fails what is in
+// flight as lost and sends what is queued on a new channel.
+func (pc *pubChannel) retire() {
+	if pc.retiring || pc.down() {
+		return
+	}
+	pc.retiring = true
+	pc.log.Warn("the broker nacked a publish; replacing the publisher channel")
+	go func() { _ = pc.ch.Close() }()
 }
 
 // fail settles everything on a closed channel: written publishes may have

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 )
@@ -143,4 +145,49 @@ func TestCloseSettlesEveryQueuedPublish(t *testing.T) {
 		t.Errorf("queue holds %d messages, %d were confirmed", got, confirmed)
 	}
 	t.Logf("%d of %d confirmed before Close", confirmed, len(cs))
+}
+
+// A nack retires the channel that got it: the next publish goes out on a
+// new channel. (On RabbitMQ 3.10 a channel that published to a quorum queue
+// while its leader died keeps nacking; see retire.) Here a full queue with
+// x-overflow reject-publish makes the broker nack.
+func TestNackRetiresTheChannel(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("full")
+	ch := b.Channel()
+	if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-max-length": int64(1), "x-overflow": "reject-publish"}); err != nil {
+		t.Fatal(err)
+	}
+	sup, err := New(Config{Conn: conn.Config{URL: b.URL}, Role: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := NewPublisher(sup, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
+
+	send := func(id string) error {
+		c, err := pub.Publish(ctx, &Publishing{Key: q, MessageID: id, Body: []byte("{}")})
+		if err != nil {
+			return err
+		}
+		return c.Wait(ctx)
+	}
+	if err := send("fits"); err != nil {
+		t.Fatal(err)
+	}
+	first := pub.slots[0].current()
+	if err := send("overflows"); !errors.Is(err, ErrNacked) {
+		t.Fatalf("publish to a full reject-publish queue: %v, want ErrNacked", err)
+	}
+	if _, err := ch.QueuePurge(q, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := send("after"); err != nil {
+		t.Fatalf("publish after the nack: %v", err)
+	}
+	if pub.slots[0].current() == first {
+		t.Error("the publish after a nack went out on the channel that was nacked")
+	}
 }

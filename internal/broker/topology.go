@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -23,7 +24,7 @@ func Declare(conn *amqp.Connection, t routing.Topology) error {
 	if err != nil {
 		return fmt.Errorf("declare topology: open channel: %w", err)
 	}
-	defer ch.Close()
+	defer func() { _ = ch.Close() }() // ch may be reopened below
 	for _, x := range t.Exchanges {
 		kind := string(x.Kind)
 		if kind == "" {
@@ -35,7 +36,18 @@ func Declare(conn *amqp.Connection, t routing.Topology) error {
 	}
 	for _, q := range t.Queues {
 		if _, err := ch.QueueDeclare(q.Name, true, false, false, false, amqp.Table(q.Arguments())); err != nil {
-			return fmt.Errorf("declare queue %q: %w", q.Name, err)
+			var ae *amqp.Error
+			if !q.KeepExisting || !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed {
+				return fmt.Errorf("declare queue %q: %w%s", q.Name, err, typeHint(err))
+			}
+			// It exists as an older version declared it: use it as it is.
+			// The refusal closed the channel.
+			if ch, err = conn.Channel(); err != nil {
+				return fmt.Errorf("declare topology: reopen channel: %w", err)
+			}
+			if _, err := ch.QueueDeclarePassive(q.Name, true, false, false, false, nil); err != nil {
+				return fmt.Errorf("declare queue %q: %w", q.Name, err)
+			}
 		}
 		if q.NoDeadLetters {
 			continue
@@ -100,4 +112,15 @@ func (s *Supervisor) Redeclare(ctx context.Context) error {
 		return err
 	}
 	return Declare(sess.Conn, s.cfg.Topology)
+}
+
+// typeHint explains a refusal to change a queue's type, which RabbitMQ
+// never does in place.
+func typeHint(err error) string {
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed || !strings.Contains(ae.Reason, "x-queue-type") {
+		return ""
+	}
+	return " (the queue exists as another type, and RabbitMQ cannot change a queue's type: declare a queue under a new name, " +
+		"send new tasks there, and let workers drain the old one; docs/cluster.md has the steps)"
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
+	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
 	"github.com/warrenq/warren/worker"
@@ -41,6 +42,13 @@ type scenario struct {
 	// rate paces the producer (tasks/s; 0 = as fast as it goes), so that a
 	// slow fault such as a broker restart lands mid-flow.
 	rate int
+	// queue, when named, is the work queue instead of a classic one named
+	// by b (a quorum queue on a cluster).
+	queue routing.Queue
+	// delayEvery, when above 0, enqueues every delayEvery-th task with a
+	// one-second delay, and failEvery makes every failEvery-th task fail
+	// its first run, so that both pass through the delay levels.
+	delayEvery, failEvery int
 }
 
 type report struct {
@@ -58,8 +66,12 @@ func (r report) String() string {
 
 func (s *scenario) run() report {
 	t := s.t
-	q := s.b.Queue("fault")
-	topo := routing.Topology{Queues: []routing.Queue{{Name: q}}}
+	wq := s.queue
+	if wq.Name == "" {
+		wq = routing.Queue{Name: s.b.Queue("fault")}
+	}
+	q := wq.Name
+	topo := routing.Topology{Queues: []routing.Queue{wq}}
 	start := time.Now()
 
 	var mu sync.Mutex
@@ -70,6 +82,9 @@ func (s *scenario) run() report {
 		if s.handlerDelay > 0 {
 			time.Sleep(s.handlerDelay)
 		}
+		if m, _ := task.FromContext(ctx); s.failEvery > 0 && it.N%s.failEvery == 0 && m.Retries == 0 {
+			return errors.New("first run fails, to go through the delay levels")
+		}
 		mu.Lock()
 		seen[it.N]++
 		mu.Unlock()
@@ -77,8 +92,8 @@ func (s *scenario) run() report {
 		return nil
 	}))
 	w, err := worker.New(worker.Config{Conn: conn.Config{URL: s.workerURL, Heartbeat: 2 * time.Second},
-		Queues: []string{q}, Registry: reg, Topology: topo,
-		Concurrency: 8, Prefetch: 64})
+		Queues: []string{q}, Registry: reg, Topology: topo, Concurrency: 8, Prefetch: 64,
+		Retry: retry.Policy{MaxAttempts: 10, Backoff: retry.Backoff{Base: time.Second, Max: time.Second, Multiplier: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +156,11 @@ func (s *scenario) run() report {
 			defer wg.Done()
 			for i := range next {
 				for {
-					_, err := producer.Enqueue(ctx, p, itemTask, Item{N: i}, producer.WithID(fmt.Sprintf("item-%d", i)))
+					opts := []producer.Option{producer.WithID(fmt.Sprintf("item-%d", i))}
+					if s.delayEvery > 0 && i%s.delayEvery == 0 {
+						opts = append(opts, producer.WithDelay(time.Second))
+					}
+					_, err := producer.Enqueue(ctx, p, itemTask, Item{N: i}, opts...)
 					if err == nil {
 						confirmed.Add(1)
 						break

@@ -1,0 +1,50 @@
+package broker_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/routing"
+)
+
+// A queue that an earlier version declared with other arguments fails the
+// declaration, unless the topology says to keep it; then the rest of the
+// topology is still declared.
+func TestDeclareKeepsAnExistingQueueWhenTold(t *testing.T) {
+	b := brokertest.New(t)
+	q, after := b.Queue("old"), b.Queue("after")
+	b.DeclareQueue(q) // classic, no arguments, as an earlier version did
+	conn, err := amqp.Dial(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	b.Track(after)
+
+	quorum := routing.Queue{Name: q, Quorum: true, NoDeadLetters: true}
+	err = broker.Declare(conn, routing.Topology{Queues: []routing.Queue{quorum}})
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed {
+		t.Fatalf("declaring it quorum over the classic one: %v, want PRECONDITION_FAILED", err)
+	}
+	if !strings.Contains(err.Error(), "cannot change a queue's type") {
+		t.Errorf("the refusal does not say what to do: %v", err)
+	}
+
+	quorum.KeepExisting = true
+	topo := routing.Topology{Queues: []routing.Queue{quorum, {Name: after, NoDeadLetters: true}}}
+	if err := broker.Declare(conn, topo); err != nil {
+		t.Fatalf("with KeepExisting: %v", err)
+	}
+	if b.Ready(after) != 0 {
+		t.Errorf("the queue after the kept one was not declared")
+	}
+	// Still the classic queue: a quorum one would refuse a classic
+	// redeclaration, as it refused the opposite above.
+	b.DeclareQueue(q)
+}

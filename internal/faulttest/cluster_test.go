@@ -1,0 +1,184 @@
+//go:build fault
+
+package faulttest
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/routing"
+)
+
+// clusterPort is the first AMQP port of the test cluster: apart from
+// scripts/cluster.sh's default (5681), so that a cluster a user runs for
+// trying failover is left alone.
+const clusterPort = 5781
+
+// cluster is the three-node cluster of scripts/cluster.sh, started once
+// for the package's cluster tests and stopped by TestMain.
+type cluster struct {
+	dir    string
+	script string
+}
+
+var (
+	clusterOnce sync.Once
+	theCluster  *cluster
+	clusterErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if theCluster != nil {
+		if out, err := theCluster.run("stop"); err != nil {
+			fmt.Fprintf(os.Stderr, "faulttest: stopping the cluster: %v\n%s", err, out)
+		}
+	}
+	os.Exit(code)
+}
+
+// sharedCluster starts the cluster on first use; every test that takes a
+// node down brings it back before it ends (restore), so the next finds
+// three nodes.
+func sharedCluster(t *testing.T) *cluster {
+	t.Helper()
+	clusterOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		dir, err := os.MkdirTemp("", "warren-cluster-")
+		if err != nil {
+			clusterErr = err
+			return
+		}
+		c := &cluster{dir: dir, script: filepath.Join(filepath.Dir(file), "..", "..", "scripts", "cluster.sh")}
+		start := time.Now()
+		if out, err := c.run("start"); err != nil {
+			clusterErr = fmt.Errorf("scripts/cluster.sh start: %v\n%s", err, out)
+			_, _ = c.run("stop")
+			return
+		}
+		theCluster = c
+		fmt.Fprintf(os.Stderr, "faulttest: three-node cluster up in %v\n", time.Since(start).Round(time.Second))
+	})
+	if clusterErr != nil {
+		t.Fatal(clusterErr)
+	}
+	return theCluster
+}
+
+func (c *cluster) run(args ...string) (string, error) {
+	cmd := exec.Command("bash", append([]string{c.script}, args...)...)
+	cmd.Env = append(os.Environ(), "WARREN_CLUSTER_DIR="+c.dir, "WARREN_CLUSTER_PORT="+strconv.Itoa(clusterPort))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (c *cluster) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		t.Fatalf("scripts/cluster.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// urls lists the nodes from first on, so that clients start there.
+func (c *cluster) urls(first int) string {
+	var us []string
+	for i := range 3 {
+		n := (first-1+i)%3 + 1
+		us = append(us, fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", clusterPort+n-1))
+	}
+	return strings.Join(us, ",")
+}
+
+// leader returns the number of the node that leads quorum queue q, asked of
+// node ask.
+func (c *cluster) leader(t *testing.T, ask int, q string) int {
+	t.Helper()
+	out := c.must(t, "ctl", strconv.Itoa(ask), "list_queues", "name", "leader", "--formatter", "json", "--quiet")
+	var rows []struct{ Name, Leader string }
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "["):]), &rows); err != nil {
+		t.Fatalf("list_queues: %v\n%s", err, out)
+	}
+	for _, r := range rows {
+		if r.Name == q {
+			for n := 1; n <= 3; n++ {
+				if r.Leader == fmt.Sprintf("warren-c%d@localhost", n) {
+					return n
+				}
+			}
+		}
+	}
+	t.Fatalf("no leader for %s in\n%s", q, out)
+	return 0
+}
+
+// restore starts node n again (after stop_app or kill -9) and waits until
+// the cluster runs three nodes.
+func (c *cluster) restore(t *testing.T, n int) {
+	t.Helper()
+	c.must(t, "restart", strconv.Itoa(n))
+	c.must(t, "ctl", "1", "await_online_nodes", "3", "--timeout", "120")
+}
+
+// clusterScenario runs tasks through a quorum work queue on the cluster,
+// producer and worker given every node with node 1 first, with one task in
+// 10 delayed and one in 7 failing its first run, so that the delay levels
+// carry messages through the fault too.
+func clusterScenario(t *testing.T, c *cluster, fault func(q string)) report {
+	t.Helper()
+	b := brokertest.New(t) // names only: the queue lives on the cluster
+	q := b.Queue("cluster")
+	s := &scenario{t: t, b: b, n: 3000, producerURL: c.urls(1), workerURL: c.urls(1),
+		handlerDelay: 500 * time.Microsecond, rate: 200,
+		queue:      routing.Queue{Name: q, Quorum: true},
+		delayEvery: 10, failEvery: 7}
+	s.faults = []func(){func() { fault(q) }}
+	return s.run()
+}
+
+// The node that producer and worker are connected to stops (stop_app):
+// both move to the next node of their list, the quorum queues elect new
+// leaders, and no task is lost.
+func TestFaultClusterConnectedNodeStops(t *testing.T) {
+	c := sharedCluster(t)
+	r := clusterScenario(t, c, func(string) { c.must(t, "ctl", "1", "stop_app") })
+	c.restore(t, 1)
+	checkReport(t, "cluster: connected node stopped", r)
+}
+
+// The node leading the work queue is killed with SIGKILL: no clean close,
+// the followers elect a new leader, and no task is lost.
+func TestFaultClusterLeaderKilled(t *testing.T) {
+	c := sharedCluster(t)
+	var killed int
+	r := clusterScenario(t, c, func(q string) {
+		killed = c.leader(t, 2, q)
+		t.Logf("killing node %d, the leader of %s", killed, q)
+		c.must(t, "kill", strconv.Itoa(killed))
+	})
+	c.restore(t, killed)
+	checkReport(t, "cluster: queue leader killed -9", r)
+}
+
+// A node other than the clients' stops and starts again a few seconds
+// later while tasks flow: it rejoins and catches up, and no task is lost.
+func TestFaultClusterNodeRestarts(t *testing.T) {
+	c := sharedCluster(t)
+	r := clusterScenario(t, c, func(string) {
+		c.must(t, "ctl", "2", "stop_app")
+		time.Sleep(3 * time.Second)
+		c.restore(t, 2)
+	})
+	checkReport(t, "cluster: node 2 stopped and started", r)
+}
