@@ -369,9 +369,6 @@ func (s *Supervisor) connect(nodeURL string) (*amqp.Connection, error) {
 				_ = c.Close()
 				return nil, err
 			}
-			if !coalesceWrites {
-				return c, nil
-			}
 			return newCoalescingConn(c), nil
 		},
 	})
