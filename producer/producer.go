@@ -67,7 +67,9 @@ type Config struct {
 	// keeps each shard to one channel, so give bulk producers as many
 	// channels as shards.
 	Channels int
-	// Logger defaults to zap.NewNop().
+	// Logger receives connection events (connected, lost, re-dial
+	// failures). Defaults to zap.NewNop(): silent until given one.
+	// Enqueue errors are returned, never only logged.
 	Logger *zap.Logger
 	// TLS configures amqps:// connections.
 	TLS *tls.Config

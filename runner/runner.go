@@ -192,6 +192,9 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 }
 
 // NewLogger builds the zap logger the flags ask for, writing to w.
+// Durations print with their unit ("delay":"1.5s"), not as zap's
+// production default of bare seconds; no line carries a stack trace, since
+// warren's errors say what happened and where.
 func NewLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
@@ -199,6 +202,7 @@ func NewLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec.EncodeDuration = zapcore.StringDurationEncoder
 	var enc zapcore.Encoder
 	if format == "console" {
 		ec.EncodeLevel = zapcore.CapitalLevelEncoder

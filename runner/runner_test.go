@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
@@ -50,6 +52,26 @@ func TestRunUsageErrorExits2(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "-queues is required") {
 		t.Errorf("stderr %q should say what is missing", stderr.String())
+	}
+}
+
+// Durations carry their unit in both formats: an operator reading
+// "delay":10 cannot tell seconds from milliseconds.
+func TestLoggerDurationsHaveUnits(t *testing.T) {
+	for _, format := range []string{"json", "console"} {
+		var buf bytes.Buffer
+		log, err := runner.NewLogger("info", format, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("task failed; retry scheduled", zap.Duration("delay", 1500*time.Millisecond))
+		want := `"delay":"1.5s"`
+		if format == "console" {
+			want = `"delay": "1.5s"`
+		}
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("%s line %q lacks %s", format, buf.String(), want)
+		}
 	}
 }
 

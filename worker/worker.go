@@ -45,7 +45,12 @@ type Config struct {
 	// its context is cancelled before it cancels their contexts and
 	// requeues what is left. Defaults to 30s.
 	ShutdownTimeout time.Duration
-	// Logger defaults to zap.NewNop().
+	// Logger receives the worker's logs. Defaults to zap.NewNop(): an
+	// embedded worker is silent until given one (runner.NewLogger, or
+	// your own). Levels: debug per success, info per retry and lifecycle
+	// step, warn for what someone should look at (a dead letter, a lost
+	// connection), error for a task the worker could not settle as meant.
+	// Durations are zap.Duration fields: your encoder decides their form.
 	Logger *zap.Logger
 	// TLS configures amqps:// connections.
 	TLS *tls.Config
