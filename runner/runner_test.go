@@ -75,6 +75,25 @@ func TestLoggerDurationsHaveUnits(t *testing.T) {
 	}
 }
 
+// -h is a request, not a mistake: exit 0 with a usage line, the flags,
+// and the tasks this binary runs (anything else is dead-lettered).
+func TestRunHelpExits0WithUsage(t *testing.T) {
+	reg := task.NewRegistry()
+	reg.MustRegister(task.Define[struct{}]("resize_image").Handler(func(context.Context, struct{}) error { return nil }))
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		var stderr bytes.Buffer
+		if code := runner.Run(context.Background(), []string{arg}, &stderr, reg, routing.Topology{}); code != 0 {
+			t.Errorf("%s: exit code %d, want 0", arg, code)
+		}
+		out := stderr.String()
+		for _, want := range []string{"usage: worker -queues", "-concurrency", "resize_image", "unknown_task"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: output lacks %q:\n%s", arg, want, out)
+			}
+		}
+	}
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
