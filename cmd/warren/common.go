@@ -86,6 +86,11 @@ func (o *opts) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	if o.timeout <= 0 {
 		return nil, o.usagef("-timeout must be positive")
 	}
+	// Before anything else reads it: a typo must not surface as an
+	// unrelated error (a refused vhost, a management API not found).
+	if err := broker.CheckURL(o.broker); err != nil {
+		return nil, o.usagef("%v (check -broker or %s)", err, runner.EnvBrokerURL)
+	}
 	var err error
 	if o.tls, err = tlsFromEnv(o.broker); err != nil {
 		return nil, o.usagef("%v", err)

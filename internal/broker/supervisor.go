@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,15 +79,8 @@ type Supervisor struct {
 // New validates cfg and starts supervising in the background. It does not
 // wait for the first connect: Session does.
 func New(cfg Config) (*Supervisor, error) {
-	if _, err := amqp.ParseURI(cfg.URL); err != nil {
-		// Not %w: url.Error quotes the URL, and an escape error a piece of
-		// it, password included.
-		msg := err.Error()
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			msg = "malformed URL (check the escaping of user and password)"
-		}
-		return nil, fmt.Errorf("broker URL %s: %s", Redact(cfg.URL), strings.ReplaceAll(msg, cfg.URL, Redact(cfg.URL)))
+	if err := CheckURL(cfg.URL); err != nil {
+		return nil, err
 	}
 	if err := cfg.Topology.Validate(); err != nil {
 		return nil, err
