@@ -140,8 +140,7 @@ func (o *opts) timeoutHint() string {
 }
 
 // refusal says what to do when err shows that the broker answered and
-// refused the login, which no retry cures; "" otherwise. The broker layer
-// keeps only the text of the last dial error, hence the matching on it.
+// refused the login or the vhost, which no retry cures; "" otherwise.
 func (o *opts) refusal(err error) string {
 	if err == nil {
 		return ""
@@ -155,12 +154,11 @@ func (o *opts) refusal(err error) string {
 			vhost, _ = url.PathUnescape(u.Path[1:])
 		}
 	}
-	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "username or password not allowed"), strings.Contains(msg, "ACCESS_REFUSED"):
+	case broker.LoginRefused(err):
 		return fmt.Sprintf("the broker at %s refused the login of user %q: check the user and password in -broker or WARREN_BROKER_URL",
 			broker.Redact(o.broker), user)
-	case strings.Contains(msg, "no access to this vhost"), strings.Contains(msg, "NOT_ALLOWED - "):
+	case broker.VhostRefused(err):
 		return fmt.Sprintf("the broker at %s refused vhost %q to user %q: check the vhost (the path of the broker URL), or grant access with rabbitmqctl set_permissions",
 			broker.Redact(o.broker), vhost, user)
 	}
@@ -186,6 +184,20 @@ func (o *opts) dial(ctx context.Context) (*broker.Supervisor, error) {
 		wcancel()
 		if err == nil {
 			return sup, nil
+		}
+		if cctx.Err() != nil {
+			// The dial in flight has the same deadline and ends a moment
+			// later with why it failed; a wrong password shows only then,
+			// since RabbitMQ answers one after about 3s. Wait for that
+			// rather than call a refused login an unreachable broker.
+			gctx, gcancel := context.WithTimeout(ctx, 250*time.Millisecond)
+			if _, gerr := sup.Session(gctx); gerr == nil {
+				gcancel()
+				return sup, nil
+			} else if o.refusal(gerr) != "" {
+				err = gerr
+			}
+			gcancel()
 		}
 		if hint := o.refusal(err); hint != "" {
 			_ = sup.Close()

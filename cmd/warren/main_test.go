@@ -273,6 +273,29 @@ func TestRefusedLogin(t *testing.T) {
 	}
 }
 
+// RabbitMQ answers a wrong password only after about 3s: within a shorter
+// -timeout the command still says the login was refused, not that the
+// broker may be down.
+func TestRefusedLoginWithinAShortTimeout(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := workQueue(t, b, "video")
+	pu, err := url.Parse(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu.User = url.UserPassword(pu.User.Username(), "wr0ng-pa55word")
+	for _, args := range [][]string{
+		{"dead", "list", q},
+		{"purge", q, "-yes"},
+	} {
+		r := cli(t, nil, append(args, "-broker", pu.String(), "-timeout", "1s")...).want(t, exitFailed)
+		if !strings.Contains(r.stderr, "refused the login") || strings.Contains(r.stderr, "is running") {
+			t.Errorf("%v: stderr does not say the login was refused:\n%s", args[:2], r.stderr)
+		}
+	}
+}
+
 // The worker's TLS variables apply here too; one set for a plain amqp://
 // URL, or a file that is not there, is a usage error before any dial.
 func TestTLSEnvironment(t *testing.T) {

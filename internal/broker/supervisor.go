@@ -137,7 +137,9 @@ func (s *Supervisor) Session(ctx context.Context) (*Session, error) {
 			lastErr = s.lastErr
 			s.mu.Unlock()
 			if lastErr != nil {
-				return nil, fmt.Errorf("not connected to %s: %w (last error: %v)", Redact(s.cfg.URL), ctx.Err(), lastErr)
+				// Both wrapped, so that callers can tell a timeout from a
+				// refused login (LoginRefused) behind it.
+				return nil, fmt.Errorf("not connected to %s: %w (last error: %w)", Redact(s.cfg.URL), ctx.Err(), lastErr)
 			}
 			return nil, fmt.Errorf("not connected to %s: %w", Redact(s.cfg.URL), ctx.Err())
 		}
