@@ -15,9 +15,9 @@ import (
 	"github.com/warrenq/warren/worker"
 )
 
-type Email struct{ To, Subject string }
+type email struct{ To, Subject string }
 
-var SendEmail = task.Define[Email]("send_email")
+var sendEmail = task.Define[email]("send_email")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -30,14 +30,14 @@ func main() {
 		log.Fatal(err)
 	}
 	defer p.Close()
-	id, err := producer.Enqueue(ctx, p, SendEmail, Email{To: "ada@example.com", Subject: "hi"}, producer.WithQueue("emails"))
+	id, err := producer.Enqueue(ctx, p, sendEmail, email{To: "ada@example.com", Subject: "hi"}, producer.WithQueue("emails"))
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("enqueued", id)
 
 	reg := task.NewRegistry()
-	reg.MustRegister(SendEmail.Handler(func(ctx context.Context, e Email) error {
+	reg.MustRegister(sendEmail.Handler(func(ctx context.Context, e email) error {
 		fmt.Println("sending", e.Subject, "to", e.To) // an error here is retried
 		return nil
 	}))
