@@ -59,8 +59,11 @@ type Config struct {
 	// Routes resolves task names to exchange and routing key. Defaults to
 	// an empty table.
 	Routes *routing.Table
-	// Topology is declared on every connect, so that the exchanges the
-	// routes name exist. Defaults to none.
+	// Topology is declared on every connect: the exchanges the routes
+	// name, and the queues this producer sends to (each with its .dead
+	// queue and delay binding), so that an enqueue succeeds before any
+	// worker has declared them. Give the workers the same value: the same
+	// declaration on both sides never conflicts. Defaults to none.
 	Topology routing.Topology
 	// Channels is the number of confirm channels publishes are spread over.
 	// Defaults to 2. A task routed to shards (routing.Table.AddShards)
