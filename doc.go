@@ -10,6 +10,11 @@
 //   - producer: enqueue it (producer.Enqueue); it returns the task id once
 //     the broker has confirmed the message. producer.Config.Topology
 //     declares the queues it sends to.
+//   - conn: how every component reaches the broker, one conn.Config (the
+//     URL or a cluster's nodes, TLS, heartbeat, logger, metrics) that the
+//     producer, the worker, deadletter, inspect and result.NewAMQP each
+//     take; and the errors a broker's answers become (conn.ErrUnroutable,
+//     conn.ErrRefused, ...), tested with errors.Is.
 //   - worker: consume queues and run the handlers (worker.New, Run).
 //     runner wraps a worker as a binary with flags, logging, /metrics,
 //     health probes and graceful shutdown: runner.Main.
@@ -20,6 +25,9 @@
 //   - result: await what a task returns (task.DefineWithResult,
 //     producer.EnqueueResult, Handle.Get).
 //   - deadletter: list, replay and purge dead letters, as cmd/warren does.
+//   - inspect: what each work queue holds, who consumes it and how many of
+//     its tasks died, and purge; cmd/warren's queues and purge read through
+//     it.
 //   - metrics and outcome: the Prometheus collectors, and the names of
 //     how a delivery ended and why a task will not run again.
 //

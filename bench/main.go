@@ -91,7 +91,8 @@ func main() {
 	raw := flag.String("raw", strings.Join(rawVariants(), ","), "raw consumers to measure drain and end to end with, comma-separated: "+strings.Join(rawVariants(), ", "))
 	flag.Float64Var(&p.PacedRate, "paced-rate", 250, "tasks/s of the paced end-to-end phase, which reports waits only (0: skip it)")
 	flag.IntVar(&p.PacedN, "paced-n", 2000, "tasks in the paced end-to-end phase (at most -n)")
-	child := flag.String("child", "", "internal: run one drain phase (warren or raw-<variant>) and print its result")
+	child := flag.String("child", "", "internal: run one drain phase (warren or raw-<variant>), or one end-to-end phase on its own queue (e2e-warren or e2e-raw-<variant>), and print its result")
+	memprofile := flag.String("memprofile", "", "write an allocation profile of the run to this file, every allocation sampled (slow: for counting, not timing)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file (drains run in children: pass it with -child to profile one)")
 	sweep := flag.Bool("sweep", false, "sweep concurrency, prefetch and payload size; write docs/performance.md and docs/performance.svg")
 	flag.StringVar(&p.Exchange, "exchange", "bench.x", "internal: exchange name")
@@ -135,6 +136,16 @@ func main() {
 		}
 		_ = pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if *memprofile != "" {
+		runtime.MemProfileRate = 1
+		defer func() {
+			f, err := os.Create(*memprofile)
+			if err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}()
 	}
 	if *child != "" {
 		r, err := runChild(ctx, *child, p)
@@ -343,6 +354,18 @@ func runChild(ctx context.Context, side string, p params) (result, error) {
 		r, err = rawDrain(ctx, p, variant)
 	} else if side == "warren" {
 		r, err = warrenDrain(ctx, p)
+	} else if e2e, ok := strings.CutPrefix(side, "e2e-"); ok {
+		// End to end alone, on a queue of its own: for profiling one side.
+		if err := declare(p); err != nil {
+			return r, err
+		}
+		defer cleanup(p)
+		before, mallocs = cpuTime(), mallocCount()
+		if variant, ok := strings.CutPrefix(e2e, "raw-"); ok {
+			r, err = rawEndToEnd(ctx, p, variant, p.N, 0)
+		} else {
+			r, err = warrenEndToEnd(ctx, p, p.N, 0)
+		}
 	} else {
 		return r, fmt.Errorf("unknown child %q", side)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -29,11 +30,13 @@ func topology(p params) routing.Topology {
 
 func newProducer(p params) (*producer.Producer, error) {
 	if p.Shards > 0 {
-		return producer.New(producer.Config{URL: p.URL, Topology: topology(p), Channels: max(2, p.Shards),
+		return producer.New(producer.Config{Conn: conn.Config{URL: p.URL},
+			Topology: topology(p), Channels: max(2, p.Shards),
 			Routes: routing.NewTable().AddShards(benchTask.Name(), shardsOf(p))})
 	}
-	return producer.New(producer.Config{URL: p.URL, Topology: topology(p),
-		Routes: routing.NewTable().Add(benchTask.Name(), routing.Route{Exchange: p.Exchange, Key: "bench"})})
+	return producer.New(producer.Config{Conn: conn.Config{URL: p.URL},
+		Topology: topology(p),
+		Routes:   routing.NewTable().Add(benchTask.Name(), routing.Route{Exchange: p.Exchange, Key: "bench"})})
 }
 
 func payload(p params, i int) Payload {
@@ -141,7 +144,8 @@ func warrenConsume(ctx context.Context, p params, n int, started chan<- struct{}
 		}
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: p.URL, Queues: []string{p.Queue}, Registry: reg, Topology: topology(p),
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: p.URL},
+		Queues: []string{p.Queue}, Registry: reg, Topology: topology(p),
 		Concurrency: p.Concurrency, Prefetch: p.Prefetch})
 	if err != nil {
 		return result{}, nil, err

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/metrics"
@@ -649,10 +650,9 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 
 	wreg := prometheus.NewRegistry()
 	w, err := worker.New(worker.Config{
-		URL:                brokertest.WithHost(b.URL, px.Addr()),
+		Conn:               conn.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Metrics: wreg},
 		Queues:             []string{q},
 		Registry:           reg,
-		Metrics:            wreg,
 		QueueDepthInterval: 200 * time.Millisecond,
 		ShutdownTimeout:    5 * time.Second,
 	})
@@ -678,7 +678,7 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 	}, "worker did not reconnect after a cut")
 
 	preg := prometheus.NewRegistry()
-	p, err := producer.New(producer.Config{URL: b.URL, Metrics: preg, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: b.URL, Metrics: preg}, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,31 +6,23 @@ package deadletter
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
 )
 
-// DefaultURL is the broker used when Config.URL is empty.
-const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
-
 // Config configures a Client. The zero value talks to a local broker.
 type Config struct {
-	// URL of the broker. Defaults to DefaultURL.
-	URL string
-	// Logger defaults to zap.NewNop().
-	Logger *zap.Logger
-	// TLS configures amqps:// connections.
-	TLS *tls.Config
+	// Conn is how the client reaches the broker and logs; it has no
+	// metrics. Its zero value reaches conn.DefaultURL with no logs.
+	Conn conn.Config
 }
 
 // Client works on dead-letter queues.
@@ -41,10 +33,7 @@ type Client struct {
 
 // New returns a client; it connects in the background.
 func New(cfg Config) (*Client, error) {
-	if cfg.URL == "" {
-		cfg.URL = DefaultURL
-	}
-	sup, err := broker.New(broker.Config{URL: cfg.URL, Role: "deadletter", Logger: cfg.Logger, TLS: cfg.TLS})
+	sup, err := broker.New(broker.Config{Conn: cfg.Conn, Role: "deadletter"})
 	if err != nil {
 		return nil, fmt.Errorf("deadletter: %w", err)
 	}
@@ -77,7 +66,20 @@ func letterOf(d *broker.Delivery, queue string) Letter {
 	l.Task, _ = d.Headers[task.HeaderTask].(string)
 	r, _ := d.Headers[task.HeaderReason].(string)
 	l.Reason = outcome.Reason(r)
-	l.Error, _ = d.Headers[task.HeaderError].(string)
+	if r == "" {
+		// Dead-lettered by the broker, not by a worker: a quorum queue's
+		// delivery limit. RabbitMQ names the reason and the queue.
+		if why, _ := d.Headers["x-first-death-reason"].(string); why == string(outcome.ReasonDeliveryLimit) {
+			l.Reason = outcome.ReasonDeliveryLimit
+			l.Error = "delivered more times than the queue's delivery limit without being settled (its worker or connection died each time)"
+			if q, _ := d.Headers["x-first-death-queue"].(string); q != "" {
+				l.Queue = q
+			}
+		}
+	}
+	if e, ok := d.Headers[task.HeaderError].(string); ok {
+		l.Error = e
+	}
 	if q, ok := d.Headers[task.HeaderQueue].(string); ok && q != "" {
 		l.Queue = q
 	}

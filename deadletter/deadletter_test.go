@@ -10,8 +10,10 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/deadletter"
 	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
@@ -41,7 +43,7 @@ func setup(t *testing.T, n int) (b *brokertest.Broker, q string, dl *deadletter.
 		return nil
 	}))
 	var err error
-	w, err = worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
+	w, err = worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func setup(t *testing.T, n int) (b *brokertest.Broker, q string, dl *deadletter.
 	t.Cleanup(func() { cancel(); <-done })
 	brokertest.Eventually(t, 15*time.Second, w.Ready, "worker not ready")
 
-	p, err := producer.New(producer.Config{URL: b.URL, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: b.URL}, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +68,7 @@ func setup(t *testing.T, n int) (b *brokertest.Broker, q string, dl *deadletter.
 	}
 	dq := routing.DeadQueue(q)
 	brokertest.Eventually(t, 15*time.Second, func() bool { return b.Ready(dq) == n }, "dead letters %d, want %d", b.Ready(dq), n)
-	dl, err = deadletter.New(deadletter.Config{URL: b.URL})
+	dl, err = deadletter.New(deadletter.Config{Conn: conn.Config{URL: b.URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,5 +200,72 @@ func TestPurge(t *testing.T) {
 	}
 	if _, err := dl.Count(ctx10(t), "no-such-queue-"+q); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("Count of a missing queue: %v", err)
+	}
+}
+
+// A task whose runs end with their worker every time, on a quorum queue:
+// past its delivery limit the broker dead-letters it into <queue>.dead,
+// without warren's headers, and List reads why from the broker's own.
+func TestBrokerDeadLettersPastTheDeliveryLimit(t *testing.T) {
+	const limit = 2
+	b := brokertest.New(t)
+	q := b.Queue("crashy")
+	topo := routing.Topology{Queues: []routing.Queue{{Name: q, Quorum: true, DeliveryLimit: limit}}}
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	id, err := producer.Enqueue(ctx10(t), p, charge, Order{N: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dq := routing.DeadQueue(q)
+	deliveries := 0
+	for b.Ready(dq) == 0 {
+		if deliveries > limit+1 {
+			t.Fatalf("still not dead-lettered after %d deliveries with x-delivery-limit %d", deliveries, limit)
+		}
+		// A worker that takes the task and dies: its channel closes with
+		// the delivery unacked, and the broker counts a delivery.
+		ch := b.Channel()
+		if err := ch.Qos(1, 0, false); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := ch.Consume(q, "", false, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ds:
+			deliveries++
+		case <-time.After(10 * time.Second):
+			if b.Ready(dq) == 0 {
+				t.Fatalf("no delivery and no dead letter after %d deliveries", deliveries)
+			}
+		}
+		_ = ch.Close()
+		brokertest.Eventually(t, 10*time.Second, func() bool { return b.Ready(q)+b.Ready(dq) == 1 }, "the task is neither ready nor dead")
+	}
+	if deliveries != limit+1 {
+		t.Errorf("dead-lettered after %d deliveries, want %d (the first and %d redeliveries)", deliveries, limit+1, limit)
+	}
+
+	dl, err := deadletter.New(deadletter.Config{Conn: conn.Config{URL: b.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dl.Close() })
+	letters, err := dl.List(ctx10(t), q, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 1 {
+		t.Fatalf("%d letters, want 1", len(letters))
+	}
+	l := letters[0]
+	if l.ID != id || l.Task != charge.Name() || l.Queue != q || l.Reason != outcome.ReasonDeliveryLimit || l.Error == "" {
+		t.Errorf("letter = id %q task %q queue %q reason %q error %q; want %q %q %q %q and an explanation",
+			l.ID, l.Task, l.Queue, l.Reason, l.Error, id, charge.Name(), q, outcome.ReasonDeliveryLimit)
 	}
 }

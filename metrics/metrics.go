@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/outcome"
 )
 
@@ -33,7 +33,7 @@ const (
 	ErrNacked         = "nacked"
 	ErrConnectionLost = "connection_lost"
 	ErrTimeout        = "timeout"
-	ErrInvalid        = "invalid" // the message can never be sent as given (broker.ErrInvalid)
+	ErrInvalid        = "invalid" // the message can never be sent as given (conn.ErrInvalid)
 	ErrOther          = "other"
 )
 
@@ -195,6 +195,19 @@ func (m *Metrics) PublishError(reason string) {
 	m.PublishErrors.WithLabelValues(reason).Inc()
 }
 
+// CountReconnects returns c with an OnReconnect that counts a reconnect of
+// role, then calls c's own.
+func (m *Metrics) CountReconnects(role string, c conn.Config) conn.Config {
+	own := c.OnReconnect
+	c.OnReconnect = func() {
+		m.Reconnect(role)
+		if own != nil {
+			own()
+		}
+	}
+	return c
+}
+
 // Reconnect counts a reconnect of role.
 func (m *Metrics) Reconnect(role string) {
 	if m == nil {
@@ -230,13 +243,13 @@ func (m *Metrics) StaleAck() {
 // PublishErrorReason classifies a publish error for the reason label.
 func PublishErrorReason(err error) string {
 	switch {
-	case errors.Is(err, broker.ErrUnroutable):
+	case errors.Is(err, conn.ErrUnroutable):
 		return ErrUnroutable
-	case errors.Is(err, broker.ErrNacked):
+	case errors.Is(err, conn.ErrNacked):
 		return ErrNacked
-	case errors.Is(err, broker.ErrInvalid):
+	case errors.Is(err, conn.ErrInvalid):
 		return ErrInvalid
-	case errors.Is(err, broker.ErrConnectionLost), errors.Is(err, broker.ErrClosed):
+	case errors.Is(err, conn.ErrConnectionLost), errors.Is(err, conn.ErrClosed):
 		return ErrConnectionLost
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return ErrTimeout

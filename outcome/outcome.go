@@ -62,11 +62,18 @@ const (
 	ReasonPermanent Reason = "permanent"
 	// ReasonExpired: it was past its expiry when a worker took it.
 	ReasonExpired Reason = "expired"
+	// ReasonDeliveryLimit: the broker dead-lettered it from a quorum queue
+	// after it was delivered more times than the queue's delivery limit
+	// without being settled: its runs ended with the worker process or its
+	// connection, as a task that crashes the process does every time. No
+	// worker saw it die, so no x-warren-reason header says so; the dead
+	// letter's x-first-death-reason does.
+	ReasonDeliveryLimit Reason = "delivery_limit"
 )
 
 // Reasons lists every Reason, for checks and tools that enumerate them.
 func Reasons() []Reason {
-	return []Reason{ReasonUnknownTask, ReasonUndecodable, ReasonTooLarge, ReasonExhausted, ReasonPermanent, ReasonExpired}
+	return []Reason{ReasonUnknownTask, ReasonUndecodable, ReasonTooLarge, ReasonExhausted, ReasonPermanent, ReasonExpired, ReasonDeliveryLimit}
 }
 
 // Outcome is the delivery outcome of a task dead-lettered for r: Expired

@@ -7,7 +7,7 @@ import "testing"
 func TestWireValues(t *testing.T) {
 	want := map[Reason]Outcome{
 		"unknown_task": Dead, "undecodable": Dead, "too_large": Dead,
-		"exhausted": Dead, "permanent": Dead, "expired": Expired,
+		"exhausted": Dead, "permanent": Dead, "expired": Expired, "delivery_limit": Dead,
 	}
 	if len(Reasons()) != len(want) {
 		t.Fatalf("Reasons() = %v, want the %d of the contract", Reasons(), len(want))

@@ -11,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/result"
@@ -44,11 +45,10 @@ func TestBadInputMatrix(t *testing.T) {
 	longQueue := b.Queue(strings.Repeat("q", 200))
 	var reconnects atomic.Int32
 	p := newProducer(t, producer.Config{
-		URL:          b.URL,
+		Conn:         conn.Config{URL: b.URL, OnReconnect: func() { reconnects.Add(1) }},
 		Topology:     routing.Topology{Exchanges: []routing.Exchange{{Name: x}}, Queues: []routing.Queue{{Name: q}}},
 		MaxBodyBytes: 1 << 20,
 		Results:      farBackend{replyTo: long},
-		OnReconnect:  func() { reconnects.Add(1) },
 	})
 	ctx := timeout(t, 60*time.Second)
 	if _, err := p.Enqueue(ctx, noteTask.New(Note{}), producer.WithQueue(q)); err != nil {
@@ -159,7 +159,7 @@ func TestMaxBodyBytes(t *testing.T) {
 	if _, err := p.Enqueue(ctx, big, producer.WithQueue(q)); !errors.Is(err, producer.ErrInvalid) || !strings.Contains(err.Error(), "limit of 16777216") {
 		t.Errorf("a body over 16 MiB with the default limit: err = %v, want ErrInvalid", err)
 	}
-	unlimited := newProducer(t, producer.Config{URL: b.URL, MaxBodyBytes: -1})
+	unlimited := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, MaxBodyBytes: -1})
 	if _, err := unlimited.Enqueue(ctx, big, producer.WithQueue(q)); err != nil {
 		t.Errorf("a body over 16 MiB with no limit: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -149,7 +150,8 @@ func TestDelayedCopiesReportWhichQueuesGotTheTask(t *testing.T) {
 		Queues:    []routing.Queue{{Name: qa}, {Name: qb}},
 		Bindings:  []routing.Binding{{Exchange: x, Queue: qa, Key: "k"}, {Exchange: x, Queue: qb, Key: "k"}},
 	}
-	p := newProducer(t, producer.Config{URL: b.URL, Channels: 1, Topology: topo,
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL},
+		Channels: 1, Topology: topo,
 		Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
 	barrier(t, p, qa)
 

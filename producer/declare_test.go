@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -22,7 +23,7 @@ func TestProducerDeclaresItsQueuesForALaterWorker(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("declared")
 	topo := routing.Topology{Queues: []routing.Queue{{Name: q, Quorum: true}}}
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const n = 3
@@ -38,7 +39,7 @@ func TestProducerDeclaresItsQueuesForALaterWorker(t *testing.T) {
 	var handled atomic.Int32
 	reg := task.NewRegistry()
 	reg.MustRegister(noteTask.Handler(func(context.Context, Note) error { handled.Add(1); return nil }))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Topology: topo})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Topology: topo})
 	if err != nil {
 		t.Fatal(err)
 	}

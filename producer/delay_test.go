@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -68,7 +69,7 @@ func TestDelaysArriveInDueOrder(t *testing.T) {
 		Queues:    []routing.Queue{{Name: q}},
 		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "k"}},
 	}
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
 	ctx := timeout(t, 10*time.Second)
 	got := arrivalsOnceDeclared(t, p, b.URL, q)
 	start := time.Now()
@@ -109,7 +110,7 @@ func TestDelayTargets(t *testing.T) {
 	q := b.Queue("targets")
 	b.DeclareQueue(q)
 	x := b.Exchange("unknown-bindings")
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: routing.Topology{Exchanges: []routing.Exchange{{Name: x}}}})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: routing.Topology{Exchanges: []routing.Exchange{{Name: x}}}})
 	ctx := timeout(t, 10*time.Second)
 
 	// The route's queues are not in the topology: the producer cannot tell
@@ -117,6 +118,24 @@ func TestDelayTargets(t *testing.T) {
 	_, err := p.Enqueue(ctx, noteTask.New(Note{}), producer.WithRoute(x, "k"), producer.WithDelay(time.Minute))
 	if !errors.Is(err, producer.ErrNoDelayTarget) {
 		t.Errorf("err = %v, want ErrNoDelayTarget", err)
+	}
+	// Early delivery sends it to the route at once, with its eta header
+	// for the worker that takes it to hold it until then.
+	brokertest.Eventually(t, 10*time.Second, p.Connected, "producer not connected") // it declares x
+	if err := b.Channel().QueueBind(q, "k", x, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	due := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	id, err := p.Enqueue(ctx, noteTask.New(Note{Text: "early"}), producer.WithRoute(x, "k"), producer.WithETA(due), producer.WithEarlyDelivery())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := b.Get(q)
+	if !ok || d.MessageId != id {
+		t.Fatalf("early delivery not in %s at once: %v, %+v", q, ok, d)
+	}
+	if eta, _ := d.Headers["eta"].(string); eta != due.Format(time.RFC3339Nano) {
+		t.Errorf("eta header %q, want %s", eta, due.Format(time.RFC3339Nano))
 	}
 	// A queue that does not exist is named.
 	missing := b.Queue("missing")
@@ -128,7 +147,7 @@ func TestDelayTargets(t *testing.T) {
 	if _, err := p.Enqueue(ctx, noteTask.New(Note{}), producer.WithQueue(q), producer.WithETA(time.Now().Add(-time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	d, ok := b.Get(q)
+	d, ok = b.Get(q)
 	if !ok {
 		t.Fatal("past-ETA task not enqueued at once")
 	}
@@ -147,7 +166,7 @@ func TestDelayTargets(t *testing.T) {
 func TestUnboundDelayedMessageIsKept(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	p := newProducer(t, producer.Config{URL: b.URL}) // declares the delay levels
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}}) // declares the delay levels
 	if _, err := p.Enqueue(timeout(t, 5*time.Second), noteTask.New(Note{}), producer.WithQueue("x"), producer.WithETA(time.Now().Add(-time.Second))); !errors.Is(err, producer.ErrUnroutable) {
 		t.Fatalf("setup: %v", err)
 	}
@@ -192,7 +211,7 @@ func TestDelayedDeliveryWithDottedNames(t *testing.T) {
 	b.Track(dotted)
 	b.Track(dotted + ".dead")
 	topo := routing.Topology{Queues: []routing.Queue{{Name: q}, {Name: dotted}}}
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo})
 	ctx := timeout(t, 10*time.Second)
 	if _, err := p.Enqueue(ctx, noteTask.New(Note{Text: "for-dotted"}), producer.WithQueue(dotted), producer.WithDelay(time.Second)); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -30,7 +31,7 @@ func ExampleEnqueue() {
 	defer brokertest.DeleteQueues(queue, routing.DeadQueue(queue))
 
 	p, err := producer.New(producer.Config{
-		URL:      brokertest.LocalURL(),
+		Conn:     conn.Config{URL: brokertest.LocalURL()},
 		Topology: routing.Topology{Queues: []routing.Queue{{Name: queue}}},
 		Routes:   routing.NewTable().Add(SendEmail.Name(), routing.ToQueue(queue)),
 	})

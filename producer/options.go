@@ -19,16 +19,20 @@ type options struct {
 	delay       time.Duration // WithDelay: from the enqueue
 	expires     time.Time
 	maxAttempts int
+	early       bool   // WithEarlyDelivery
 	replyTo     string // set by EnqueueResult
 }
 
 // resolve applies opts in order: a later option overrides an earlier one.
 func resolve(opts []Option) options {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
+	if len(opts) == 0 {
+		return options{} // the common case, without the allocation below
 	}
-	return o
+	o := new(options) // escapes: an Option is an indirect call
+	for _, opt := range opts {
+		opt(o)
+	}
+	return *o
 }
 
 // WithID sets the task id instead of a new UUID, e.g. to make an enqueue
@@ -82,6 +86,16 @@ func WithDelay(d time.Duration) Option {
 // seconds; a t that is not in the future runs the task at once (it still
 // carries its eta header).
 func WithETA(t time.Time) Option { return func(o *options) { o.eta, o.delay = t, 0 } }
+
+// WithEarlyDelivery sends a task due later (WithDelay, WithETA) to its
+// route at once, carrying its eta header, instead of into the delay
+// levels; a warren worker that takes it before its ETA holds it in the
+// delay levels until then (docs/protocol.md, "ETA and expiry"). It is for
+// routes whose queues only the broker knows (bindings outside
+// Config.Topology, topic and fanout exchanges), which the delay levels
+// cannot deliver to: without it such a task fails with ErrNoDelayTarget.
+// A consumer other than a warren worker sees the task early.
+func WithEarlyDelivery() Option { return func(o *options) { o.early = true } }
 
 // WithExpiry makes the task expire d from now: a worker that gets it later
 // does not run it (it is dead-lettered with reason "expired", or dropped if

@@ -2,16 +2,15 @@ package producer
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/metrics"
 	"github.com/warrenq/warren/result"
@@ -23,15 +22,15 @@ import (
 var (
 	// ErrUnroutable: no queue is bound for the task's exchange and routing
 	// key, so the broker returned the message. The error names both.
-	ErrUnroutable = broker.ErrUnroutable
+	ErrUnroutable = conn.ErrUnroutable
 	// ErrNacked: the broker refused the message.
-	ErrNacked = broker.ErrNacked
+	ErrNacked = conn.ErrNacked
 	// ErrConnectionLost: the connection died before the broker confirmed;
 	// the task may or may not be enqueued. Enqueue again with the same
 	// WithID if duplicates must be recognisable.
-	ErrConnectionLost = broker.ErrConnectionLost
+	ErrConnectionLost = conn.ErrConnectionLost
 	// ErrClosed: the producer was closed.
-	ErrClosed = broker.ErrClosed
+	ErrClosed = conn.ErrClosed
 	// ErrInvalid: the task cannot be sent as given, and retrying will not
 	// help: an id, exchange, routing key (a delayed task's includes its
 	// queue name) or header key longer than AMQP's 255 bytes, a header
@@ -39,14 +38,11 @@ var (
 	// AMQP cannot carry, or a body over Config.MaxBodyBytes. The error
 	// names the field, its size and the limit. Nothing was sent, and the
 	// producer's connection, shared by every enqueue, is untouched.
-	ErrInvalid = broker.ErrInvalid
+	ErrInvalid = conn.ErrInvalid
 	// ErrNoDelayTarget: a delayed task's route leads to no queue the
 	// producer knows of; the delay levels deliver to queues.
 	ErrNoDelayTarget = errors.New("no queue known for a delayed task's route")
 )
-
-// DefaultURL is the broker used when Config.URL is empty.
-const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 
 // DefaultMaxBodyBytes is Config.MaxBodyBytes when it is zero: 16 MiB.
 const DefaultMaxBodyBytes = task.MaxMessageBytes
@@ -54,8 +50,12 @@ const DefaultMaxBodyBytes = task.MaxMessageBytes
 // Config configures a Producer. The zero value publishes to a local broker
 // and needs WithQueue or WithRoute on every enqueue.
 type Config struct {
-	// URL of the broker. Defaults to DefaultURL.
-	URL string
+	// Conn is how the producer reaches the broker (URL, TLS, heartbeat)
+	// and reports (Logger, Metrics, OnReconnect). Its zero value reaches
+	// conn.DefaultURL with no logs and no metrics. Conn.Logger receives
+	// connection events (connected, lost, re-dial failures); enqueue
+	// errors are returned, never only logged.
+	Conn conn.Config
 	// Routes resolves task names to exchange and routing key. Defaults to
 	// an empty table.
 	Routes *routing.Table
@@ -70,19 +70,6 @@ type Config struct {
 	// keeps each shard to one channel, so give bulk producers as many
 	// channels as shards.
 	Channels int
-	// Logger receives connection events (connected, lost, re-dial
-	// failures). Defaults to zap.NewNop(): silent until given one.
-	// Enqueue errors are returned, never only logged.
-	Logger *zap.Logger
-	// TLS configures amqps:// connections.
-	TLS *tls.Config
-	// Heartbeat is the AMQP heartbeat interval. Defaults to 10s.
-	Heartbeat time.Duration
-	// OnReconnect is called after every reconnect.
-	OnReconnect func()
-	// Metrics is where the producer registers its Prometheus collectors
-	// (package metrics). Defaults to nil: no metrics.
-	Metrics prometheus.Registerer
 	// MaxBodyBytes caps a task's encoded payload: a larger one is refused
 	// with ErrInvalid before it is sent. Defaults to DefaultMaxBodyBytes
 	// (16 MiB, RabbitMQ 4's max_message_size, and the worker's default
@@ -90,8 +77,9 @@ type Config struct {
 	// limit but the broker's own.
 	MaxBodyBytes int
 	// Results delivers awaited results (EnqueueResult). Defaults to the
-	// built-in result.AMQP on the producer's own connection, started on
-	// the first EnqueueResult.
+	// built-in result.AMQP, made with Conn (less its metrics) on the first
+	// EnqueueResult and closed with the producer; a given one is the
+	// caller's to close.
 	Results result.Backend
 }
 
@@ -105,19 +93,17 @@ type Producer struct {
 	log     *zap.Logger
 	metrics *metrics.Metrics
 
+	connCfg     conn.Config // for the result backend it makes
 	resultsOnce sync.Once
 	results     result.Backend
+	resultsErr  error // why the result backend could not be made
+	ownResults  bool  // results is the producer's to close
 }
 
 // New returns a producer and starts connecting in the background. Enqueue
 // waits for the connection, bounded by its context.
 func New(cfg Config) (*Producer, error) {
-	if cfg.URL == "" {
-		cfg.URL = DefaultURL
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
+	cfg.Conn = cfg.Conn.WithDefaults()
 	if cfg.Routes == nil {
 		cfg.Routes = routing.NewTable()
 	}
@@ -133,29 +119,16 @@ func New(cfg Config) (*Producer, error) {
 	for _, q := range cfg.Topology.Queues {
 		topo.Bindings = append(topo.Bindings, routing.DelayBinding(q.Name))
 	}
-	m, err := metrics.New(cfg.Metrics)
+	m, err := metrics.New(cfg.Conn.Metrics)
 	m = m.ForRole("producer")
 	if err != nil {
 		return nil, fmt.Errorf("producer: metrics: %w", err)
 	}
-	sup, err := broker.New(broker.Config{
-		URL:       cfg.URL,
-		Role:      "producer",
-		Logger:    cfg.Logger,
-		Topology:  topo,
-		TLS:       cfg.TLS,
-		Heartbeat: cfg.Heartbeat,
-		OnReconnect: func() {
-			m.Reconnect("producer")
-			if cfg.OnReconnect != nil {
-				cfg.OnReconnect()
-			}
-		},
-	})
+	sup, err := broker.New(broker.Config{Conn: m.CountReconnects("producer", cfg.Conn), Role: "producer", Topology: topo})
 	if err != nil {
 		return nil, fmt.Errorf("producer: %w", err)
 	}
-	return &Producer{sup: sup, pub: broker.NewPublisher(sup, cfg.Channels, broker.WithMaxBody(cfg.MaxBodyBytes)), routes: cfg.Routes, topo: cfg.Topology, log: cfg.Logger, metrics: m, results: cfg.Results}, nil
+	return &Producer{sup: sup, pub: broker.NewPublisher(sup, cfg.Channels, broker.WithMaxBody(cfg.MaxBodyBytes)), routes: cfg.Routes, topo: cfg.Topology, log: cfg.Conn.Logger, metrics: m, connCfg: cfg.Conn, results: cfg.Results}, nil
 }
 
 // Enqueue encodes payload as a def task, publishes it and returns its id
@@ -173,7 +146,10 @@ func Enqueue[T any](ctx context.Context, p *Producer, def *task.Def[T], payload 
 //	h, err := producer.EnqueueResult(ctx, p, Thumbnail, Image{URL: u})
 //	thumb, err := h.Get(ctx)
 func EnqueueResult[T, R any](ctx context.Context, p *Producer, def *task.ResultDef[T, R], payload T, opts ...Option) (*result.Handle[R], error) {
-	backend := p.resultBackend()
+	backend, err := p.resultBackend()
+	if err != nil {
+		return nil, fmt.Errorf("producer: enqueue %s: %w", def.Name(), err)
+	}
 	if r, ok := backend.(result.ReadyWaiter); ok {
 		if err := r.WaitReady(ctx); err != nil {
 			return nil, fmt.Errorf("producer: enqueue %s: %w", def.Name(), err)
@@ -193,13 +169,27 @@ func EnqueueResult[T, R any](ctx context.Context, p *Producer, def *task.ResultD
 	return result.NewHandle(sub, def.DecodeResult, backend), nil
 }
 
-func (p *Producer) resultBackend() result.Backend {
+// resultBackend returns the result backend, making the built-in one on
+// first use; ErrClosed once the producer is closed.
+func (p *Producer) resultBackend() (result.Backend, error) {
 	p.resultsOnce.Do(func() {
 		if p.results == nil {
-			p.results = result.NewAMQP(p.sup, p.log)
+			// Reconnects of the reply connection are not the
+			// publisher's: the metric and the caller's hook count those.
+			c := p.connCfg
+			c.Metrics, c.OnReconnect = nil, nil
+			b, err := result.NewAMQP(c)
+			if err != nil {
+				p.resultsErr = err
+				return
+			}
+			p.results, p.ownResults = b, true
 		}
 	})
-	return p.results
+	if p.results == nil && p.resultsErr == nil {
+		return nil, ErrClosed
+	}
+	return p.results, p.resultsErr
 }
 
 // Enqueue publishes t and returns its id once the broker has confirmed it.
@@ -419,11 +409,12 @@ func (e *BatchError) Unwrap() []error {
 	return out
 }
 
-// Close stops the producer. Enqueues still waiting fail with ErrClosed or
+// Close stops the producer, and the result backend it made (not one given
+// in Config.Results). Enqueues still waiting fail with ErrClosed or
 // ErrConnectionLost.
 func (p *Producer) Close() error {
 	p.resultsOnce.Do(func() {}) // no backend starts after this
-	if p.results != nil {
+	if p.ownResults {
 		_ = p.results.Close()
 	}
 	err := p.sup.Close() // first: it wakes enqueues waiting for a connection
@@ -486,9 +477,10 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 		pub.ReplyTo, pub.CorrelationID = o.replyTo, id
 	}
 	// Any time to wait goes through the delay levels, which round it up to
-	// whole seconds; none, or an ETA past, runs at once.
+	// whole seconds; none, or an ETA past, runs at once, and so does an
+	// early delivery, with its eta header for the worker to wait on.
 	delay := eta.Sub(now)
-	if eta.IsZero() || delay <= 0 {
+	if eta.IsZero() || delay <= 0 || o.early {
 		return []*broker.Publishing{&pub}, nil
 	}
 	queues, err := p.targets(*route)

@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -41,7 +42,7 @@ func producerWithQueue(t *testing.T, base string, cfg producer.Config) (*brokert
 	t.Helper()
 	b := brokertest.New(t)
 	q := b.Queue(base)
-	cfg.URL, cfg.Topology = b.URL, routing.Topology{Queues: []routing.Queue{{Name: q}}}
+	cfg.Conn.URL, cfg.Topology = b.URL, routing.Topology{Queues: []routing.Queue{{Name: q}}}
 	return b, q, newProducer(t, cfg)
 }
 
@@ -61,7 +62,7 @@ func TestEnqueueWireFormat(t *testing.T) {
 		Queues:    []routing.Queue{{Name: q}},
 		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "k"}},
 	}
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
 	before := time.Now().Add(-time.Second)
 	id, err := producer.Enqueue(timeout(t, 10*time.Second), p, noteTask, Note{Text: "hi"},
 		producer.WithPriority(3), producer.WithHeaders(map[string]any{"tenant": "acme", "task": "spoofed"}))
@@ -127,7 +128,7 @@ func TestUnroutableIsAnError(t *testing.T) {
 	b := brokertest.New(t)
 	x := b.Exchange("lonely")
 	topo := routing.Topology{Exchanges: []routing.Exchange{{Name: x}}} // no queue bound
-	p := newProducer(t, producer.Config{URL: b.URL, Topology: topo})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo})
 	_, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{}), producer.WithRoute(x, "nowhere"))
 	if !errors.Is(err, producer.ErrUnroutable) {
 		t.Fatalf("err = %v, want ErrUnroutable", err)
@@ -149,7 +150,7 @@ func TestUnroutableIsAnError(t *testing.T) {
 func TestMissingExchangeIsAnError(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	p := newProducer(t, producer.Config{URL: b.URL})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
 	_, err := p.Enqueue(timeout(t, 10*time.Second), noteTask.New(Note{}), producer.WithRoute(b.Exchange("missing"), "k"))
 	if err == nil || !strings.Contains(err.Error(), "NOT_FOUND") {
 		t.Fatalf("err = %v, want the broker's NOT_FOUND", err)
@@ -164,7 +165,7 @@ func TestMissingExchangeIsAnError(t *testing.T) {
 
 func TestNoRouteIsAnError(t *testing.T) {
 	t.Parallel()
-	p := newProducer(t, producer.Config{URL: brokertest.URL(t)})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: brokertest.URL(t)}})
 	_, err := p.Enqueue(timeout(t, 5*time.Second), noteTask.New(Note{}))
 	if !errors.Is(err, routing.ErrNoRoute) {
 		t.Fatalf("err = %v, want routing.ErrNoRoute", err)
@@ -226,7 +227,7 @@ func TestBatchReportsEachFailure(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("batch")
 	b.DeclareQueue(q)
-	p := newProducer(t, producer.Config{URL: b.URL, Routes: routing.NewTable().Add("note", routing.ToQueue(q))})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Routes: routing.NewTable().Add("note", routing.ToQueue(q))})
 	ghost := task.Define[Note]("ghost") // no route
 	ts := []task.Task{noteTask.New(Note{}), ghost.New(Note{}), noteTask.New(Note{})}
 	ids, err := p.EnqueueBatch(timeout(t, 10*time.Second), ts)
@@ -252,7 +253,7 @@ func TestEnqueueWaitsForBrokerThenReportsWhy(t *testing.T) {
 	t.Parallel()
 	// Nothing listens on port 1: the producer keeps re-dialling, and an
 	// enqueue gives up with its context, saying what the last dial said.
-	p := newProducer(t, producer.Config{URL: "amqp://guest:secret-pw@127.0.0.1:1/"})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: "amqp://guest:secret-pw@127.0.0.1:1/"}})
 	_, err := p.Enqueue(timeout(t, 500*time.Millisecond), noteTask.New(Note{}), producer.WithQueue("q"))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want a deadline error", err)
@@ -267,7 +268,7 @@ func TestEnqueueWaitsForBrokerThenReportsWhy(t *testing.T) {
 
 func TestClosedProducer(t *testing.T) {
 	t.Parallel()
-	p, err := producer.New(producer.Config{URL: brokertest.URL(t)})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: brokertest.URL(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +283,7 @@ func TestClosedProducer(t *testing.T) {
 
 func TestBadURL(t *testing.T) {
 	t.Parallel()
-	_, err := producer.New(producer.Config{URL: "http://user:hunter2@host/"})
+	_, err := producer.New(producer.Config{Conn: conn.Config{URL: "http://user:hunter2@host/"}})
 	if err == nil {
 		t.Fatal("New accepted an http:// URL")
 	}
@@ -300,7 +301,7 @@ func TestReturnsMatchTheirPublishWhenIDsRepeat(t *testing.T) {
 	q := b.Queue("exists")
 	b.DeclareQueue(q)
 	missing := b.Queue("missing")
-	p := newProducer(t, producer.Config{URL: b.URL, Channels: 1})
+	p := newProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Channels: 1})
 	ctx := timeout(t, 30*time.Second)
 	for round := 0; round < 50; round++ {
 		id := fmt.Sprintf("same-id-%d", round)
@@ -332,7 +333,7 @@ func TestReturnsMatchTheirPublishWhenIDsRepeat(t *testing.T) {
 // for a connection fail with ErrClosed.
 func TestCloseWhileWaitingForTheBroker(t *testing.T) {
 	t.Parallel()
-	p, err := producer.New(producer.Config{URL: "amqp://guest:guest@127.0.0.1:1/"})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: "amqp://guest:guest@127.0.0.1:1/"}})
 	if err != nil {
 		t.Fatal(err)
 	}

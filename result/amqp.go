@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/routing"
 )
@@ -24,9 +25,13 @@ const ReplyQueueExpiry = 10 * time.Minute
 // awaited. It is a durable queue with x-expires rather than an exclusive
 // one (or direct reply-to), so that updates published during a connection
 // cut wait in it and arrive after the reconnect; an exclusive queue would
-// vanish with the connection and take them along.
+// vanish with the connection and take them along. It consumes on a
+// connection of its own, which only consumes: RabbitMQ blocks a connection
+// that publishes during a memory or disk alarm, and results still arrive
+// on this one.
 type AMQP struct {
 	queue   string
+	sup     *broker.Supervisor
 	cons    *broker.Consumer
 	log     *zap.Logger
 	cancel  context.CancelFunc
@@ -40,14 +45,21 @@ type AMQP struct {
 	closed bool
 }
 
-// NewAMQP starts a reply queue and its consumer on sup's connection.
-func NewAMQP(sup *broker.Supervisor, log *zap.Logger) *AMQP {
-	if log == nil {
-		log = zap.NewNop()
+// NewAMQP connects to the broker of cfg (in the background, as a producer
+// does) and starts a reply queue and its consumer. Give the producer that
+// publishes the awaited tasks the backend (producer.Config.Results) to
+// share one reply queue among producers; a producer without one makes its
+// own on first use. cfg.Metrics is not used.
+func NewAMQP(cfg conn.Config) (*AMQP, error) {
+	cfg = cfg.WithDefaults()
+	sup, err := broker.New(broker.Config{Conn: cfg, Role: "results"})
+	if err != nil {
+		return nil, fmt.Errorf("result: %w", err)
 	}
 	b := &AMQP{
 		queue:   routing.ReplyPrefix + uuid.NewString(),
-		log:     log,
+		sup:     sup,
+		log:     cfg.Logger,
 		done:    make(chan struct{}),
 		runDone: make(chan struct{}),
 		subs:    make(map[string]*Subscription),
@@ -62,7 +74,7 @@ func NewAMQP(sup *broker.Supervisor, log *zap.Logger) *AMQP {
 	b.cancel = cancel
 	go func() { defer close(b.runDone); b.cons.Run(ctx) }()
 	go b.receive(ctx)
-	return b
+	return b, nil
 }
 
 // WaitReady waits until the reply queue exists. The consumer declares it in
@@ -114,8 +126,8 @@ func (b *AMQP) Pending() int {
 	return len(b.subs)
 }
 
-// Close stops consuming; open subscriptions end with ErrLost. The reply
-// queue goes when the broker's expiry runs out.
+// Close stops consuming and disconnects; open subscriptions end with
+// ErrLost. The reply queue goes when the broker's expiry runs out.
 func (b *AMQP) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -131,7 +143,7 @@ func (b *AMQP) Close() error {
 	<-b.runDone
 	b.cons.Close()
 	b.loseAll(ErrLost)
-	return nil
+	return b.sup.Close()
 }
 
 func (b *AMQP) loseAll(err error) {

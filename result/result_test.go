@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/outcome"
@@ -28,7 +29,8 @@ func startWorker(t *testing.T, url, q string, hs ...task.Handler) *worker.Worker
 	t.Helper()
 	reg := task.NewRegistry()
 	reg.MustRegister(hs...)
-	w, err := worker.New(worker.Config{URL: url, Queues: []string{q}, Registry: reg, Concurrency: 16, Prefetch: 256,
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: url},
+		Queues: []string{q}, Registry: reg, Concurrency: 16, Prefetch: 256,
 		Retry: retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Base: time.Second, Max: time.Second, Jitter: -1}}})
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +45,7 @@ func startWorker(t *testing.T, url, q string, hs ...task.Handler) *worker.Worker
 
 func newProducer(t *testing.T, url, q string) *producer.Producer {
 	t.Helper()
-	p, err := producer.New(producer.Config{URL: url, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: url}, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,5 +368,52 @@ func TestReplyPathSurvivesACut(t *testing.T) {
 	t.Logf("%d of 10 results arrived after the cut", arrived)
 	if arrived != 10 {
 		t.Errorf("%d of 10 arrived; the reply queue should have kept them across the cut", arrived)
+	}
+}
+
+// A backend made by the caller serves several producers, and closing one
+// of them leaves it to the others: it is the caller's to close.
+func TestSharedAMQPBackend(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("shared")
+	startWorker(t, b.URL, q, add.Handler(addHandler))
+	backend, err := result.NewAMQP(conn.Config{URL: b.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = backend.Close() })
+	open := func() *producer.Producer {
+		p, err := producer.New(producer.Config{Conn: conn.Config{URL: b.URL}, Results: backend, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	sum := func(p *producer.Producer, s Sum) {
+		t.Helper()
+		h, err := producer.EnqueueResult(ctxT(t, 10*time.Second), p, add, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := h.Get(ctxT(t, 10*time.Second)); err != nil || got.N != s.A+s.B {
+			t.Fatalf("Get = %+v, %v; want %d", got, err, s.A+s.B)
+		}
+	}
+	first, second := open(), open()
+	defer second.Close()
+	sum(first, Sum{1, 1})
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sum(second, Sum{2, 3}) // after the first producer closed
+	if err := backend.Close(); err != nil {
+		t.Fatal(err)
+	}
+	late := backend.Subscribe("late")
+	select {
+	case <-late.Done():
+	default:
+		t.Error("a subscription after Close is still open, want it lost")
 	}
 }

@@ -112,11 +112,16 @@ func DelayBinding(queue string) Binding {
 	return Binding{Exchange: DelayDeliver, Queue: queue, Key: strings.Repeat("*.", DelayLevels) + queue}
 }
 
+// MaxName is the longest name AMQP carries, in bytes (a short string):
+// exchange and queue names, routing keys, and task ids too.
+const MaxName = 255
+
 // MaxQueueName is the longest name a work queue may have: its delay routing
 // key (DelayLevels bits, each with a dot, then the name) and its
-// dead-letter queue's name must fit in an AMQP short string of 255 bytes,
-// or no retry, deferral or dead letter of it could ever be published.
-const MaxQueueName = 255 - 2*DelayLevels
+// dead-letter queue's name must fit in an AMQP short string of MaxName
+// bytes, or no retry, deferral or dead letter of it could ever be
+// published.
+const MaxQueueName = MaxName - 2*DelayLevels
 
 // DelayKey returns the routing key that holds a message for d (rounded up
 // to whole seconds, at least 1s, at most MaxDelay) and then delivers it to

@@ -30,6 +30,11 @@ type Exchange struct {
 	Args map[string]any
 }
 
+// DefaultDeliveryLimit is a quorum work queue's delivery limit when its
+// DeliveryLimit is 0: RabbitMQ 4's own default, so that a queue behaves the
+// same on 3.x, where quorum queues have no limit unless given one.
+const DefaultDeliveryLimit = 20
+
 // Queue is a durable work queue. With no Quorum and no Args it is declared
 // exactly as a plain client would declare it (durable, no arguments), so
 // Kombu's Queue('video', Exchange('media','direct'), routing_key='video')
@@ -37,8 +42,24 @@ type Exchange struct {
 type Queue struct {
 	Name string
 	// Quorum declares a quorum queue (x-queue-type=quorum) instead of a
-	// classic one. Defaults to false.
+	// classic one: replicated over a cluster's nodes, and with a delivery
+	// limit, so that a task that kills its worker process every time is
+	// dead-lettered after DeliveryLimit deliveries instead of crashing
+	// workers for ever. Unless NoDeadLetters, the broker dead-letters such
+	// a task into the queue's <name>.dead, at least once
+	// (x-dead-letter-strategy at-least-once, which needs x-overflow
+	// reject-publish). The recommended setting for production; it costs
+	// publish throughput (docs/performance.md). Defaults to false: a
+	// classic queue, as plain clients declare one. An existing queue's type
+	// cannot change: docs/cluster.md says how to move to a new queue.
 	Quorum bool
+	// DeliveryLimit is a quorum queue's x-delivery-limit: how many times
+	// the broker delivers a message that comes back unsettled (its
+	// worker or channel died, or it was requeued at shutdown) before it
+	// dead-letters it. warren's own retries are new messages and do not
+	// count. 0 means DefaultDeliveryLimit; negative, no limit. Ignored for
+	// classic queues.
+	DeliveryLimit int
 	// Args are extra x-arguments; they must match any existing declaration.
 	Args map[string]any
 	// DefaultTask names the task run for a message that arrives on this
@@ -51,16 +72,33 @@ type Queue struct {
 }
 
 // Arguments returns the x-arguments the queue is declared with, or nil.
+// Args given in q.Args win over the ones Quorum implies, but for the type.
 func (q Queue) Arguments() map[string]any {
 	if !q.Quorum && len(q.Args) == 0 {
 		return nil
 	}
-	args := make(map[string]any, len(q.Args)+1)
+	args := make(map[string]any, len(q.Args)+6)
+	if q.Quorum {
+		args["x-queue-type"] = "quorum"
+		if !q.NoDeadLetters {
+			limit := q.DeliveryLimit
+			if limit == 0 {
+				limit = DefaultDeliveryLimit
+			}
+			if limit > 0 {
+				args["x-delivery-limit"] = int64(limit)
+			}
+			args["x-dead-letter-exchange"] = ""
+			args["x-dead-letter-routing-key"] = DeadQueue(q.Name)
+			args["x-dead-letter-strategy"] = "at-least-once"
+			args["x-overflow"] = "reject-publish"
+		}
+	}
 	for k, v := range q.Args {
 		args[k] = v
 	}
 	if q.Quorum {
-		args["x-queue-type"] = "quorum"
+		args["x-queue-type"] = "quorum" // Quorum means it, whatever Args say
 	}
 	return args
 }
@@ -160,8 +198,8 @@ func (t Topology) Validate() error {
 			errs = append(errs, errors.New("routing: queue without a name"))
 		case len(q.Name) > len(DeadSuffix) && q.Name[len(q.Name)-len(DeadSuffix):] == DeadSuffix:
 			errs = append(errs, fmt.Errorf("routing: queue %q: names ending in %q are warren's dead-letter queues", q.Name, DeadSuffix))
-		case len(q.Name) > 255-2*DelayLevels:
-			errs = append(errs, fmt.Errorf("routing: queue %q: names longer than %d bytes leave no room for delay routing keys", q.Name, 255-2*DelayLevels))
+		case len(q.Name) > MaxQueueName:
+			errs = append(errs, fmt.Errorf("routing: queue %q: names longer than %d bytes leave no room for delay routing keys", q.Name, MaxQueueName))
 		case strings.ContainsAny(q.Name, "*#"):
 			errs = append(errs, fmt.Errorf("routing: queue %q: '*' and '#' are topic wildcards and would break delayed delivery", q.Name))
 		}

@@ -157,7 +157,17 @@ func TestQueueArguments(t *testing.T) {
 	}{
 		{name: "plain queue declares no arguments", q: Queue{Name: "video", DefaultTask: "process_media"}, want: nil},
 		{name: "empty Args map", q: Queue{Name: "video", Args: map[string]any{}}, want: nil},
-		{name: "quorum", q: Queue{Name: "video", Quorum: true}, want: map[string]any{"x-queue-type": "quorum"}},
+		{name: "quorum", q: Queue{Name: "video", Quorum: true}, want: quorumArgs("video", DefaultDeliveryLimit)},
+		{name: "quorum with a limit", q: Queue{Name: "video", Quorum: true, DeliveryLimit: 3}, want: quorumArgs("video", 3)},
+		{name: "quorum without a limit", q: Queue{Name: "video", Quorum: true, DeliveryLimit: -1}, want: func() map[string]any {
+			a := quorumArgs("video", 1)
+			delete(a, "x-delivery-limit")
+			return a
+		}()},
+		{
+			name: "quorum without dead letters (warren's delay levels)", q: Queue{Name: "video", Quorum: true, NoDeadLetters: true},
+			want: map[string]any{"x-queue-type": "quorum"},
+		},
 		{
 			name: "args",
 			q:    Queue{Name: "video", Args: map[string]any{"x-max-priority": int32(10)}},
@@ -166,11 +176,15 @@ func TestQueueArguments(t *testing.T) {
 		{
 			name: "quorum with args",
 			q:    Queue{Name: "video", Quorum: true, Args: map[string]any{"x-delivery-limit": int32(5)}},
-			want: map[string]any{"x-delivery-limit": int32(5), "x-queue-type": "quorum"},
+			want: func() map[string]any {
+				a := quorumArgs("video", 1)
+				a["x-delivery-limit"] = int32(5) // Args win
+				return a
+			}(),
 		},
 		{
 			name: "Quorum wins over an x-queue-type arg",
-			q:    Queue{Name: "video", Quorum: true, Args: map[string]any{"x-queue-type": "classic"}},
+			q:    Queue{Name: "video", Quorum: true, NoDeadLetters: true, Args: map[string]any{"x-queue-type": "classic"}},
 			want: map[string]any{"x-queue-type": "quorum"},
 		},
 	}
@@ -187,6 +201,18 @@ func TestQueueArguments(t *testing.T) {
 				t.Errorf("Arguments() = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// quorumArgs is what a quorum work queue with dead letters declares.
+func quorumArgs(name string, limit int64) map[string]any {
+	return map[string]any{
+		"x-queue-type":              "quorum",
+		"x-delivery-limit":          limit,
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": name + ".dead",
+		"x-dead-letter-strategy":    "at-least-once",
+		"x-overflow":                "reject-publish",
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/producer"
@@ -139,7 +140,7 @@ func TestMetricsCountAKnownMix(t *testing.T) {
 	addr := startRunner(t, b.URL, q, reg)
 
 	preg := prometheus.NewRegistry()
-	p, err := producer.New(producer.Config{URL: b.URL, Metrics: preg, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: b.URL, Metrics: preg}, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	if err != nil {
 		t.Fatal(err)
 	}

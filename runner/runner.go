@@ -31,7 +31,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
 	"github.com/warrenq/warren/worker"
@@ -95,9 +95,9 @@ func parseFlags(args []string, output io.Writer, tasks []string) (Options, error
 	fs.IntVar(&o.Prefetch, "prefetch", 32, "unacked messages per queue consumer")
 	o.Broker = os.Getenv(EnvBrokerURL)
 	if o.Broker == "" {
-		o.Broker = worker.DefaultURL
+		o.Broker = conn.DefaultURL
 	}
-	fs.Var((*broker.URLFlag)(&o.Broker), "broker", "broker `URL` (env "+EnvBrokerURL+")")
+	fs.Var((*conn.URLFlag)(&o.Broker), "broker", "broker `URL` (env "+EnvBrokerURL+")")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9090", "HTTP address for /metrics, /healthz, /readyz; empty disables")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight tasks may finish after SIGTERM")
 	fs.DurationVar(&o.ConsumerTimeout, "consumer-timeout", 0, "the broker's consumer_timeout: runs are cut before it; 0 = unknown (warn against RabbitMQ's 30m default, learn it from the broker), negative = none")
@@ -148,9 +148,9 @@ func redactArgs(args []string) []string {
 			continue
 		}
 		if name, val, ok := strings.Cut(a, "="); ok && strings.HasPrefix(name, "-") {
-			out[i] = name + "=" + broker.Redact(val)
+			out[i] = name + "=" + conn.Redact(val)
 		} else {
-			out[i] = broker.Redact(a)
+			out[i] = conn.Redact(a)
 		}
 	}
 	return out
@@ -190,7 +190,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w, err := worker.New(worker.Config{
-		URL:             o.Broker,
+		Conn:            conn.Config{URL: o.Broker, Logger: log, Metrics: promReg, TLS: tlsCfg},
 		Queues:          o.Queues,
 		Registry:        reg,
 		Topology:        topo,
@@ -198,9 +198,6 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 		Prefetch:        o.Prefetch,
 		ShutdownTimeout: o.ShutdownTimeout,
 		ConsumerTimeout: o.ConsumerTimeout,
-		Logger:          log,
-		Metrics:         promReg,
-		TLS:             tlsCfg,
 	})
 	if err != nil {
 		log.Error("cannot start worker", zap.Error(err))
@@ -219,7 +216,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 			_ = srv.Shutdown(sctx)
 		}()
 	}
-	log.Info("worker starting", zap.String("broker", broker.Redact(o.Broker)), zap.Strings("tasks", reg.Names()))
+	log.Info("worker starting", zap.String("broker", conn.Redact(o.Broker)), zap.Strings("tasks", reg.Names()))
 	if err := w.Run(ctx); err != nil {
 		log.Error("worker failed", zap.Error(err))
 		return 1

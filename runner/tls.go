@@ -28,8 +28,8 @@ const (
 // LoadTLS builds the client TLS configuration for an amqps:// broker from
 // PEM files: caFile (may be empty: the system's roots) and a client
 // certificate and key (both or neither). It returns nil, nil when all are
-// empty, which leaves amqp091-go's defaults. Producers use it too:
-// producer.Config{TLS: cfg}.
+// empty, which leaves the client's defaults. Producers use it too:
+// producer.Config{Conn: conn.Config{TLS: cfg}}.
 func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	if caFile == "" && certFile == "" && keyFile == "" {
 		return nil, nil
@@ -60,7 +60,7 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 }
 
 // tlsFromEnv is LoadTLS over the EnvTLS* variables, for brokerURL: a TLS
-// setting with a plain amqp:// URL is refused, since amqp091-go would
+// setting with a plain amqp:// URL is refused, since the client would
 // silently ignore it and connect in the clear.
 func tlsFromEnv(brokerURL string) (*tls.Config, error) {
 	ca, cert, key := os.Getenv(EnvTLSCA), os.Getenv(EnvTLSCert), os.Getenv(EnvTLSKey)

@@ -15,6 +15,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
@@ -272,8 +273,9 @@ func TestBadInputMatrix(t *testing.T) {
 	reg.MustRegister(def.Handler(lat.handle))
 	var reconnects atomic.Int32
 	const concurrency = 4
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: concurrency,
-		MaxBodyBytes: testMaxBody, OnReconnect: func() { reconnects.Add(1) }})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL, OnReconnect: func() { reconnects.Add(1) }},
+		Queues: []string{q}, Registry: reg, Concurrency: concurrency,
+		MaxBodyBytes: testMaxBody})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,9 +479,10 @@ func TestHeadersAtTheCeilingRetryThenDeadLetter(t *testing.T) {
 		return longErr
 	}))
 	var reconnects atomic.Int32
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, MaxHeaderBytes: worker.MaxHeaderBytesCeiling,
-		Retry:       retry.Policy{Backoff: retry.Backoff{Base: time.Second, Max: time.Second, Jitter: -1}},
-		OnReconnect: func() { reconnects.Add(1) }})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL, OnReconnect: func() { reconnects.Add(1) }},
+		Queues: []string{q}, Registry: reg, MaxHeaderBytes: worker.MaxHeaderBytesCeiling,
+		Retry: retry.Policy{Backoff: retry.Backoff{Base: time.Second, Max: time.Second, Jitter: -1}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

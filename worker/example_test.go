@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -37,7 +38,7 @@ func Example() {
 		close(done)
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: brokertest.LocalURL(), Queues: []string{queue}, Registry: reg, Topology: topo})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: brokertest.LocalURL()}, Queues: []string{queue}, Registry: reg, Topology: topo})
 	if err != nil {
 		panic(err)
 	}
@@ -46,7 +47,7 @@ func Example() {
 	go func() { stopped <- w.Run(ctx) }()
 
 	p, err := producer.New(producer.Config{
-		URL:      brokertest.LocalURL(),
+		Conn:     conn.Config{URL: brokertest.LocalURL()},
 		Topology: topo,
 		Routes:   routing.NewTable().Add(ResizeImage.Name(), routing.ToQueue(queue)),
 	})
@@ -90,7 +91,7 @@ func Example_result() {
 	reg.MustRegister(MeasureImage.Handler(func(ctx context.Context, r Resize) (Size, error) {
 		return Size{Bytes: r.Width * 100}, nil
 	}))
-	w, err := worker.New(worker.Config{URL: brokertest.LocalURL(), Queues: []string{queue}, Registry: reg, Topology: topo})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: brokertest.LocalURL()}, Queues: []string{queue}, Registry: reg, Topology: topo})
 	if err != nil {
 		panic(err)
 	}
@@ -99,7 +100,7 @@ func Example_result() {
 	go func() { _ = w.Run(ctx) }()
 
 	p, err := producer.New(producer.Config{
-		URL:      brokertest.LocalURL(),
+		Conn:     conn.Config{URL: brokertest.LocalURL()},
 		Topology: topo,
 		Routes:   routing.NewTable().Add(MeasureImage.Name(), routing.ToQueue(queue)),
 	})

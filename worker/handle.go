@@ -9,8 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.uber.org/zap"
-
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/result"
@@ -49,9 +47,10 @@ var errGoexit = errors.New("handler called runtime.Goexit instead of returning")
 // from it, and the verdict its run reached.
 type delivery struct {
 	d       *broker.Delivery
-	m       *task.Message
-	label   string // task label for metrics: the name, or unknownTaskLabel
-	log     *taskLog
+	m       *task.Message // &msg
+	msg     task.Message  // kept here so that a delivery costs one allocation
+	label   string        // task label for metrics: the name, or unknownTaskLabel
+	log     taskLog
 	decided bool    // v is set; false only while the handler runs
 	v       verdict // what settle does
 	why     string  // v.cause's text, cut to maxErrorHeader, for headers and the caller
@@ -89,7 +88,10 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery) {
 // read builds the task envelope of d and what handle needs to log and
 // label it. A message that cannot run is decided here.
 func (w *Worker) read(d *broker.Delivery) *delivery {
-	m, err := w.message(d)
+	t := &delivery{d: d}
+	t.m = &t.msg
+	m := t.m
+	err := w.message(m, d)
 	label := m.Task
 	if err == nil && !w.cfg.Registry.Has(m.Task) {
 		err = fmt.Errorf("%w: %q", task.ErrUnknownTask, truncate(m.Task, maxLogField))
@@ -100,10 +102,7 @@ func (w *Worker) read(d *broker.Delivery) *delivery {
 	if !w.cfg.Registry.Has(label) {
 		label = unknownTaskLabel // label values stay bounded whatever producers send
 	}
-	// Task name and id come from the producer and may be as long as a frame.
-	log := newTaskLog(w.log, zap.String("task", truncate(m.Task, maxLogField)), zap.String("id", truncate(m.ID, maxLogField)),
-		zap.String("queue", d.Queue), zap.Int("attempt", m.Retries+1))
-	t := &delivery{d: d, m: m, label: label, log: log}
+	t.label, t.log = label, newTaskLog(w.log, m.Task, m.ID, d.Queue, m.Retries+1)
 	if err != nil {
 		t.v, t.decided = deadVerdict(task.Reason(err), err), true
 	}
@@ -173,8 +172,9 @@ func (w *Worker) decide(ctx context.Context, t *delivery) verdict {
 	w.notice(t, result.Update{State: result.Started, Retries: m.Retries})
 	start := time.Now()
 	res, err := w.cfg.Registry.DispatchResult(rctx, m)
-	w.metrics.Ran(t.label, d.Queue, time.Since(start))
-	t.log = t.log.with(zap.Duration("duration", time.Since(start)))
+	took := time.Since(start)
+	w.metrics.Ran(t.label, d.Queue, took)
+	t.log.took(took)
 	var re *task.ResultError
 	switch {
 	case err == nil:
@@ -244,11 +244,11 @@ func (w *Worker) policy(m *task.Message, s task.Settings) retry.Policy {
 	return p
 }
 
-// message builds the task envelope from a delivery. A body or header table
+// message fills m, the task envelope, from a delivery. A body or header table
 // over the limits is a *task.TooLargeError; bad headers or an unknown
 // content encoding are a *task.DecodeError.
-func (w *Worker) message(d *broker.Delivery) (*task.Message, error) {
-	m := &task.Message{
+func (w *Worker) message(m *task.Message, d *broker.Delivery) error {
+	*m = task.Message{
 		ID:          d.MessageID,
 		ContentType: d.ContentType,
 		Body:        d.Body,
@@ -266,17 +266,17 @@ func (w *Worker) message(d *broker.Delivery) (*task.Message, error) {
 	if tooLarge != nil {
 		// Checked first but reported with the task name, if one was read.
 		tooLarge.(*task.TooLargeError).Task = m.Task
-		return m, tooLarge
+		return tooLarge
 	}
 	if err != nil {
-		return m, err
+		return err
 	}
 	switch strings.ToLower(d.Encoding) {
 	case "", "utf-8", "utf8", "binary", "identity":
 	default:
-		return m, &task.DecodeError{Task: m.Task, Err: fmt.Errorf("content_encoding %q is not supported", d.Encoding)}
+		return &task.DecodeError{Task: m.Task, Err: fmt.Errorf("content_encoding %q is not supported", d.Encoding)}
 	}
-	return m, nil
+	return nil
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -50,7 +51,7 @@ func run(t *testing.T, w *worker.Worker) (stop func()) {
 // queue, closed at cleanup.
 func newProducer(t *testing.T, url string, topo routing.Topology, routes *routing.Table) *producer.Producer {
 	t.Helper()
-	p, err := producer.New(producer.Config{URL: url, Topology: topo, Routes: routes})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: url}, Topology: topo, Routes: routes})
 	if err != nil {
 		t.Fatal(err)
 	}

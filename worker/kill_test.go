@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -41,7 +42,7 @@ func childWorker() {
 		<-ctx.Done()
 		return ctx.Err()
 	}))
-	w, err := worker.New(worker.Config{URL: os.Getenv("WARREN_TEST_URL"), Queues: []string{os.Getenv("WARREN_TEST_QUEUE")}, Registry: reg, Concurrency: 1, Prefetch: 1})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: os.Getenv("WARREN_TEST_URL")}, Queues: []string{os.Getenv("WARREN_TEST_QUEUE")}, Registry: reg, Concurrency: 1, Prefetch: 1})
 	if err != nil {
 		os.Stderr.WriteString(err.Error() + "\n")
 		os.Exit(3)
@@ -106,7 +107,7 @@ func TestKilledWorkerLeavesTaskForAnother(t *testing.T) {
 		redelivered <- m
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

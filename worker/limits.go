@@ -1,10 +1,6 @@
 package worker
 
 import (
-	"fmt"
-	"reflect"
-	"time"
-
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/task"
 )
@@ -18,7 +14,7 @@ const (
 	// it would hold a handler slot and several times its size in memory.
 	DefaultMaxBodyBytes = task.MaxMessageBytes
 	// DefaultMaxHeaderBytes is 64 KiB, half of the 128 KiB AMQP frame that
-	// RabbitMQ and amqp091-go use by default. A message's properties must
+	// RabbitMQ and warren's AMQP client use by default. A message's properties must
 	// fit in one frame, and every copy warren republishes (retry, ETA
 	// deferral, dead letter) carries the producer's headers (what the
 	// limit counts, userHeaderSize) plus the protocol's and warren's
@@ -85,19 +81,6 @@ func (l limits) headersOver(h map[string]any) bool {
 	return n > l.MaxHeaders
 }
 
-// headerTableSize returns the size of h encoded as an AMQP 0-9-1 field
-// table, as amqp091-go writes it: what the header table costs in the one
-// frame that carries a message's properties. Nested tables and arrays
-// count in full; types amqp091-go cannot write count as 9 bytes, as much as
-// its largest scalar.
-func headerTableSize(h map[string]any) int {
-	n := 4 // the table's length prefix
-	for k, v := range h {
-		n += entrySize(k, v)
-	}
-	return n
-}
-
 // userHeaderSize returns the encoded size of the headers of h that
 // limits.MaxHeaders caps, as a table of their own, and their number: every
 // entry but RabbitMQ's dead-lettering headers (x-death...), which copies
@@ -112,7 +95,7 @@ func userHeaderSize(h map[string]any) (size, entries int) {
 		if task.IsBrokerHeader(k) {
 			continue
 		}
-		n := entrySize(k, v)
+		n := broker.EntrySize(k, v)
 		if isSummaryHeader(k) && n <= maxOwnHeaderEntry {
 			continue
 		}
@@ -120,59 +103,6 @@ func userHeaderSize(h map[string]any) (size, entries int) {
 		entries++
 	}
 	return size, entries
-}
-
-// entrySize is one table entry: the key as a short string, then the value.
-func entrySize(k string, v any) int { return 1 + len(k) + fieldSize(v) }
-
-// fieldSize is the size of one field value, its type octet included.
-func fieldSize(v any) int {
-	switch x := v.(type) {
-	case nil:
-		return 1
-	case bool, int8, uint8:
-		return 2
-	case int16, uint16:
-		return 3
-	case int, int32, uint32, float32:
-		return 5
-	case int64, float64, time.Time:
-		return 9
-	case string:
-		return 5 + len(x)
-	case []byte:
-		return 5 + len(x)
-	case []any:
-		n := 5
-		for _, e := range x {
-			n += fieldSize(e)
-		}
-		return n
-	case map[string]any:
-		return 1 + headerTableSize(x)
-	}
-	// Named types of an AMQP client (amqp091-go's Table and Decimal), which
-	// this package does not import.
-	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.Map:
-		n := 5
-		for it := rv.MapRange(); it.Next(); {
-			n += 1 + len(fmt.Sprint(it.Key().Interface())) + fieldSize(it.Value().Interface())
-		}
-		return n
-	case reflect.Slice, reflect.Array:
-		n := 5
-		for i := range rv.Len() {
-			n += fieldSize(rv.Index(i).Interface())
-		}
-		return n
-	case reflect.Struct:
-		if rv.NumField() == 2 { // Decimal{Scale uint8, Value int32}
-			return 6
-		}
-	}
-	return 9
 }
 
 // maxOwnHeaderEntry bounds each entry of the protocol's and warren's own
@@ -192,7 +122,7 @@ const maxOwnHeaderEntry = 1536
 func summarizeHeaders(h map[string]any) (kept map[string]any, dropped int) {
 	kept = make(map[string]any, 16)
 	for k, v := range h {
-		if isSummaryHeader(k) && entrySize(k, v) <= maxOwnHeaderEntry {
+		if isSummaryHeader(k) && broker.EntrySize(k, v) <= maxOwnHeaderEntry {
 			kept[k] = v
 		} else {
 			dropped++

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/task"
@@ -56,7 +55,7 @@ func TestHeaderCeilingFitsAFrame(t *testing.T) {
 		shortStrings  = 9 * 256 // content type and encoding, correlation id, reply to, expiration, message id, type, user id, app id
 		fixed         = 2 + 8   // delivery mode, priority, timestamp
 	)
-	total := headerTableSize(h) + contentHeader + shortStrings + fixed
+	total := broker.TableSize(h) + contentHeader + shortStrings + fixed
 	if total > frame {
 		t.Errorf("a copy at the ceiling may take %d bytes, over the %d-byte frame", total, frame)
 	}
@@ -74,57 +73,6 @@ func TestPublishSeqHeaderIsNotCounted(t *testing.T) {
 	}
 }
 
-// table and decimal stand for amqp091-go's Table and Decimal, named types
-// that headerTableSize must size without importing the client.
-type (
-	table   map[string]any
-	decimal struct {
-		Scale uint8
-		Value int32
-	}
-)
-
-// Sizes as amqp091-go's writeField and writeTable encode them: a type octet,
-// then the value; strings and arrays with a 4-byte length, tables too.
-func TestHeaderTableSizeUnit(t *testing.T) {
-	tests := []struct {
-		name string
-		h    map[string]any
-		want int
-	}{
-		{"nil table", nil, 4},
-		{"empty table", map[string]any{}, 4},
-		{"string", map[string]any{"task": "process_media"}, 4 + 1 + 4 + 1 + 4 + 13},
-		{"empty key and value", map[string]any{"": ""}, 4 + 1 + 5},
-		{"nil value", map[string]any{"k": nil}, 4 + 2 + 1},
-		{"bool", map[string]any{"k": true}, 4 + 2 + 2},
-		{"int8", map[string]any{"k": int8(-1)}, 4 + 2 + 2},
-		{"uint8", map[string]any{"k": uint8(1)}, 4 + 2 + 2},
-		{"int16", map[string]any{"k": int16(1)}, 4 + 2 + 3},
-		{"uint16", map[string]any{"k": uint16(1)}, 4 + 2 + 3},
-		{"int, written as int32", map[string]any{"k": 7}, 4 + 2 + 5},
-		{"int32", map[string]any{"k": int32(7)}, 4 + 2 + 5},
-		{"uint32", map[string]any{"k": uint32(7)}, 4 + 2 + 5},
-		{"float32", map[string]any{"k": float32(1)}, 4 + 2 + 5},
-		{"int64", map[string]any{"k": int64(7)}, 4 + 2 + 9},
-		{"float64", map[string]any{"k": 1.5}, 4 + 2 + 9},
-		{"timestamp", map[string]any{"k": time.Unix(0, 0)}, 4 + 2 + 9},
-		{"bytes", map[string]any{"k": []byte("abc")}, 4 + 2 + 5 + 3},
-		{"array", map[string]any{"k": []any{"ab", int64(1), nil}}, 4 + 2 + 5 + (5 + 2) + 9 + 1},
-		{"nested map", map[string]any{"k": map[string]any{"a": int32(1)}}, 4 + 2 + 1 + 4 + 2 + 5},
-		{"nested named table", map[string]any{"k": table{"a": int32(1)}}, 4 + 2 + 1 + 4 + 2 + 5},
-		{"x-death as amqp091-go reads it", map[string]any{"x-death": []any{table{"count": int64(1)}}}, 4 + 8 + 5 + 1 + 4 + 6 + 9},
-		{"decimal", map[string]any{"k": decimal{Scale: 2, Value: 100}}, 4 + 2 + 6},
-		{"unsupported type counts as 9", map[string]any{"k": uint64(1)}, 4 + 2 + 9},
-		{"several", map[string]any{"task": "t", "retries": int64(2)}, 4 + (1 + 4 + 5 + 1) + (1 + 7 + 9)},
-	}
-	for _, tc := range tests {
-		if got := headerTableSize(tc.h); got != tc.want {
-			t.Errorf("%s: headerTableSize(%v) = %d, want %d", tc.name, tc.h, got, tc.want)
-		}
-	}
-}
-
 // What MaxHeaders caps: the producer's own headers, not the protocol's or
 // warren's bookkeeping (bounded, replaced by each copy) nor the broker's
 // x-death (dropped by each copy).
@@ -138,7 +86,7 @@ func TestUserHeaderSize(t *testing.T) {
 		{"none", nil, 4, 0},
 		{"protocol headers only", map[string]any{task.HeaderTask: "t", task.HeaderID: "abc", task.HeaderRetries: int64(3), task.HeaderETA: "2024-05-01T10:00:00Z"}, 4, 0},
 		{"warren's bookkeeping", map[string]any{HeaderError: "boom", HeaderFirstError: "bang", HeaderReason: "permanent", HeaderQueue: "q", HeaderDroppedHeaders: int64(2)}, 4, 0},
-		{"broker's dead-lettering", map[string]any{"x-death": []any{table{"count": int64(1)}}, "x-first-death-queue": "q"}, 4, 0},
+		{"broker's dead-lettering", map[string]any{"x-death": []any{map[string]any{"count": int64(1)}}, "x-first-death-queue": "q"}, 4, 0},
 		{"a producer's header", map[string]any{task.HeaderTask: "t", "trace": "abc"}, 4 + 1 + 5 + 5 + 3, 1},
 		{"an oversized protocol header counts", map[string]any{task.HeaderTask: long}, 4 + 1 + 4 + 5 + 3000, 1},
 		{"an oversized bookkeeping header counts", map[string]any{HeaderFirstError: long}, 4 + 1 + len(HeaderFirstError) + 5 + 3000, 1},
@@ -203,7 +151,7 @@ func TestSummarizeHeaders(t *testing.T) {
 	h := map[string]any{
 		task.HeaderTask: "resize", task.HeaderID: "abc", task.HeaderRetries: int64(2), task.HeaderETA: "2024-05-01T10:00:00Z",
 		task.HeaderEnqueuedAt: int64(1714557600000000), HeaderFirstError: "db down",
-		"x-death":          []any{table{"count": int64(1)}},
+		"x-death":          []any{map[string]any{"count": int64(1)}},
 		"x-custom":         "small but not ours",
 		task.HeaderExpires: strings.Repeat("e", 3000), // ours, but too big to keep
 	}
@@ -244,7 +192,7 @@ func TestSummarizeHeadersIsBounded(t *testing.T) {
 	if n, entries := userHeaderSize(kept); entries != 0 {
 		t.Errorf("userHeaderSize counts %d bytes in %d entries of a summary; want none, or a retry would grow it", n, entries)
 	}
-	if n := headerTableSize(kept); n > 23<<10 {
+	if n := broker.TableSize(kept); n > 23<<10 {
 		t.Errorf("summary is %d bytes, want at most 23 KiB", n)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
@@ -66,7 +67,7 @@ var fast = retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Base: time.Second
 
 func startRetryWorker(t *testing.T, b *brokertest.Broker, q string, policy retry.Policy, hs ...task.Handler) *worker.Worker {
 	t.Helper()
-	return startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, Retry: policy}, hs...)
+	return startWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Retry: policy}, hs...)
 }
 
 func gapsOf(runs []runRec) []time.Duration {
@@ -128,7 +129,7 @@ func TestRetryLogsAtInfoWithoutStack(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core, zap.AddStacktrace(zapcore.WarnLevel))
 	rec := newRecorder(errors.New("db down"))
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, Retry: fast, Logger: log}, def.Handler(rec.handle))
+	w := startWorker(t, worker.Config{Conn: conn.Config{URL: b.URL, Logger: log}, Queues: []string{q}, Retry: fast}, def.Handler(rec.handle))
 	p := newProducer(t, b.URL, routing.Topology{}, nil)
 	if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: 1}, producer.WithQueue(q)); err != nil {
 		t.Fatal(err)

@@ -85,7 +85,7 @@ func (v verdict) outcome() outcome.Outcome {
 // nothing is lost between the two; a final result the broker refuses is
 // the caller's loss, not a reason to run the task again.
 func (w *Worker) settle(t *delivery) outcome.Outcome {
-	d, v, log := t.d, t.v, t.log
+	d, v, log := t.d, t.v, &t.log
 	if v.cause != nil {
 		log = log.with(zap.Error(v.cause))
 		t.why = truncate(v.cause.Error(), maxErrorHeader)

@@ -16,6 +16,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/outcome"
@@ -40,7 +41,7 @@ func TestIdleQueuesDoNotStarveABusyOne(t *testing.T) {
 	idle1, idle2, busy := b.Queue("idle1"), b.Queue("idle2"), b.Queue("busy")
 	def := task.Define[Job]("starve")
 	var ran atomic.Int32
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{idle1, busy, idle2}, Concurrency: 1}, def.Handler(func(context.Context, Job) error { ran.Add(1); return nil }))
+	w := startWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{idle1, busy, idle2}, Concurrency: 1}, def.Handler(func(context.Context, Job) error { ran.Add(1); return nil }))
 	p := newProducer(t, b.URL, routing.Topology{}, nil)
 	for i := range 5 {
 		if _, err := producer.Enqueue(ctxT(t, 10*time.Second), p, def, Job{N: i}, producer.WithQueue(busy)); err != nil {
@@ -61,7 +62,7 @@ func TestBusyQueuesShareHandlers(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
 	release := make(chan struct{})
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{qa, qb}, Concurrency: 1, Prefetch: 20}, def.Handler(func(ctx context.Context, j Job) error {
+	w := startWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{qa, qb}, Concurrency: 1, Prefetch: 20}, def.Handler(func(ctx context.Context, j Job) error {
 		<-release
 		time.Sleep(2 * time.Millisecond) // some work: consumers take their next delivery meanwhile
 		m, _ := task.FromContext(ctx)
@@ -118,7 +119,8 @@ func TestNoFollowUpForADeadChannel(t *testing.T) {
 	started := make(chan struct{})
 	release := make(chan struct{})
 	var runs atomic.Int32
-	w := startWorker(t, worker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Queues: []string{q},
+	w := startWorker(t, worker.Config{Conn: conn.Config{URL: brokertest.WithHost(b.URL, px.Addr())},
+		Queues:      []string{q},
 		Concurrency: 1, Prefetch: 4}, def.Handler(func(ctx context.Context, j Job) error {
 		if j.N == 0 && runs.Add(1) == 1 {
 			close(started)
@@ -244,7 +246,7 @@ func TestResultOverTheLimit(t *testing.T) {
 	q := b.Queue("big-result")
 	def := task.DefineWithResult[Sum, string]("big_result")
 	var runs atomic.Int32
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, MaxResultBytes: 1024}, def.Handler(func(context.Context, Sum) (string, error) {
+	w := startWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, MaxResultBytes: 1024}, def.Handler(func(context.Context, Sum) (string, error) {
 		runs.Add(1)
 		return strings.Repeat("x", 4096), nil
 	}))
@@ -270,7 +272,7 @@ func TestRefusedResultIsTheCallersLoss(t *testing.T) {
 	}
 	def := task.DefineWithResult[Sum, int]("refused_result")
 	var runs atomic.Int32
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}}, def.Handler(func(_ context.Context, s Sum) (int, error) {
+	w := startWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}}, def.Handler(func(_ context.Context, s Sum) (int, error) {
 		runs.Add(1)
 		return s.A + s.B, nil
 	}))
@@ -315,19 +317,19 @@ func TestRetryRedeclaresDeletedDelayLevels(t *testing.T) {
 	const q = "redeclare"
 	def := task.Define[Job]("redeclare_delay")
 	rec := newRecorder(errors.New("flaky"))
-	w := startWorker(t, worker.Config{URL: u, Queues: []string{q}, Retry: fast}, def.Handler(rec.handle))
-	conn, err := amqp.Dial(u)
+	w := startWorker(t, worker.Config{Conn: conn.Config{URL: u}, Queues: []string{q}, Retry: fast}, def.Handler(rec.handle))
+	ac, err := amqp.Dial(u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
+	defer ac.Close()
+	ch, err := ac.Channel()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The producer declares the delay levels when it connects too: delete
 	// after that. The first retry waits 1 s: level 0 holds it.
-	p, err := producer.New(producer.Config{URL: u})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: u}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +369,7 @@ func TestOversizedResultForAGoneCallerCountsOnce(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("big-gone")
 	def := task.DefineWithResult[Sum, string]("big_gone")
-	w := startWorker(t, worker.Config{URL: b.URL, Queues: []string{q}, MaxResultBytes: 1024}, def.Handler(func(context.Context, Sum) (string, error) { return strings.Repeat("x", 4096), nil }))
+	w := startWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, MaxResultBytes: 1024}, def.Handler(func(context.Context, Sum) (string, error) { return strings.Repeat("x", 4096), nil }))
 	b.Publish("", q, amqp.Publishing{
 		MessageId: "gone-1", ContentType: "application/json", ReplyTo: b.Queue("no-such-reply"), CorrelationId: "gone-1",
 		Headers: amqp.Table{"task": "big_gone", "id": "gone-1"}, Body: []byte(`{}`),

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -80,7 +81,7 @@ func TestShardsSpreadAndConsumeAll(t *testing.T) {
 		}
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{s.Queue}, Registry: reg, Topology: topo, Concurrency: 4, Prefetch: 16})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{s.Queue}, Registry: reg, Topology: topo, Concurrency: 4, Prefetch: 16})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,16 +2,15 @@ package worker
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/metrics"
 	"github.com/warrenq/warren/retry"
@@ -19,13 +18,15 @@ import (
 	"github.com/warrenq/warren/task"
 )
 
-// DefaultURL is the broker used when Config.URL is empty.
-const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
-
 // Config configures a Worker. Registry and Queues are required.
 type Config struct {
-	// URL of the broker. Defaults to DefaultURL.
-	URL string
+	// Conn is how the worker reaches the broker (URL, TLS, heartbeat) and
+	// reports (Logger, Metrics, OnReconnect). Its zero value reaches
+	// conn.DefaultURL with no logs and no metrics. Conn.Logger levels:
+	// debug per success, info per retry and lifecycle step, warn for what
+	// someone should look at (a dead letter, a lost connection), error for
+	// a task the worker could not settle as meant.
+	Conn conn.Config
 	// Queues to consume. A logical name of Topology.Shards stands for
 	// every one of its shard queues.
 	Queues []string
@@ -45,19 +46,6 @@ type Config struct {
 	// its context is cancelled before it cancels their contexts and
 	// requeues what is left. Defaults to 30s.
 	ShutdownTimeout time.Duration
-	// Logger receives the worker's logs. Defaults to zap.NewNop(): an
-	// embedded worker is silent until given one (runner.NewLogger, or
-	// your own). Levels: debug per success, info per retry and lifecycle
-	// step, warn for what someone should look at (a dead letter, a lost
-	// connection), error for a task the worker could not settle as meant.
-	// Durations are zap.Duration fields: your encoder decides their form.
-	Logger *zap.Logger
-	// TLS configures amqps:// connections.
-	TLS *tls.Config
-	// Heartbeat is the AMQP heartbeat interval. Defaults to 10s.
-	Heartbeat time.Duration
-	// OnReconnect is called after every reconnect (for metrics).
-	OnReconnect func()
 	// ConfirmTimeout bounds the wait for the broker's confirm of a retry
 	// copy or a dead letter; past it the original is requeued. Defaults to
 	// 30s.
@@ -75,13 +63,10 @@ type Config struct {
 	// value is retry.DefaultPolicy (5 attempts, 10s doubling to 1h, 20%
 	// jitter).
 	Retry retry.Policy
-	// Metrics is where the worker registers its Prometheus collectors
-	// (package metrics). Defaults to nil: no metrics.
-	Metrics prometheus.Registerer
 	// QueueDepthInterval is how often the worker polls the ready count of
 	// its queues and their dead-letter queues (warren_queue_messages), with
 	// a passive declare. Defaults to 15s; negative disables. Only with
-	// Metrics.
+	// Conn.Metrics.
 	QueueDepthInterval time.Duration
 	// MaxBodyBytes caps a message body: a longer one is dead-lettered
 	// unrun with reason "too_large". Defaults to DefaultMaxBodyBytes
@@ -153,9 +138,7 @@ func New(cfg Config) (*Worker, error) {
 	if len(cfg.Queues) == 0 {
 		return nil, errors.New("worker: Config.Queues is empty: name at least one queue to consume")
 	}
-	if cfg.URL == "" {
-		cfg.URL = DefaultURL
-	}
+	cfg.Conn = cfg.Conn.WithDefaults()
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
 	}
@@ -167,9 +150,6 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.ConfirmTimeout <= 0 {
 		cfg.ConfirmTimeout = 30 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
 	}
 	// A sharded queue is consumed as its shards, each an ordinary work
 	// queue with its own delay binding and dead-letter queue (the
@@ -210,25 +190,12 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.QueueDepthInterval == 0 {
 		cfg.QueueDepthInterval = 15 * time.Second
 	}
-	m, err := metrics.New(cfg.Metrics)
+	m, err := metrics.New(cfg.Conn.Metrics)
 	m = m.ForRole("worker")
 	if err != nil {
 		return nil, fmt.Errorf("worker: metrics: %w", err)
 	}
-	sup, err := broker.New(broker.Config{
-		URL:      cfg.URL,
-		Role:     "worker",
-		Logger:   cfg.Logger,
-		Topology: topo,
-		TLS:      cfg.TLS,
-		OnReconnect: func() {
-			m.Reconnect("worker")
-			if cfg.OnReconnect != nil {
-				cfg.OnReconnect()
-			}
-		},
-		Heartbeat: cfg.Heartbeat,
-	})
+	sup, err := broker.New(broker.Config{Conn: m.CountReconnects("worker", cfg.Conn), Role: "worker", Topology: topo})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
@@ -236,7 +203,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg:      cfg,
 		sup:      sup,
 		pub:      broker.NewPublisher(sup, 1),
-		log:      cfg.Logger,
+		log:      cfg.Conn.Logger,
 		metrics:  m,
 		defaults: defaults,
 	}, nil

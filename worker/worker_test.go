@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -42,7 +43,7 @@ func TestPayloadRoundTrip(t *testing.T) {
 		results <- got{j, *m}
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Topology: topo})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Topology: topo})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestSeveralQueues(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: queues, Registry: reg})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: queues, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestConcurrencyLimitHolds(t *testing.T) {
 		running.Add(-1)
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: limit, Prefetch: 50})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Concurrency: limit, Prefetch: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestPrefetchWindowHolds(t *testing.T) {
 		return nil
 	}))
 	const prefetch, total = 5, 20
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: 2, Prefetch: prefetch})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Concurrency: 2, Prefetch: prefetch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +207,7 @@ func TestGracefulShutdown(t *testing.T) {
 		finished.Add(1)
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: 2, Prefetch: 10, ShutdownTimeout: 30 * time.Second})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Concurrency: 2, Prefetch: 10, ShutdownTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestShutdownTimeoutRequeuesUnfinished(t *testing.T) {
 		<-ctx.Done() // a long task that honours cancellation
 		return ctx.Err()
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: 3, ShutdownTimeout: 300 * time.Millisecond})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Concurrency: 3, ShutdownTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +297,7 @@ func TestDefaultTaskRunsHeaderlessMessage(t *testing.T) {
 	reg := task.NewRegistry()
 	reg.MustRegister(def.Handler(func(ctx context.Context, j Job) error { got <- j; return nil }))
 	topo := routing.Topology{Queues: []routing.Queue{{Name: q, DefaultTask: def.Name()}}}
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Topology: topo})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Topology: topo})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +324,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		handled.Add(1)
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +425,7 @@ func TestDeletedDeadQueueIsRedeclared(t *testing.T) {
 	q := b.Queue("redeclare")
 	reg := task.NewRegistry()
 	reg.MustRegister(task.Define[Job]("known").Handler(func(context.Context, Job) error { return nil }))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +469,7 @@ func TestHandlerGoexitFreesItsSlot(t *testing.T) {
 		}
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: b.URL, Queues: []string{q}, Registry: reg, Concurrency: 1})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Registry: reg, Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

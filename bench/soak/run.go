@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/producer"
 )
 
@@ -29,7 +29,7 @@ func run(ctx context.Context, c config) (ok bool, err error) {
 	_ = ln.Close()
 
 	fmt.Printf("warren soak: %v at %d tasks/s, payload %dB, worker concurrency %d prefetch %d, handler work %v, queue %s, broker %s\n",
-		c.Duration, c.Rate, c.Payload, c.Concurrency, c.Prefetch, c.Work, c.Queue, broker.Redact(c.Broker))
+		c.Duration, c.Rate, c.Payload, c.Concurrency, c.Prefetch, c.Work, c.Queue, conn.Redact(c.Broker))
 	cmd, err := startWorker(c)
 	if err != nil {
 		return false, fmt.Errorf("start worker: %w", err)
@@ -61,7 +61,7 @@ func run(ctx context.Context, c config) (ok bool, err error) {
 		fmt.Printf("drained %.0f tasks left from an earlier run\n", base.Handled)
 	}
 
-	p, err := producer.New(producer.Config{URL: c.Broker})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: c.Broker}})
 	if err != nil {
 		return false, err
 	}

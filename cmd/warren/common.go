@@ -15,7 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/conn"
+	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
 )
@@ -41,7 +42,7 @@ type opts struct {
 	broker        string
 	timeout       time.Duration
 	json          bool
-	tls           *tls.Config // from the worker's WARREN_TLS_* variables; nil: amqp091-go's defaults
+	tls           *tls.Config // from the worker's WARREN_TLS_* variables; nil: the system's roots
 }
 
 // flagSet returns the flag set of subcommand cmd with the common flags,
@@ -50,7 +51,7 @@ func (e *env) flagSet(cmd, synopsis string, withJSON bool) (*flag.FlagSet, *opts
 	o := &opts{cmd: cmd, synopsis: synopsis, broker: e.broker, timeout: e.timeout}
 	fs := flag.NewFlagSet("warren "+cmd, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.Var((*broker.URLFlag)(&o.broker), "broker", "broker `URL` (env WARREN_BROKER_URL)")
+	fs.Var((*conn.URLFlag)(&o.broker), "broker", "broker `URL` (env WARREN_BROKER_URL)")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "bound on each broker call: connecting, and the operation")
 	if withJSON {
 		fs.BoolVar(&o.json, "json", false, "print JSON for scripts instead of a table")
@@ -88,7 +89,7 @@ func (o *opts) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 	// Before anything else reads it: a typo must not surface as an
 	// unrelated error (a refused vhost, a management API not found).
-	if err := broker.CheckURL(o.broker); err != nil {
+	if err := conn.CheckURL(o.broker); err != nil {
 		return nil, o.usagef("%v (check -broker or %s)", err, runner.EnvBrokerURL)
 	}
 	var err error
@@ -100,7 +101,7 @@ func (o *opts) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // tlsFromEnv reads the worker's TLS variables, so that the operator's tool
 // reaches an amqps:// broker wherever the worker does. A TLS setting with
-// a plain amqp:// URL is refused: amqp091-go would ignore it and connect
+// a plain amqp:// URL is refused: the client would ignore it and connect
 // in the clear.
 func tlsFromEnv(brokerURL string) (*tls.Config, error) {
 	cfg, err := runner.LoadTLS(os.Getenv(runner.EnvTLSCA), os.Getenv(runner.EnvTLSCert), os.Getenv(runner.EnvTLSKey))
@@ -136,11 +137,12 @@ func (o *opts) explain(err error) error {
 
 func (o *opts) timeoutHint() string {
 	return fmt.Sprintf("no answer from the broker within %s: check that RabbitMQ is running at %s (-broker or WARREN_BROKER_URL), or raise -timeout",
-		o.timeout, broker.Redact(o.broker))
+		o.timeout, conn.Redact(o.broker))
 }
 
 // refusal says what to do when err shows that the broker answered and
-// refused the login or the vhost, which no retry cures; "" otherwise.
+// refused the login or the vhost, which no retry cures; "" otherwise. The
+// reply text tells the user from the vhost (see internal/broker.isRefused).
 func (o *opts) refusal(err error) string {
 	if err == nil {
 		return ""
@@ -154,60 +156,82 @@ func (o *opts) refusal(err error) string {
 			vhost, _ = url.PathUnescape(u.Path[1:])
 		}
 	}
+	msg := err.Error()
 	switch {
-	case broker.LoginRefused(err):
+	case strings.Contains(msg, "username or password not allowed"), strings.Contains(msg, "ACCESS_REFUSED"):
 		return fmt.Sprintf("the broker at %s refused the login of user %q: check the user and password in -broker or WARREN_BROKER_URL",
-			broker.Redact(o.broker), user)
-	case broker.VhostRefused(err):
+			conn.Redact(o.broker), user)
+	case strings.Contains(msg, "no access to this vhost"), strings.Contains(msg, "NOT_ALLOWED - "):
 		return fmt.Sprintf("the broker at %s refused vhost %q to user %q: check the vhost (the path of the broker URL), or grant access with rabbitmqctl set_permissions",
-			broker.Redact(o.broker), vhost, user)
+			conn.Redact(o.broker), vhost, user)
 	}
 	return ""
 }
 
-// dial connects to the broker for passive declares and basic.get, waiting
-// for the connection at most -timeout so that an unreachable broker fails
-// fast with a clear message, and a refused login at once. The caller
-// closes the supervisor.
-func (o *opts) dial(ctx context.Context) (*broker.Supervisor, error) {
-	sup, err := broker.New(broker.Config{URL: o.broker, Role: "cli", DialTimeout: o.timeout, TLS: o.tls})
+// inspector returns an inspector of the broker, with cfg's management
+// settings; it connects when a call needs it, bounded by -timeout.
+func (o *opts) inspector(cfg inspect.Config) (*inspect.Inspector, error) {
+	cfg.Conn = conn.Config{URL: o.broker, DialTimeout: o.timeout, TLS: o.tls}
+	cfg.Timeout = o.timeout
+	insp, err := inspect.New(cfg)
 	if err != nil {
-		return nil, o.usagef("%v (check -broker or WARREN_BROKER_URL)", err)
+		return nil, o.usagef("%v (check -broker or WARREN_BROKER_URL, and -management)", err)
+	}
+	return insp, nil
+}
+
+// dial returns an inspector connected to the broker, waiting at most
+// -timeout, so that an unreachable broker fails fast with a clear
+// message, and a refused login at once. The caller closes it.
+func (o *opts) dial(ctx context.Context) (*inspect.Inspector, error) {
+	insp, err := o.inspector(inspect.Config{NoManagement: true})
+	if err != nil {
+		return nil, err
 	}
 	cctx, cancel := o.call(ctx)
 	defer cancel()
-	for {
-		// Short waits, so that a refused login is seen at its first dial:
-		// the supervisor would retry it until -timeout.
-		wctx, wcancel := context.WithTimeout(cctx, 200*time.Millisecond)
-		_, err := sup.Session(wctx)
-		wcancel()
-		if err == nil {
-			return sup, nil
+	err = insp.Ping(cctx)
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+		// The dial in flight has the same deadline (-timeout bounds it too)
+		// and ends a moment later with why it failed; a wrong password
+		// shows only then, since RabbitMQ answers one after about 3s. Wait
+		// that moment rather than call a refused login an unreachable
+		// broker.
+		gctx, gcancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		if gerr := insp.Ping(gctx); gerr == nil || errors.Is(gerr, conn.ErrRefused) {
+			err = gerr
 		}
-		if cctx.Err() != nil {
-			// The dial in flight has the same deadline and ends a moment
-			// later with why it failed; a wrong password shows only then,
-			// since RabbitMQ answers one after about 3s. Wait for that
-			// rather than call a refused login an unreachable broker.
-			gctx, gcancel := context.WithTimeout(ctx, 250*time.Millisecond)
-			if _, gerr := sup.Session(gctx); gerr == nil {
-				gcancel()
-				return sup, nil
-			} else if o.refusal(gerr) != "" {
-				err = gerr
-			}
-			gcancel()
-		}
-		if hint := o.refusal(err); hint != "" {
-			_ = sup.Close()
-			return nil, fmt.Errorf("cannot connect: %s", hint)
-		}
-		if cctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			_ = sup.Close()
-			return nil, fmt.Errorf("cannot reach the broker: %w", o.explain(err))
-		}
+		gcancel()
 	}
+	if err != nil {
+		_ = insp.Close()
+		if err := o.refused(err); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cannot reach the broker: %w", o.explain(err))
+	}
+	return insp, nil
+}
+
+// refused returns what to do about err when it is the broker refusing the
+// login or the vhost, and nil otherwise.
+func (o *opts) refused(err error) error {
+	if !errors.Is(err, conn.ErrRefused) {
+		return nil
+	}
+	if hint := o.refusal(err); hint != "" {
+		return fmt.Errorf("cannot connect: %s", hint)
+	}
+	return fmt.Errorf("cannot connect: %w", err)
+}
+
+// connErr says what to do about err, the failure of a call that
+// connected on its own.
+func (o *opts) connErr(err error) error {
+	if r := o.refused(err); r != nil {
+		return r
+	}
+	return o.explain(err)
 }
 
 // bounded runs fn and returns when it does or ctx is done: some broker
@@ -280,7 +304,7 @@ func (o *opts) oneQueue(pos []string, err error) (string, error) {
 // notFound says what to do about a work queue or dead-letter queue that
 // does not exist.
 func notFound(queue string, err error) error {
-	if !broker.IsNotFound(err) {
+	if !errors.Is(err, conn.ErrNotFound) {
 		return err
 	}
 	return fmt.Errorf("queue %q does not exist: check the name (\"warren queues\" lists warren's work queues; a worker declares its queues when it starts)", queue)

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/deadletter"
-	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/routing"
 )
 
@@ -69,7 +69,7 @@ func openDead(ctx context.Context, o *opts) (*deadletter.Client, error) {
 		return nil, err
 	}
 	_ = probe.Close()
-	dl, err := deadletter.New(deadletter.Config{URL: o.broker, TLS: o.tls})
+	dl, err := deadletter.New(deadletter.Config{Conn: conn.Config{URL: o.broker, TLS: o.tls}})
 	if err != nil {
 		return nil, o.usagef("%v (check -broker or WARREN_BROKER_URL)", err)
 	}
@@ -78,11 +78,11 @@ func openDead(ctx context.Context, o *opts) (*deadletter.Client, error) {
 
 // deadErr says what to do about a failed dead-letter call on queue.
 func deadErr(o *opts, queue string, err error) error {
-	if errors.Is(err, broker.ErrUnroutable) {
+	if errors.Is(err, conn.ErrUnroutable) {
 		// Replay publishes to the queue the task died in, mandatory.
 		return fmt.Errorf("%w\nthe work queue that task died in does not exist any more: start a worker for it (it declares its queues) and replay again", err)
 	}
-	if errors.Is(err, broker.ErrConnectionLost) {
+	if errors.Is(err, conn.ErrConnectionLost) {
 		return fmt.Errorf("%w\nthe letter being moved when the connection was lost may now be in both queues, and its task run twice", err)
 	}
 	return o.explain(notFound(routing.DeadQueue(queue), err))

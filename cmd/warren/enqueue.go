@@ -12,7 +12,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/conn"
+	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -30,8 +31,7 @@ type enqueueTarget struct {
 	queue         string // -queue, through the default exchange
 	exchange, key string // -exchange, -key
 	opts          []producer.Option
-	eta           func() time.Time // -delay or -eta: when a task published now is due; nil: at once
-	id            string           // -id
+	id            string // -id
 	jsonOut       bool
 	streaming     bool   // payloads from stdin, one per line
 	body          []byte // the payload otherwise
@@ -42,20 +42,15 @@ func runEnqueue(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sup, err := o.dial(ctx)
+	insp, err := o.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer sup.Close()
-	if err := checkTarget(ctx, o, sup, t); err != nil {
+	defer insp.Close()
+	if err := checkTarget(ctx, o, insp, t); err != nil {
 		return err
 	}
-	var p enqueuer
-	if t.exchange != "" && t.eta != nil {
-		p, err = newExchangeETA(o, t)
-	} else {
-		p, err = producer.New(producer.Config{URL: o.broker, TLS: o.tls})
-	}
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: o.broker, TLS: o.tls}})
 	if err != nil {
 		return err
 	}
@@ -125,8 +120,8 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 	// Names and ids travel as AMQP short strings; one too long would make
 	// the client library close the connection mid-publish.
 	for _, f := range []struct{ flag, v string }{{"-id", *id}, {"-queue", t.queue}, {"-exchange", t.exchange}, {"-key", t.key}} {
-		if len(f.v) > broker.MaxShortString {
-			return nil, nil, o.usagef("%s is %d bytes; AMQP allows at most %d", f.flag, len(f.v), broker.MaxShortString)
+		if len(f.v) > routing.MaxName {
+			return nil, nil, o.usagef("%s is %d bytes; AMQP allows at most %d", f.flag, len(f.v), routing.MaxName)
 		}
 	}
 	switch *output {
@@ -143,9 +138,7 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 		if *delay < 0 || *delay > routing.MaxDelay {
 			return nil, nil, o.usagef("-delay %s: want 0 to %s", *delay, routing.MaxDelay)
 		}
-		d := *delay
-		t.eta = func() time.Time { return time.Now().Add(d) }
-		t.opts = append(t.opts, producer.WithDelay(d))
+		t.opts = append(t.opts, producer.WithDelay(*delay))
 	}
 	if *eta != "" {
 		at, err := time.Parse(time.RFC3339, *eta)
@@ -155,7 +148,6 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 		if d := time.Until(at); d > routing.MaxDelay {
 			return nil, nil, o.usagef("-eta %s is %s away; the delay levels hold at most %s", *eta, d.Round(time.Second), routing.MaxDelay)
 		}
-		t.eta = func() time.Time { return at }
 		t.opts = append(t.opts, producer.WithETA(at))
 	}
 	sources := 0
@@ -195,6 +187,10 @@ func parseEnqueue(e *env, args []string) (*opts, *enqueueTarget, error) {
 		t.opts = append(t.opts, producer.WithQueue(t.queue))
 	} else {
 		t.opts = append(t.opts, producer.WithRoute(t.exchange, t.key))
+		// Which queues an exchange reaches only the broker knows, and the
+		// delay levels deliver to queues: a task due later goes to the
+		// exchange now, and the worker holds it until its ETA.
+		t.opts = append(t.opts, producer.WithEarlyDelivery())
 	}
 	return o, t, nil
 }
@@ -232,18 +228,16 @@ func validJSON(b []byte) error {
 // checkTarget makes sure the queue or exchange exists before anything is
 // published: a publish to a missing exchange kills the channel, and the
 // error the producer would see says only that the connection was lost.
-func checkTarget(ctx context.Context, o *opts, sup *broker.Supervisor, t *enqueueTarget) error {
-	cctx, cancel := o.call(ctx)
-	defer cancel()
+func checkTarget(ctx context.Context, o *opts, insp *inspect.Inspector, t *enqueueTarget) error {
 	if t.queue != "" {
-		_, err := sup.InspectQueue(cctx, t.queue)
-		if broker.IsNotFound(err) {
+		_, err := insp.Queue(ctx, t.queue)
+		if errors.Is(err, conn.ErrNotFound) {
 			return fmt.Errorf("queue %q does not exist, so task %s was not enqueued: check the name, or start a worker for it (worker -queues %s), which declares it", t.queue, t.task, t.queue)
 		}
 		return o.explain(err)
 	}
-	err := sup.CheckExchange(cctx, t.exchange)
-	if broker.IsNotFound(err) {
+	err := insp.CheckExchange(ctx, t.exchange)
+	if errors.Is(err, conn.ErrNotFound) {
 		return fmt.Errorf("exchange %q does not exist, so task %s was not enqueued: check the name, or start a worker or producer whose topology declares it", t.exchange, t.task)
 	}
 	return o.explain(err)
@@ -294,7 +288,7 @@ const inFlight = 4
 // published, and the lines read meanwhile make the next batch, so a fast
 // pipe fills batches and a slow one is sent line by line. Output keeps the
 // input's order; a failed line is reported with its number.
-func enqueueStream(ctx context.Context, e *env, o *opts, p enqueuer, t *enqueueTarget) error {
+func enqueueStream(ctx context.Context, e *env, o *opts, p *producer.Producer, t *enqueueTarget) error {
 	lines := make(chan line, batchSize)
 	stop := make(chan struct{})
 	defer close(stop)
@@ -406,7 +400,7 @@ type flight struct {
 
 // startBatch publishes the valid lines of batch with EnqueueBatch, which
 // waits for their confirms in the background.
-func startBatch(ctx context.Context, o *opts, p enqueuer, t *enqueueTarget, batch []line) *flight {
+func startBatch(ctx context.Context, o *opts, p *producer.Producer, t *enqueueTarget, batch []line) *flight {
 	f := &flight{batch: batch, done: make(chan struct{})}
 	tasks := make([]task.Task, 0, len(batch))
 	for _, l := range batch {

@@ -28,8 +28,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/warrenq/warren/internal/broker"
-	"github.com/warrenq/warren/producer"
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/runner"
 )
 
@@ -95,7 +94,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmds := commands()
 	top := flag.NewFlagSet("warren", flag.ContinueOnError)
 	top.SetOutput(stderr)
-	top.Var((*broker.URLFlag)(&e.broker), "broker", "broker `URL` (env "+runner.EnvBrokerURL+")")
+	top.Var((*conn.URLFlag)(&e.broker), "broker", "broker `URL` (env "+runner.EnvBrokerURL+")")
 	top.DurationVar(&e.timeout, "timeout", e.timeout, "bound on each broker call")
 	top.Usage = func() { usage(stderr, cmds) }
 	if err := top.Parse(args); err != nil {
@@ -156,7 +155,7 @@ func defaultBroker() string {
 	if u := os.Getenv(runner.EnvBrokerURL); u != "" {
 		return u
 	}
-	return producer.DefaultURL
+	return conn.DefaultURL
 }
 
 func usage(w io.Writer, cmds map[string]command) {
@@ -170,7 +169,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	for _, n := range names {
 		fmt.Fprintf(&b, "  %-8s %s\n", n, cmds[n].summary)
 	}
-	b.WriteString("\nEvery command takes -broker (env " + runner.EnvBrokerURL + ", default " + broker.Redact(producer.DefaultURL) + "),\n" +
+	b.WriteString("\nEvery command takes -broker (env " + runner.EnvBrokerURL + ", default " + conn.Redact(conn.DefaultURL) + "),\n" +
 		"-timeout (default 10s) and -json for scripts (enqueue: -output json, as its -json is\n" +
 		"the payload). 'warren COMMAND -h' shows its flags. With amqps://, the worker's\n" +
 		runner.EnvTLSCA + ", " + runner.EnvTLSCert + " and " + runner.EnvTLSKey + " apply too.\n" +

@@ -141,6 +141,7 @@ func TestUsage(t *testing.T) {
 		{"bad broker URL", []string{"purge", "video", "-broker", "amqp://u:p%zz@h/"}, exitUsage, "check -broker"},
 		{"broker URL without ://", []string{"queues", "-broker", "amqp//guest:guest@127.0.0.1:5672/"}, exitUsage, "does not start with amqp:// or amqps://"},
 		{"broker URL without a host", []string{"dead", "list", "video", "-broker", "amqp:/127.0.0.1"}, exitUsage, "has no host"},
+		{"a cluster node without a host", []string{"queues", "-broker", "amqp://guest:guest@127.0.0.1:5672/,amqp://:5672/"}, exitUsage, "node 2 of 2: broker URL amqp://:5672/ has no host"},
 		{"global broker URL of another scheme", []string{"-broker", "http://127.0.0.1:15672/", "enqueue", "t", "-queue", "q", "-json", "{}"}, exitUsage, `the scheme is "http"`},
 		{"bad management URL", []string{"queues", "-management", "ftp://x"}, exitUsage, "want an http:// or https:// URL"},
 	} {

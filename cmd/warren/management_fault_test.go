@@ -3,14 +3,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
+	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/internal/brokertest"
 )
 
@@ -23,22 +25,13 @@ import (
 // managementUp reports whether the management API answers on the broker's
 // host with the broker's credentials.
 func managementUp(brokerURL string) bool {
-	m, err := newManagement(brokerURL, "", nil)
+	insp, err := inspect.New(inspect.Config{Conn: conn.Config{URL: brokerURL}, Timeout: 2 * time.Second})
 	if err != nil {
 		return false
 	}
-	req, err := http.NewRequest(http.MethodGet, m.base+"/api/overview", nil)
-	if err != nil {
-		return false
-	}
-	req.SetBasicAuth(m.user, m.pass)
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	defer insp.Close()
+	rep, err := insp.Queues(context.Background(), inspect.Filter{All: true})
+	return err == nil && rep.Source == inspect.SourceManagement
 }
 
 func rabbitmqPlugins(t *testing.T, args ...string) {

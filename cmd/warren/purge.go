@@ -19,15 +19,13 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sup, err := o.dial(ctx)
+	insp, err := o.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer sup.Close()
+	defer insp.Close()
 
-	cctx, cancel := o.call(ctx)
-	st, err := sup.InspectQueue(cctx, q)
-	cancel()
+	st, err := insp.Queue(ctx, q)
 	if err != nil {
 		return o.explain(notFound(q, err))
 	}
@@ -37,14 +35,7 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 		if err := e.confirm(o, *yes, question); err != nil {
 			return err
 		}
-		cctx, cancel := o.call(ctx)
-		defer cancel()
-		r, err := sup.OpenReader(cctx)
-		if err != nil {
-			return o.explain(err)
-		}
-		defer r.Close()
-		purged, err = bounded(cctx, func() { _ = r.Close() }, func() (int, error) { return r.Purge(q) })
+		purged, err = insp.Purge(ctx, q)
 		if err != nil {
 			return o.explain(notFound(q, err))
 		}

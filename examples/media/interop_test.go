@@ -22,6 +22,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/examples/media"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
@@ -187,7 +188,7 @@ func startWorker(t *testing.T, tb *testbed, topo routing.Topology) *runningWorke
 		return media.Process(ctx, m)
 	}))
 	w, err := worker.New(worker.Config{
-		URL:             tb.b.URL,
+		Conn:            conn.Config{URL: tb.b.URL},
 		Queues:          []string{tb.queue},
 		Registry:        reg,
 		Topology:        topo,
@@ -361,7 +362,7 @@ func TestKombuConsumesWarrenTask(t *testing.T) {
 	tb := newTestbed(t)
 	topo := tb.topology(false)
 	p, err := producer.New(producer.Config{
-		URL:      tb.b.URL,
+		Conn:     conn.Config{URL: tb.b.URL},
 		Topology: topo,
 		Routes:   routing.NewTable().Add(media.ProcessMedia.Name(), routing.Route{Exchange: tb.exchange, Key: tb.key}),
 	})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -25,7 +26,7 @@ func main() {
 	url := os.Getenv("WARREN_BROKER_URL") // empty: amqp://guest:guest@127.0.0.1:5672/
 	topo := routing.Topology{Queues: []routing.Queue{{Name: "emails"}}}
 
-	p, err := producer.New(producer.Config{URL: url, Topology: topo}) // declares "emails"
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: url}, Topology: topo}) // declares "emails"
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func main() {
 		fmt.Println("sending", e.Subject, "to", e.To) // an error here is retried
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: url, Queues: []string{"emails"}, Registry: reg, Topology: topo})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: url}, Queues: []string{"emails"}, Registry: reg, Topology: topo})
 	if err != nil {
 		log.Fatal(err)
 	}

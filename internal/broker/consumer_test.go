@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
@@ -39,7 +40,7 @@ func startProxied(t *testing.T, base string, prefetch int, publish func(b *broke
 	if publish != nil {
 		publish(b, q)
 	}
-	sup, err := broker.New(broker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Role: "worker"})
+	sup, err := broker.New(broker.Config{Conn: conn.Config{URL: brokertest.WithHost(b.URL, px.Addr())}, Role: "worker"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/conn"
 )
 
 // QueueState is what a passive declare tells of a queue. AMQP has no way
@@ -32,6 +34,19 @@ func (s *Supervisor) InspectQueue(ctx context.Context, queue string) (QueueState
 	return st, err
 }
 
+// PurgeQueue deletes the ready messages of queue and returns how many;
+// messages delivered and not yet acked stay. A missing queue is an error
+// for which IsNotFound is true. The call is bounded by ctx.
+func (s *Supervisor) PurgeQueue(ctx context.Context, queue string) (int, error) {
+	var n int
+	err := s.onChannel(ctx, func(ch *amqp.Channel) error {
+		var err error
+		n, err = ch.QueuePurge(queue, false)
+		return queueErr(queue, err)
+	})
+	return n, err
+}
+
 // CheckExchange returns nil if exchange exists (a passive declare: it
 // never creates it). A missing exchange is an error that names it and for
 // which IsNotFound is true. The default exchange ("") always exists.
@@ -45,20 +60,32 @@ func (s *Supervisor) CheckExchange(ctx context.Context, exchange string) error {
 		if err == nil {
 			return nil
 		}
-		var ae *amqp.Error
-		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-			return fmt.Errorf("exchange %q does not exist: %w", exchange, err)
+		if isNotFound(err) {
+			return fmt.Errorf("exchange %q does not exist: %w", exchange, notFoundError{err})
 		}
 		return fmt.Errorf("exchange %q: %w", exchange, err)
 	})
 }
 
 // IsNotFound reports whether err is the broker's NOT_FOUND (404): a queue
-// or exchange that does not exist.
+// or exchange that does not exist. The errors of this package say so with
+// conn.ErrNotFound too.
 func IsNotFound(err error) bool {
+	return errors.Is(err, conn.ErrNotFound) || isNotFound(err)
+}
+
+func isNotFound(err error) bool {
 	var ae *amqp.Error
 	return errors.As(err, &ae) && ae.Code == amqp.NotFound
 }
+
+// notFoundError is the broker's NOT_FOUND, which errors.Is also takes
+// for conn.ErrNotFound. Its text is the broker's.
+type notFoundError struct{ err error }
+
+func (e notFoundError) Error() string        { return e.err.Error() }
+func (e notFoundError) Unwrap() error        { return e.err }
+func (e notFoundError) Is(target error) bool { return target == conn.ErrNotFound }
 
 // onChannel runs fn on a channel of its own (a failed passive declare
 // closes its channel) and returns when fn does or ctx is done, whichever

@@ -299,6 +299,7 @@ type pubChannel struct {
 	pub *Publisher
 	log *zap.Logger
 
+	wmu      sync.Mutex             // with directWrite: held by the caller that writes
 	mu       sync.Mutex             // guards below
 	queue    []*Confirm             // accepted by publish, not yet taken by the writer
 	pending  []*Confirm             // written, waiting for their confirms, in sequence order
@@ -334,7 +335,9 @@ func openPubChannel(sess *Session, pub *Publisher) (*pubChannel, error) {
 	returns := ch.NotifyReturn(make(chan amqp.Return))
 	closes := ch.NotifyClose(make(chan *amqp.Error, 1))
 	go pc.listen(confirms, returns, closes)
-	go pc.write()
+	if !directWrite {
+		go pc.write()
+	}
 	return pc, nil
 }
 
@@ -343,6 +346,13 @@ func (pc *pubChannel) down() bool { return pc.failErr != nil || pc.dead }
 
 // enqueue queues c for the writer; false if the channel has closed.
 func (pc *pubChannel) enqueue(c *Confirm) bool {
+	if directWrite {
+		// The caller is the writer; one at a time, so that sequence
+		// numbers follow the order of pending.
+		pc.wmu.Lock()
+		defer pc.wmu.Unlock()
+		return pc.send(c)
+	}
 	pc.mu.Lock()
 	if pc.down() {
 		pc.mu.Unlock()

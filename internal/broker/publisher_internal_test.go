@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 )
 
@@ -18,7 +19,7 @@ func PublisherSetup(t *testing.T, queue string, channels int) (b *brokertest.Bro
 	b = brokertest.New(t)
 	q = b.Queue(queue)
 	b.DeclareQueue(q)
-	sup, err := New(Config{URL: b.URL, Role: "test"})
+	sup, err := New(Config{Conn: conn.Config{URL: b.URL}, Role: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -68,9 +67,8 @@ func queueErr(queue string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var ae *amqp.Error
-	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-		return fmt.Errorf("queue %q does not exist: %w", queue, err)
+	if isNotFound(err) {
+		return fmt.Errorf("queue %q does not exist: %w", queue, notFoundError{err})
 	}
 	return fmt.Errorf("queue %q: %w", queue, err)
 }

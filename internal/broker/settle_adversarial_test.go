@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/internal/brokertest"
 )
@@ -64,7 +65,7 @@ func advRun(t *testing.T, prefetch int, stopMid bool, seed uint64) {
 	b.DeclareQueue(q)
 	advPublish(t, b, q, n)
 	core, logs := observer.New(zapcore.WarnLevel)
-	sup, err := broker.New(broker.Config{URL: b.URL, Role: "worker", Logger: zap.New(core)})
+	sup, err := broker.New(broker.Config{Conn: conn.Config{URL: b.URL, Logger: zap.New(core)}, Role: "worker"})
 	if err != nil {
 		t.Fatal(err)
 	}

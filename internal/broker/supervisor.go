@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,42 +12,34 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 )
 
-// Config configures a Supervisor. Zero values work except URL.
+// Config configures a Supervisor. Zero values work.
 type Config struct {
-	// URL is the broker, amqp:// or amqps://.
-	URL string
+	// Conn is how to reach the broker: URL, TLS, heartbeat, dial timeout,
+	// logger, OnReconnect (for the reconnects metric), with the defaults of
+	// conn.Config.WithDefaults. Metrics is not the supervisor's to use.
+	Conn conn.Config
 	// Role names the process role in logs and metrics: "producer" or "worker".
 	Role string
-	// Logger defaults to zap.NewNop().
-	Logger *zap.Logger
 	// Backoff spaces re-dials. Defaults to 100ms doubling to 5s, 20% jitter:
 	// a restarted broker is back in seconds, and 5s keeps a fleet's retries
 	// cheap for it.
 	Backoff retry.Backoff
-	// Heartbeat is the AMQP heartbeat interval; a silent TCP path is noticed
-	// within about two of them. Defaults to 10s.
-	Heartbeat time.Duration
-	// DialTimeout bounds the TCP and AMQP handshake. Defaults to 10s.
-	DialTimeout time.Duration
-	// TLS configures amqps:// connections; nil uses the system roots.
-	TLS *tls.Config
 	// Topology is declared on every connect, before anyone uses the
 	// connection, so consumers and publishers never meet a missing queue
 	// after a broker lost its non-durable state.
 	Topology routing.Topology
-	// OnReconnect, if set, is called after every successful connect but the
-	// first (for the reconnects metric).
-	OnReconnect func()
 }
 
 // Session is one live connection. Done is closed when it dies.
 type Session struct {
 	Conn *amqp.Connection
 	Gen  uint64 // counts connects from 1
+	Node string // the URL of the node it is connected to, redacted
 	done chan struct{}
 }
 
@@ -58,8 +49,9 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // Supervisor keeps one connection alive: it dials, declares the topology,
 // hands the connection out as a Session, and re-dials when it dies.
 type Supervisor struct {
-	cfg Config
-	log *zap.Logger
+	cfg  Config
+	urls []string // the nodes, from cfg.Conn.URL
+	log  *zap.Logger
 
 	mu      sync.Mutex
 	cur     *Session
@@ -79,33 +71,44 @@ type Supervisor struct {
 // New validates cfg and starts supervising in the background. It does not
 // wait for the first connect: Session does.
 func New(cfg Config) (*Supervisor, error) {
-	if err := CheckURL(cfg.URL); err != nil {
+	cfg.Conn = cfg.Conn.WithDefaults()
+	if err := CheckURL(cfg.Conn.URL); err != nil {
 		return nil, err
 	}
 	if err := cfg.Topology.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
 	if cfg.Backoff == (retry.Backoff{}) {
 		cfg.Backoff = retry.Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 10 * time.Second
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = 10 * time.Second
-	}
 	s := &Supervisor{
 		cfg:     cfg,
-		log:     cfg.Logger.With(zap.String("role", cfg.Role), zap.String("broker", Redact(cfg.URL))),
+		urls:    conn.SplitURLs(cfg.Conn.URL),
+		log:     cfg.Conn.Logger.With(zap.String("role", cfg.Role)),
 		ready:   make(chan struct{}),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
 	go s.run()
 	return s, nil
+}
+
+// CheckURL returns an error, without the URL's password, if url is not
+// one the client can dial, or a list (conn.SplitURLs) holding such a URL:
+// conn.CheckURL's checks, in words a person can act on, then amqp091-go's
+// own parse for what only it refuses (whitespace, a port past 32 bits, bad
+// query parameters).
+func CheckURL(url string) error {
+	if err := conn.CheckURL(url); err != nil {
+		return err
+	}
+	for _, u := range conn.SplitURLs(url) {
+		if _, err := amqp.ParseURI(u); err != nil {
+			// Not err itself: url.Error quotes the URL, password included.
+			return fmt.Errorf("broker URL %s is not one the client accepts: check the port, the vhost and the query parameters", conn.Redact(u))
+		}
+	}
+	return nil
 }
 
 // Session returns the live session, waiting for one until ctx is done. On
@@ -138,10 +141,10 @@ func (s *Supervisor) Session(ctx context.Context) (*Session, error) {
 			s.mu.Unlock()
 			if lastErr != nil {
 				// Both wrapped, so that callers can tell a timeout from a
-				// refused login (LoginRefused) behind it.
-				return nil, fmt.Errorf("not connected to %s: %w (last error: %w)", Redact(s.cfg.URL), ctx.Err(), lastErr)
+				// refusal (conn.ErrRefused) behind it.
+				return nil, fmt.Errorf("not connected to %s: %w (last error: %w)", conn.Redact(s.cfg.Conn.URL), ctx.Err(), lastErr)
 			}
-			return nil, fmt.Errorf("not connected to %s: %w", Redact(s.cfg.URL), ctx.Err())
+			return nil, fmt.Errorf("not connected to %s: %w", conn.Redact(s.cfg.Conn.URL), ctx.Err())
 		}
 		if cur != nil {
 			// The old session died; give the supervisor a moment to clear it.
@@ -158,6 +161,69 @@ func (s *Session) doneOrNil() <-chan struct{} {
 		return nil
 	}
 	return s.done
+}
+
+// Wait waits for a live session as Session does, but gives up at once when
+// the broker refused the last dial's login or vhost (conn.ErrRefused),
+// which no re-dial cures until someone fixes it: for tools that would
+// rather fail fast than wait out their context.
+func (s *Supervisor) Wait(ctx context.Context) error {
+	for {
+		// Short waits, so that a refusal is seen after the first dial.
+		wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := s.Session(wctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		s.mu.Lock()
+		last := s.lastErr
+		s.mu.Unlock()
+		if errors.Is(last, conn.ErrRefused) {
+			return fmt.Errorf("connect to %s: %w", conn.Redact(s.cfg.Conn.URL), last)
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+}
+
+// isRefused reports whether a dial failed because the broker refused the
+// login (ACCESS_REFUSED, amqp091-go's ErrCredentials) or the vhost
+// (NOT_ALLOWED, or amqp091-go's ErrVhost, a 403 too). RabbitMQ answers a
+// wrong password only after about three seconds, and amqp091-go reports a
+// handshake cut short after the credentials were sent as ErrCredentials
+// too, so a dial timeout shorter than that reads as a refusal: the broker
+// took the connection and did not take the login. The two read apart by
+// their text: "username or password not allowed", "no access to this
+// vhost".
+func isRefused(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)
+}
+
+// refusedError is a refused dial, which errors.Is also takes for
+// conn.ErrRefused. Its text is the broker's.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string        { return e.err.Error() }
+func (e refusedError) Unwrap() error        { return e.err }
+func (e refusedError) Is(target error) bool { return target == conn.ErrRefused }
+
+// Node returns the redacted URL of the node the live session is connected
+// to, or "" when there is none (for logs and readiness probes).
+func (s *Supervisor) Node() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return ""
+	}
+	select {
+	case <-s.cur.done:
+		return ""
+	default:
+		return s.cur.Node
+	}
 }
 
 // Connected reports whether a session is live now (for readiness probes).
@@ -201,20 +267,27 @@ func (s *Supervisor) Close() error {
 func (s *Supervisor) run() {
 	defer close(s.stopped)
 	var gen uint64
-	attempt := 0
+	attempt, node := 0, 0
 	for {
-		conn, err := s.connect()
+		nodeURL := s.urls[node]
+		ac, err := s.connect(nodeURL)
 		if err != nil {
 			attempt++
 			s.mu.Lock()
 			s.lastErr = err
 			s.mu.Unlock()
-			d := s.cfg.Backoff.Next(attempt)
+			node = (node + 1) % len(s.urls)
+			// The next node at once, until every node has failed in a
+			// row; then the backoff, counted in such rounds.
+			var d time.Duration
+			if attempt%len(s.urls) == 0 {
+				d = s.cfg.Backoff.Next(attempt / len(s.urls))
+			}
 			lvl := s.log.Warn
 			if attempt == 1 {
 				lvl = s.log.Info
 			}
-			lvl("broker connect failed", zap.Error(err), zap.Int("attempt", attempt), zap.Duration("retry_in", d))
+			lvl("broker connect failed", zap.String("node", conn.Redact(nodeURL)), zap.Error(err), zap.Int("attempt", attempt), zap.Duration("retry_in", d))
 			select {
 			case <-time.After(d):
 				continue
@@ -224,19 +297,19 @@ func (s *Supervisor) run() {
 		}
 		attempt = 0
 		gen++
-		sess := &Session{Conn: conn, Gen: gen, done: make(chan struct{})}
-		closes := conn.NotifyClose(make(chan *amqp.Error, 1))
+		sess := &Session{Conn: ac, Gen: gen, Node: conn.Redact(nodeURL), done: make(chan struct{})}
+		closes := ac.NotifyClose(make(chan *amqp.Error, 1))
 		s.mu.Lock()
 		s.cur, s.lastErr = sess, nil
 		close(s.ready)
 		s.mu.Unlock()
 		if gen > 1 {
-			s.log.Info("broker reconnected", zap.Uint64("session", gen))
-			if s.cfg.OnReconnect != nil {
-				s.cfg.OnReconnect()
+			s.log.Info("broker reconnected", zap.String("node", sess.Node), zap.Uint64("session", gen))
+			if s.cfg.Conn.OnReconnect != nil {
+				s.cfg.Conn.OnReconnect()
 			}
 		} else {
-			s.log.Info("broker connected")
+			s.log.Info("broker connected", zap.String("node", sess.Node))
 		}
 
 		var reason error
@@ -248,7 +321,7 @@ func (s *Supervisor) run() {
 				reason = errors.New("connection closed")
 			}
 		case <-s.stop:
-			_ = conn.Close()
+			_ = ac.Close()
 		}
 		s.mu.Lock()
 		s.cur = nil
@@ -261,7 +334,9 @@ func (s *Supervisor) run() {
 		if reason == nil {
 			return
 		}
-		s.log.Warn("broker connection lost", zap.Error(reason), zap.Uint64("session", gen))
+		s.log.Warn("broker connection lost", zap.String("node", sess.Node), zap.Error(reason), zap.Uint64("session", gen))
+		// A node that dropped us may be going down: try the next first.
+		node = (node + 1) % len(s.urls)
 		select {
 		case <-s.stop:
 			return
@@ -272,11 +347,11 @@ func (s *Supervisor) run() {
 
 // connect dials and declares the topology; a connection that cannot take
 // the topology is closed and counts as a failed dial.
-func (s *Supervisor) connect() (*amqp.Connection, error) {
-	timeout := s.cfg.DialTimeout
-	conn, err := amqp.DialConfig(s.cfg.URL, amqp.Config{
-		Heartbeat:       s.cfg.Heartbeat,
-		TLSClientConfig: s.cfg.TLS.Clone(), // amqp091-go sets ServerName on it; the caller's may be shared
+func (s *Supervisor) connect(nodeURL string) (*amqp.Connection, error) {
+	timeout := s.cfg.Conn.DialTimeout
+	c, err := amqp.DialConfig(nodeURL, amqp.Config{
+		Heartbeat:       s.cfg.Conn.Heartbeat,
+		TLSClientConfig: s.cfg.Conn.TLS.Clone(), // amqp091-go sets ServerName on it; the caller's may be shared
 		Locale:          "en_US",
 		Properties:      amqp.Table{"connection_name": "warren " + s.cfg.Role},
 		Dial: func(network, addr string) (net.Conn, error) {
@@ -290,15 +365,21 @@ func (s *Supervisor) connect() (*amqp.Connection, error) {
 				_ = c.Close()
 				return nil, err
 			}
+			if !coalesceWrites {
+				return c, nil
+			}
 			return newCoalescingConn(c), nil
 		},
 	})
 	if err != nil {
-		return nil, explainDial(err, s.cfg.URL, s.cfg.TLS)
+		if isRefused(err) {
+			return nil, refusedError{err}
+		}
+		return nil, explainDial(err, nodeURL, s.cfg.Conn.TLS)
 	}
-	if err := Declare(conn, s.cfg.Topology); err != nil {
-		_ = conn.Close()
+	if err := Declare(c, s.cfg.Topology); err != nil {
+		_ = c.Close()
 		return nil, err
 	}
-	return conn, nil
+	return c, nil
 }

@@ -3,6 +3,8 @@ package broker
 import (
 	"strings"
 	"testing"
+
+	"github.com/warrenq/warren/conn"
 )
 
 func TestNewKeepsPasswordsOutOfURLErrors(t *testing.T) {
@@ -11,7 +13,7 @@ func TestNewKeepsPasswordsOutOfURLErrors(t *testing.T) {
 		"http://user:s3cret@host/",
 		"amqp://user:s3cret@host:notaport/",
 	} {
-		_, err := New(Config{URL: u})
+		_, err := New(Config{Conn: conn.Config{URL: u}})
 		if err == nil {
 			t.Errorf("New(%q) accepted a bad URL", u)
 			continue

@@ -40,7 +40,7 @@ func Declare(conn *amqp.Connection, t routing.Topology) error {
 		if q.NoDeadLetters {
 			continue
 		}
-		dead := routing.Queue{Name: routing.DeadQueue(q.Name), Quorum: q.Quorum}
+		dead := routing.Queue{Name: routing.DeadQueue(q.Name), Quorum: q.Quorum, NoDeadLetters: true}
 		if _, err := ch.QueueDeclare(dead.Name, true, false, false, false, amqp.Table(dead.Arguments())); err != nil {
 			return fmt.Errorf("declare dead-letter queue %q: %w", dead.Name, err)
 		}

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/routing"
 )
 
 // What a publish must keep to. amqp091-go checks none of it before it
@@ -20,7 +22,7 @@ const (
 	// MaxShortString is the longest AMQP short string, in bytes: exchange
 	// and queue names, routing keys, message and correlation ids, reply-to,
 	// content type and encoding, and header keys at any depth.
-	MaxShortString = 255
+	MaxShortString = routing.MaxName
 	// FrameMax is the frame size publishes are checked against: the
 	// default frame_max of amqp091-go and of RabbitMQ, 128 KiB, which the
 	// supervisor's connections do not raise. A message's properties,
@@ -36,25 +38,6 @@ const (
 // HeaderPublishSeq entry and, for a table that was empty, its length
 // prefix. Counted always, it overcounts by up to 34 bytes.
 const publishSeqEntry = 4 + 1 + len(HeaderPublishSeq) + 9
-
-// InvalidError says which part of a publish is too large, and by how much.
-// It unwraps to ErrInvalid.
-type InvalidError struct {
-	Field string // what is too large, e.g. "message id", `header key "a" > "b…"`
-	Size  int    // its size in bytes
-	Limit int    // the most it may be
-	Rule  string // what sets the limit
-}
-
-// Error names the field, its size, the limit and why, and says that the
-// publish was not sent and retrying it will not help.
-func (e *InvalidError) Error() string {
-	return fmt.Sprintf("invalid publish: %s is %d bytes, over the limit of %d (%s); not sent, and retrying will not help",
-		e.Field, e.Size, e.Limit, e.Rule)
-}
-
-// Unwrap makes errors.Is(err, ErrInvalid) true.
-func (e *InvalidError) Unwrap() error { return ErrInvalid }
 
 // check returns an error wrapping ErrInvalid if m cannot be published as it
 // is, or has a body over maxBody (when positive).
@@ -72,7 +55,7 @@ func check(m *Publishing, maxBody int) error {
 			return err
 		}
 	}
-	headers, bad := tableSize(m.Headers)
+	headers, bad := tableSize(m.Headers, false)
 	if bad != nil {
 		return bad.err()
 	}
@@ -113,20 +96,38 @@ func propertiesSize(m *Publishing, headers int) int {
 	return n
 }
 
+// TableSize returns the encoded size of h as amqp091-go writes a field
+// table, its 4-byte length included: what a header table costs in the one
+// frame that carries a message's properties. It is for headers as
+// delivered, every value one the client decoded and so can write; a value
+// it cannot write counts as 9 bytes, as much as its largest scalar.
+func TableSize(h map[string]any) int {
+	n, _ := tableSize(h, true)
+	return max(n, 4)
+}
+
+// EntrySize returns the encoded size of one entry of a header table, as
+// TableSize counts it: the key as a short string, then the value.
+func EntrySize(k string, v any) int {
+	f, _ := fieldSize(v, true)
+	return 1 + len(k) + f
+}
+
 // tableSize returns the encoded size of t as amqp091-go writes a field
-// table, or a *headerError for the first key too long for AMQP or value
-// amqp091-go cannot write, at any depth. It allocates nothing for a good
-// table: the error's path is built only as a bad one unwinds.
-func tableSize(t map[string]any) (int, *headerError) {
+// table (0 for an empty one, which is not written), or, unless lenient, a
+// *headerError for the first key too long for AMQP or value amqp091-go
+// cannot write, at any depth. It allocates nothing for a good table: the
+// error's path is built only as a bad one unwinds.
+func tableSize(t map[string]any, lenient bool) (int, *headerError) {
 	if len(t) == 0 {
 		return 0, nil
 	}
 	n := 4
 	for k, v := range t {
-		if len(k) > MaxShortString {
+		if len(k) > MaxShortString && !lenient {
 			return 0, &headerError{path: []string{clipQuote(k)}, keyLen: len(k)}
 		}
-		f, err := fieldSize(v)
+		f, err := fieldSize(v, lenient)
 		if err != nil {
 			err.path = append(err.path, clipQuote(k))
 			return 0, err
@@ -137,8 +138,9 @@ func tableSize(t map[string]any) (int, *headerError) {
 }
 
 // fieldSize returns the encoded size of one field value, its type octet
-// included, for exactly the types amqp091-go's writer knows.
-func fieldSize(v any) (int, *headerError) {
+// included, for exactly the types amqp091-go's writer knows; another is an
+// error, or with lenient 9 bytes.
+func fieldSize(v any, lenient bool) (int, *headerError) {
 	switch x := v.(type) {
 	case nil:
 		return 1, nil
@@ -159,7 +161,7 @@ func fieldSize(v any) (int, *headerError) {
 	case []any:
 		n := 5
 		for i, e := range x {
-			f, err := fieldSize(e)
+			f, err := fieldSize(e, lenient)
 			if err != nil {
 				err.path = append(err.path, "["+strconv.Itoa(i)+"]")
 				return 0, err
@@ -168,8 +170,11 @@ func fieldSize(v any) (int, *headerError) {
 		}
 		return n, nil
 	case amqp.Table:
-		n, err := tableSize(x)
+		n, err := tableSize(x, lenient)
 		return 1 + max(n, 4), err
+	}
+	if lenient {
+		return 9, nil
 	}
 	return 0, &headerError{value: v}
 }

@@ -57,7 +57,7 @@ func TestPublishRefusesWhatAMQPCannotCarry(t *testing.T) {
 	m.MessageID, m.Key = strings.Repeat("i", MaxShortString), q
 	m.Body = make([]byte, 1024)
 	m.Headers["pad"] = ""
-	base, _ := tableSize(m.Headers)
+	base, _ := tableSize(m.Headers, false)
 	m.Headers["pad"] = strings.Repeat("p", MaxProperties-propertiesSize(&m, base))
 	c, err := pub.Publish(ctx, &m)
 	if err != nil {
@@ -94,7 +94,7 @@ func TestSizesMatchTheBroker(t *testing.T) {
 	}
 	m := Publishing{Key: q, MessageID: "m", ContentType: "application/json", Encoding: "identity", CorrelationID: "c",
 		ReplyTo: "r", Priority: 1, Timestamp: time.Now(), Headers: headers}
-	n, bad := tableSize(headers)
+	n, bad := tableSize(headers, false)
 	if bad != nil {
 		t.Fatal(bad.err())
 	}
@@ -155,6 +155,48 @@ func BenchmarkCheck(b *testing.B) {
 	for b.Loop() {
 		if err := check(m, 16<<20); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TableSize counts what amqp091-go's writeField and writeTable write: a
+// type octet, then the value; strings and arrays with a 4-byte length,
+// tables too. It is what the worker's header limit counts.
+func TestTableSize(t *testing.T) {
+	tests := []struct {
+		name string
+		h    map[string]any
+		want int
+	}{
+		{"nil table", nil, 4},
+		{"empty table", map[string]any{}, 4},
+		{"string", map[string]any{"task": "process_media"}, 4 + 1 + 4 + 1 + 4 + 13},
+		{"empty key and value", map[string]any{"": ""}, 4 + 1 + 5},
+		{"nil value", map[string]any{"k": nil}, 4 + 2 + 1},
+		{"bool", map[string]any{"k": true}, 4 + 2 + 2},
+		{"int8", map[string]any{"k": int8(-1)}, 4 + 2 + 2},
+		{"uint8", map[string]any{"k": uint8(1)}, 4 + 2 + 2},
+		{"int16", map[string]any{"k": int16(1)}, 4 + 2 + 3},
+		{"uint16", map[string]any{"k": uint16(1)}, 4 + 2 + 3},
+		{"int, written as int32", map[string]any{"k": 7}, 4 + 2 + 5},
+		{"int32", map[string]any{"k": int32(7)}, 4 + 2 + 5},
+		{"uint32", map[string]any{"k": uint32(7)}, 4 + 2 + 5},
+		{"float32", map[string]any{"k": float32(1)}, 4 + 2 + 5},
+		{"int64", map[string]any{"k": int64(7)}, 4 + 2 + 9},
+		{"float64", map[string]any{"k": 1.5}, 4 + 2 + 9},
+		{"timestamp", map[string]any{"k": time.Unix(0, 0)}, 4 + 2 + 9},
+		{"bytes", map[string]any{"k": []byte("abc")}, 4 + 2 + 5 + 3},
+		{"array", map[string]any{"k": []any{"ab", int64(1), nil}}, 4 + 2 + 5 + (5 + 2) + 9 + 1},
+		{"plain map, which the client cannot write, counts as 9", map[string]any{"k": map[string]any{"a": int32(1)}}, 4 + 2 + 9},
+		{"nested table", map[string]any{"k": amqp.Table{"a": int32(1)}}, 4 + 2 + 1 + 4 + 2 + 5},
+		{"x-death as amqp091-go reads it", map[string]any{"x-death": []any{amqp.Table{"count": int64(1)}}}, 4 + 8 + 5 + 1 + 4 + 6 + 9},
+		{"decimal", map[string]any{"k": amqp.Decimal{Scale: 2, Value: 100}}, 4 + 2 + 6},
+		{"unsupported type counts as 9", map[string]any{"k": uint64(1)}, 4 + 2 + 9},
+		{"several", map[string]any{"task": "t", "retries": int64(2)}, 4 + (1 + 4 + 5 + 1) + (1 + 7 + 9)},
+	}
+	for _, tc := range tests {
+		if got := TableSize(tc.h); got != tc.want {
+			t.Errorf("%s: TableSize(%v) = %d, want %d", tc.name, tc.h, got, tc.want)
 		}
 	}
 }

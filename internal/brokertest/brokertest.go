@@ -21,20 +21,19 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warrenq/warren/conn"
 )
 
 // EnvURL names the variable that overrides the test broker's URL.
 const EnvURL = "WARREN_TEST_URL"
-
-// DefaultURL is the local broker the README's set-up starts.
-const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 
 // URL returns the test broker's URL after checking that it answers.
 func URL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv(EnvURL)
 	if u == "" {
-		u = DefaultURL
+		u = conn.DefaultURL
 	}
 	pu, err := url.Parse(u)
 	if err != nil {
@@ -266,7 +265,7 @@ func LocalURL() string {
 	if u := os.Getenv(EnvURL); u != "" {
 		return u
 	}
-	return DefaultURL
+	return conn.DefaultURL
 }
 
 // DeleteQueues removes queues an example declared; examples have no

@@ -22,6 +22,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -290,7 +291,7 @@ func (c *chaos) start() {
 	for _, q := range c.queues {
 		topo.Queues = append(topo.Queues, routing.Queue{Name: q})
 	}
-	p, err := producer.New(producer.Config{URL: c.node.URL(), Topology: topo, Heartbeat: 2 * time.Second})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: c.node.URL(), Heartbeat: 2 * time.Second}, Topology: topo})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,17 +17,6 @@ import (
 // poisonN is the payload number of the poison task, apart from 0..n-1.
 const poisonN = 1_000_000
 
-// deliveryLimitQueue is the queue spec testworker declares for
-// WARREN_FAULT_DELIVERY_LIMIT: quorum, with RabbitMQ dead-lettering to
-// <queue>.dead past the limit. The producer declares the same.
-func deliveryLimitQueue(q string, limit int) routing.Queue {
-	return routing.Queue{Name: q, Quorum: true, Args: map[string]any{
-		"x-delivery-limit":          int64(limit),
-		"x-dead-letter-exchange":    "",
-		"x-dead-letter-routing-key": routing.DeadQueue(q),
-	}}
-}
-
 // A task that os.Exit()s its worker process every time it runs, among 200
 // good ones, on a quorum queue with x-delivery-limit 3, consumed by one
 // worker process that is restarted whenever it dies (as Kubernetes
@@ -40,7 +29,8 @@ func TestFaultProcessPoisonQuorum(t *testing.T) {
 	const limit = 3
 	b := brokertest.New(t)
 	q := b.Queue("poison")
-	topo := routing.Topology{Queues: []routing.Queue{deliveryLimitQueue(q, limit)}}
+	// What testworker declares for WARREN_FAULT_DELIVERY_LIMIT.
+	topo := routing.Topology{Queues: []routing.Queue{{Name: q, Quorum: true, DeliveryLimit: limit}}}
 	f := newFleet(t, b, q)
 	f.args = []string{"-concurrency", "4", "-prefetch", "8"}
 	f.env = []string{"WARREN_FAULT_SLEEP=5ms", fmt.Sprintf("WARREN_FAULT_DELIVERY_LIMIT=%d", limit)}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -319,8 +320,9 @@ type feeder struct {
 }
 
 func newFeeder(t *testing.T, url string, topo routing.Topology, queue string) *feeder {
-	p, err := producer.New(producer.Config{URL: url, Topology: topo,
-		Routes: routing.NewTable().Add(procTask.Name(), routing.ToQueue(queue)), Heartbeat: 2 * time.Second})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: url, Heartbeat: 2 * time.Second},
+		Topology: topo,
+		Routes:   routing.NewTable().Add(procTask.Name(), routing.ToQueue(queue))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/producer"
@@ -95,7 +96,8 @@ func TestFaultStaleAckDropped(t *testing.T) {
 		return ctx.Err()
 	}))
 	topo := routing.Topology{Queues: []routing.Queue{{Name: q}}}
-	w, err := worker.New(worker.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Queues: []string{q}, Registry: reg,
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: brokertest.WithHost(b.URL, px.Addr())},
+		Queues: []string{q}, Registry: reg,
 		Topology: topo, Concurrency: 4, Prefetch: 10, ShutdownTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +108,7 @@ func TestFaultStaleAckDropped(t *testing.T) {
 	defer cancel()
 	brokertest.Eventually(t, 15*time.Second, w.Ready, "worker not ready")
 
-	p, err := producer.New(producer.Config{URL: b.URL, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: b.URL}, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
 	if err != nil {
 		t.Fatal(err)
 	}

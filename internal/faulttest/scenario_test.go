@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -75,8 +76,9 @@ func (s *scenario) run() report {
 		lastHandled.Store(time.Now().UnixNano())
 		return nil
 	}))
-	w, err := worker.New(worker.Config{URL: s.workerURL, Queues: []string{q}, Registry: reg, Topology: topo,
-		Concurrency: 8, Prefetch: 64, Heartbeat: 2 * time.Second})
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: s.workerURL, Heartbeat: 2 * time.Second},
+		Queues: []string{q}, Registry: reg, Topology: topo,
+		Concurrency: 8, Prefetch: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +94,7 @@ func (s *scenario) run() report {
 		}
 	}()
 
-	p, err := producer.New(producer.Config{URL: s.producerURL, Topology: topo, Routes: routing.NewTable().Add(itemTask.Name(), routing.ToQueue(q)), Heartbeat: 2 * time.Second})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: s.producerURL, Heartbeat: 2 * time.Second}, Topology: topo, Routes: routing.NewTable().Add(itemTask.Name(), routing.ToQueue(q))})
 	if err != nil {
 		t.Fatal(err)
 	}

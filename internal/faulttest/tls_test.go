@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
@@ -50,7 +51,7 @@ func TestBrokerTLS(t *testing.T) {
 			seen[it.N] = true
 			return nil
 		}))
-		w, err := worker.New(worker.Config{URL: url, TLS: cfg, Queues: []string{q}, Registry: reg, ShutdownTimeout: 2 * time.Second})
+		w, err := worker.New(worker.Config{Conn: conn.Config{URL: url, TLS: cfg}, Queues: []string{q}, Registry: reg, ShutdownTimeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +66,7 @@ func TestBrokerTLS(t *testing.T) {
 		}()
 		brokertest.Eventually(t, 20*time.Second, w.Ready, "worker never ready over amqps://")
 
-		p, err := producer.New(producer.Config{URL: url, TLS: cfg})
+		p, err := producer.New(producer.Config{Conn: conn.Config{URL: url, TLS: cfg}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +119,7 @@ func TestBrokerTLS(t *testing.T) {
 			{"server not trusted", tlsLoad(t, "", pki.ClientCert, pki.ClientKey), []string{"certificate signed by unknown authority"}},
 		}
 		for _, c := range cases {
-			p, err := producer.New(producer.Config{URL: url, TLS: c.cfg})
+			p, err := producer.New(producer.Config{Conn: conn.Config{URL: url, TLS: c.cfg}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +189,7 @@ func TestBrokerTLS(t *testing.T) {
 				}
 				defer stop()
 
-				p, err := producer.New(producer.Config{URL: c.url, TLS: cfg})
+				p, err := producer.New(producer.Config{Conn: conn.Config{URL: c.url, TLS: cfg}})
 				if err != nil {
 					t.Fatal(err)
 				}

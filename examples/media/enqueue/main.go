@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/examples/media"
 	"github.com/warrenq/warren/producer"
 )
@@ -25,7 +26,7 @@ func main() {
 	n := flag.Int("n", 10, "tasks to enqueue")
 	defBroker := os.Getenv("WARREN_BROKER_URL")
 	if defBroker == "" {
-		defBroker = producer.DefaultURL
+		defBroker = conn.DefaultURL
 	}
 	brokerURL := flag.String("broker", defBroker, "broker URL (env WARREN_BROKER_URL)")
 	conc := flag.Int("concurrency", 16, "goroutines enqueueing at once")
@@ -41,7 +42,7 @@ func main() {
 }
 
 func run(ctx context.Context, url string, n, conc int, timeout time.Duration) int {
-	p, err := producer.New(producer.Config{URL: url, Routes: media.Routes(), Topology: media.Topology})
+	p, err := producer.New(producer.Config{Conn: conn.Config{URL: url}, Routes: media.Routes(), Topology: media.Topology})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "enqueue:", err)
 		return 1

@@ -110,11 +110,7 @@ func topology() (routing.Topology, error) {
 	}
 	var topo routing.Topology
 	for _, q := range o.Queues {
-		topo.Queues = append(topo.Queues, routing.Queue{Name: q, Quorum: true, Args: map[string]any{
-			"x-delivery-limit":          int64(limit),
-			"x-dead-letter-exchange":    "",
-			"x-dead-letter-routing-key": routing.DeadQueue(q),
-		}})
+		topo.Queues = append(topo.Queues, routing.Queue{Name: q, Quorum: true, DeliveryLimit: limit})
 	}
 	return topo, nil
 }

@@ -1,4 +1,4 @@
-package main
+package inspect
 
 import (
 	"context"
@@ -28,21 +28,26 @@ type management struct {
 // management API on the broker's host (http on 15672 for amqp://, https on
 // 15671 for amqps://) with the broker's user, password and vhost. override
 // replaces scheme, host and path, and the credentials if it has some.
-// tlsCfg (the WARREN_TLS_* settings, may be nil) serves https too.
-func newManagement(brokerURL, override string, tlsCfg *tls.Config) (*management, error) {
+// tlsCfg (may be nil) serves https too, unless client (may be nil) is
+// given.
+func newManagement(brokerURL, override string, tlsCfg *tls.Config, client *http.Client) (*management, error) {
 	bu, err := url.Parse(brokerURL)
 	if err != nil || bu.Host == "" {
-		return nil, errors.New("cannot derive the management API's address from the broker URL: give -management URL")
+		return nil, errors.New("cannot derive the management API's address from the broker URL: give its URL (Config.Management)")
 	}
-	m := &management{user: "guest", pass: "guest", vhost: "/", client: &http.Client{}}
-	if tlsCfg != nil {
-		m.client.Transport = &http.Transport{TLSClientConfig: tlsCfg.Clone(), Proxy: http.ProxyFromEnvironment}
+	m := &management{user: "guest", pass: "guest", vhost: "/", client: client}
+	if m.client == nil {
+		m.client = &http.Client{}
+		if tlsCfg != nil {
+			m.client.Transport = &http.Transport{TLSClientConfig: tlsCfg.Clone(), Proxy: http.ProxyFromEnvironment}
+		}
 	}
 	if bu.User != nil {
 		m.user = bu.User.Username()
 		m.pass, _ = bu.User.Password()
 	}
-	// As amqp091-go reads it: the path after the first slash, "/" if none.
+	// As the AMQP client reads it: the path after the first slash, "/" if
+	// none.
 	if len(bu.Path) > 1 {
 		m.vhost = bu.Path[1:]
 	}
@@ -56,7 +61,7 @@ func newManagement(brokerURL, override string, tlsCfg *tls.Config) (*management,
 	}
 	mu, err := url.Parse(override)
 	if err != nil || (mu.Scheme != "http" && mu.Scheme != "https") || mu.Host == "" {
-		return nil, fmt.Errorf("-management %q: want an http:// or https:// URL, or none", redactURL(override))
+		return nil, fmt.Errorf("management API %q: want an http:// or https:// URL", redactURL(override))
 	}
 	if mu.User != nil {
 		m.user = mu.User.Username()

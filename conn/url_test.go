@@ -1,4 +1,4 @@
-package broker
+package conn
 
 import (
 	"strings"
@@ -29,6 +29,12 @@ func TestRedact(t *testing.T) {
 		{name: "user without password", url: "amqp://guest@rabbit:5672/", want: "amqp://guest@rabbit:5672/"},
 		{name: "no user", url: "amqp://rabbit:5672/media", want: "amqp://rabbit:5672/media"},
 		{name: "empty", url: "", want: ""},
+		{
+			name: "several nodes", url: "amqp://u:secret@n1:5672/,amqps://u:secret2@n2:5671/, amqp://n3/",
+			want: "amqp://u:xxxxx@n1:5672/,amqps://u:xxxxx@n2:5671/,amqp://n3/", secret: "secret",
+		},
+		{name: "comma in a node's password", url: "amqp://u:a,b@n1/,amqp://u:a,b@n2/", want: "amqp://u:xxxxx@n1/,amqp://u:xxxxx@n2/", secret: "a,b"},
+		{name: "one bad node of two", url: "amqp://u:secret@n1/,amqp://u:sec#ret@n2/", want: "amqp://u:xxxxx@n1/," + unparsable, secret: "sec"},
 		{name: "space in password", url: "amqp://u:my secret@rabbit/", want: unparsable, secret: "secret"},
 		{name: "bad port", url: "amqp://u:secret@rabbit:amqp/", want: unparsable, secret: "secret"},
 		{name: "# in password", url: "amqp://u:sec#ret@rabbit/", want: unparsable, secret: "sec"},
@@ -60,6 +66,27 @@ func TestRedact(t *testing.T) {
 	}
 }
 
+func TestSplitURLs(t *testing.T) {
+	tests := []struct {
+		list string
+		want []string
+	}{
+		{"", nil},
+		{"amqp://h/", []string{"amqp://h/"}},
+		{"amqp://a/,amqp://b/,amqps://c:5671/", []string{"amqp://a/", "amqp://b/", "amqps://c:5671/"}},
+		{" amqp://a/ , AMQP://b/ ", []string{"amqp://a/", "AMQP://b/"}},
+		{"amqp://u:p,w@a/,amqp://u:p,w@b/", []string{"amqp://u:p,w@a/", "amqp://u:p,w@b/"}},
+		{"amqp://a/,,amqp://b/,", []string{"amqp://a/", "amqp://b/"}},
+		{",", nil},
+	}
+	for _, tc := range tests {
+		got := SplitURLs(tc.list)
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") || len(got) != len(tc.want) {
+			t.Errorf("SplitURLs(%q) = %q, want %q", tc.list, got, tc.want)
+		}
+	}
+}
+
 // A URL that cannot work is refused before any dial, with what to fix,
 // and never with its password.
 func TestCheckURL(t *testing.T) {
@@ -80,6 +107,10 @@ func TestCheckURL(t *testing.T) {
 		{"amqp://guest:secret@127.0.0.1:notaport/", "is malformed"},
 		{"amqp://u:p%zzsecret@h/", "is malformed"},
 		{"amqp://u:sec ret@h/", "is malformed"},
+		{"amqp://u:secret@n1/,amqps://u:secret@n2:5671/", ""},
+		{" , ", "is empty"},
+		{"amqp://u:secret@n1/,amqp://u:secret@:5672/", "node 2 of 2: broker URL amqp://u:xxxxx@:5672/ has no host"},
+		{"amqp://u:secret@n1/,amqp://u:sec#ret@n2/", "node 2 of 2: the broker URL is malformed"},
 	} {
 		err := CheckURL(tc.url)
 		switch {
