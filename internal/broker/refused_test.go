@@ -15,10 +15,10 @@ import (
 )
 
 // A refused login, a refused vhost and an unreachable broker are told
-// apart through Session's error (conn.ErrRefused, and the text the CLI
-// reads for which), also when the dial timeout is shorter than the few
-// seconds RabbitMQ takes to answer a wrong password.
-func TestSessionErrorSaysWhyTheDialFailed(t *testing.T) {
+// apart through Wait's error (conn.ErrRefused, and the text the CLI reads
+// for which), also when the dial timeout is shorter than the few seconds
+// RabbitMQ takes to answer a wrong password.
+func TestWaitSaysWhyTheDialFailed(t *testing.T) {
 	t.Parallel()
 	base, err := url.Parse(brokertest.URL(t))
 	if err != nil {
@@ -39,7 +39,7 @@ func TestSessionErrorSaysWhyTheDialFailed(t *testing.T) {
 		name        string
 		url         string
 		dialTimeout time.Duration
-		wait        time.Duration // for Session: past the first dial's end
+		wait        time.Duration // for Wait: past the first dial's end
 		refused     bool
 		says        string // in the error's text
 		notSays     string // not in it: the other refusal's words
@@ -59,7 +59,7 @@ func TestSessionErrorSaysWhyTheDialFailed(t *testing.T) {
 			defer sup.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), tc.wait)
 			defer cancel()
-			_, err = sup.Session(ctx)
+			err = sup.Wait(ctx)
 			if err == nil {
 				t.Fatal("connected")
 			}

@@ -140,9 +140,7 @@ func (s *Supervisor) Session(ctx context.Context) (*Session, error) {
 			lastErr = s.lastErr
 			s.mu.Unlock()
 			if lastErr != nil {
-				// Both wrapped, so that callers can tell a timeout from a
-				// refusal (conn.ErrRefused) behind it.
-				return nil, fmt.Errorf("not connected to %s: %w (last error: %w)", conn.Redact(s.cfg.Conn.URL), ctx.Err(), lastErr)
+				return nil, fmt.Errorf("not connected to %s: %w (last error: %v)", conn.Redact(s.cfg.Conn.URL), ctx.Err(), lastErr)
 			}
 			return nil, fmt.Errorf("not connected to %s: %w", conn.Redact(s.cfg.Conn.URL), ctx.Err())
 		}
