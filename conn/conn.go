@@ -38,7 +38,10 @@ type Config struct {
 	// DialTimeout bounds each dial, TCP and AMQP handshake together; a
 	// failed dial is retried with backoff. Defaults to DefaultDialTimeout.
 	DialTimeout time.Duration
-	// Logger defaults to zap.NewNop().
+	// Logger receives the component's logs. Defaults to zap.NewNop(): an
+	// embedded component is silent until given one (runner.NewLogger, or
+	// your own). Durations are zap.Duration fields: your encoder decides
+	// their form.
 	Logger *zap.Logger
 	// Metrics is where the component registers its Prometheus collectors
 	// (package metrics), never the global registry. Defaults to nil: no

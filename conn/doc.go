@@ -3,7 +3,8 @@
 // deadletter, result and inspect all take, the one DefaultURL, and the
 // errors a broker's answers become, which callers test with errors.Is
 // whichever component returned them. Redact and URLFlag keep a broker
-// URL's password out of logs, errors and flag output. It imports nothing
+// URL's password out of logs, errors and flag output; CheckURL says what is
+// wrong with a broker URL before any dial. It imports nothing
 // of warren's and knows no AMQP client: internal/broker applies the
 // Config.
 package conn

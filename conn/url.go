@@ -1,9 +1,59 @@
 package conn
 
 import (
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 )
+
+// CheckURL says, in words a person can act on, why list is not a broker
+// URL or a list of them (SplitURLs), or returns nil. Check it before any
+// dial, so that a typo never surfaces as an unrelated error later (a
+// refused vhost, a management API that cannot be found). The error shows
+// the URL redacted, or not at all when it cannot be parsed far enough to
+// hide its password. Components run it in New, with the client library's
+// own parse after it.
+func CheckURL(list string) error {
+	urls := SplitURLs(list)
+	if len(urls) == 0 {
+		return fmt.Errorf("the broker URL is empty: %s", exampleURL)
+	}
+	for i, u := range urls {
+		if err := checkURL(u); err != nil {
+			if len(urls) > 1 {
+				return fmt.Errorf("node %d of %d: %w", i+1, len(urls), err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+const exampleURL = "e.g. amqp://user:password@rabbit.example.com:5672/vhost"
+
+// checkURL is CheckURL for one URL.
+func checkURL(rawURL string) error {
+	shown := Redact(rawURL)
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Opaque != "" || shown == unparsable {
+		if s := strings.ToLower(rawURL); !strings.HasPrefix(s, "amqp://") && !strings.HasPrefix(s, "amqps://") {
+			return fmt.Errorf("the broker URL does not start with amqp:// or amqps:// (not shown: it may hold a password): %s", exampleURL)
+		}
+		return errors.New("the broker URL is malformed (not shown: it may hold a password): " +
+			"check the port, and escape @ / : # ? % and spaces in the user and password (%40 for @)")
+	}
+	if u.Scheme != "amqp" && u.Scheme != "amqps" {
+		return fmt.Errorf("broker URL %s: the scheme is %q; want amqp:// or amqps://, %s", shown, u.Scheme, exampleURL)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("broker URL %s has no host: %s", shown, exampleURL)
+	}
+	return nil
+}
+
+// unparsable is what Redact shows for a URL it cannot parse.
+const unparsable = "(unparsable broker URL)"
 
 // Redact returns rawURL with any password replaced by "xxxxx", for logs and
 // errors: passwords in broker URLs never appear in either.
@@ -19,7 +69,7 @@ func Redact(rawURL string) string {
 	// oddly ("guest:pw@host" reads as scheme "guest", and a "/" in a
 	// password ends the host early). Show none of those.
 	if err != nil || u.Opaque != "" || (u.User == nil && strings.Contains(rawURL, "@")) {
-		return "(unparsable broker URL)"
+		return unparsable
 	}
 	if u.User != nil {
 		if _, has := u.User.Password(); has {

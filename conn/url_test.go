@@ -86,3 +86,40 @@ func TestSplitURLs(t *testing.T) {
 		}
 	}
 }
+
+// A URL that cannot work is refused before any dial, with what to fix,
+// and never with its password.
+func TestCheckURL(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		says string // "" for a good URL
+	}{
+		{"amqp://guest:secret@127.0.0.1:5672/", ""},
+		{"amqps://u:secret@rabbit.example.com/prod", ""},
+		{"amqp://rabbit", ""},
+		{"", "is empty"},
+		{"amqp//guest:secret@127.0.0.1:5672/", "does not start with amqp://"},
+		{"guest:secret@127.0.0.1:5672", "does not start with amqp://"},
+		{"127.0.0.1:5672", "does not start with amqp://"},
+		{"http://guest:secret@127.0.0.1:15672/", `the scheme is "http"`},
+		{"amqp:/127.0.0.1", "has no host"},
+		{"amqp://:5672/", "has no host"},
+		{"amqp://guest:secret@127.0.0.1:notaport/", "is malformed"},
+		{"amqp://u:p%zzsecret@h/", "is malformed"},
+		{"amqp://u:sec ret@h/", "is malformed"},
+		{"amqp://u:secret@n1/,amqps://u:secret@n2:5671/", ""},
+		{" , ", "is empty"},
+		{"amqp://u:secret@n1/,amqp://u:secret@:5672/", "node 2 of 2: broker URL amqp://u:xxxxx@:5672/ has no host"},
+		{"amqp://u:secret@n1/,amqp://u:sec#ret@n2/", "node 2 of 2: the broker URL is malformed"},
+	} {
+		err := CheckURL(tc.url)
+		switch {
+		case tc.says == "" && err != nil:
+			t.Errorf("CheckURL(%q) = %v, want nil", tc.url, err)
+		case tc.says != "" && (err == nil || !strings.Contains(err.Error(), tc.says)):
+			t.Errorf("CheckURL(%q) = %v, want an error saying %q", tc.url, err, tc.says)
+		case err != nil && strings.Contains(err.Error(), "secret"):
+			t.Errorf("CheckURL(%q) shows the password: %v", tc.url, err)
+		}
+	}
+}

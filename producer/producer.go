@@ -52,13 +52,18 @@ const DefaultMaxBodyBytes = task.MaxMessageBytes
 type Config struct {
 	// Conn is how the producer reaches the broker (URL, TLS, heartbeat)
 	// and reports (Logger, Metrics, OnReconnect). Its zero value reaches
-	// conn.DefaultURL with no logs and no metrics.
+	// conn.DefaultURL with no logs and no metrics. Conn.Logger receives
+	// connection events (connected, lost, re-dial failures); enqueue
+	// errors are returned, never only logged.
 	Conn conn.Config
 	// Routes resolves task names to exchange and routing key. Defaults to
 	// an empty table.
 	Routes *routing.Table
-	// Topology is declared on every connect, so that the exchanges the
-	// routes name exist. Defaults to none.
+	// Topology is declared on every connect: the exchanges the routes
+	// name, and the queues this producer sends to (each with its .dead
+	// queue and delay binding), so that an enqueue succeeds before any
+	// worker has declared them. Give the workers the same value: the same
+	// declaration on both sides never conflicts. Defaults to none.
 	Topology routing.Topology
 	// Channels is the number of confirm channels publishes are spread over.
 	// Defaults to 2. A task routed to shards (routing.Table.AddShards)

@@ -82,8 +82,12 @@ type TaskError struct {
 	Retries int
 }
 
-// Error says which task failed, how and why.
+// Error says which task failed, how and why, each once:
+// "task 0199… failed (permanent): no such account".
 func (e *TaskError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("task %s failed (%s)", e.ID, e.Kind)
+	}
 	return fmt.Sprintf("task %s failed (%s): %s", e.ID, e.Kind, e.Message)
 }
 

@@ -105,6 +105,11 @@ func TestFailuresCarryTextAndKind(t *testing.T) {
 		if te.Kind != c.kind || !strings.Contains(te.Message, c.text) || te.Retries != c.attempts || te.ID != c.h.ID() {
 			t.Errorf("TaskError %+v, want kind %s, text %q, retries %d", te, c.kind, c.text, c.attempts)
 		}
+		if c.kind == outcome.ReasonPermanent {
+			if want := "task " + c.h.ID() + " failed (permanent): no such account"; te.Error() != want {
+				t.Errorf("TaskError text %q, want %q", te.Error(), want)
+			}
+		}
 		if c.h.State() != result.Failure {
 			t.Errorf("state %s, want FAILURE", c.h.State())
 		}

@@ -58,3 +58,18 @@ func TestDecodeUpdate(t *testing.T) {
 		}
 	}
 }
+
+func TestTaskErrorText(t *testing.T) {
+	for _, tc := range []struct {
+		e    TaskError
+		want string
+	}{
+		{TaskError{ID: "t1", Kind: outcome.ReasonPermanent, Message: "no card"}, "task t1 failed (permanent): no card"},
+		{TaskError{ID: "t2", Kind: outcome.ReasonExhausted, Message: "db down", Retries: 4}, "task t2 failed (exhausted): db down"},
+		{TaskError{ID: "t3", Kind: outcome.ReasonUnknownTask}, "task t3 failed (unknown_task)"},
+	} {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("%+v: Error() = %q, want %q", tc.e, got, tc.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -27,13 +28,36 @@ func TestBackoffDelay(t *testing.T) {
 	}
 }
 
+// One set of defaults: a zero Backoff, a zero Policy's backoff and
+// DefaultPolicy's all give the same delays, jitter included.
 func TestBackoffDefaults(t *testing.T) {
-	var b Backoff
-	if got := b.Delay(1, 0); got != time.Second {
-		t.Errorf("zero Backoff first delay = %v, want 1s", got)
+	if DefaultPolicy.Backoff != DefaultBackoff {
+		t.Errorf("DefaultPolicy.Backoff = %+v, want DefaultBackoff %+v", DefaultPolicy.Backoff, DefaultBackoff)
 	}
-	if got := b.Delay(100, 0); got != 30*time.Second {
-		t.Errorf("zero Backoff cap = %v, want 30s", got)
+	boom := errors.New("boom")
+	var zero Backoff
+	for attempt := 1; attempt <= 12; attempt++ {
+		for _, r := range []float64{0, 0.5, 0.999} {
+			want := DefaultBackoff.Delay(attempt, r)
+			if got := zero.Delay(attempt, r); got != want {
+				t.Errorf("zero Backoff Delay(%d, %v) = %v, DefaultBackoff gives %v", attempt, r, got, want)
+			}
+			if got := (Policy{MaxAttempts: 100}).Decide(attempt, boom, r).Delay; got != roundDelay(want) {
+				t.Errorf("zero Policy delay %d = %v, want %v", attempt, got, roundDelay(want))
+			}
+		}
+	}
+	if got := zero.Delay(1, 0); got != 10*time.Second {
+		t.Errorf("first default delay = %v, want 10s", got)
+	}
+	if got := zero.Delay(100, 0); got != time.Hour {
+		t.Errorf("default cap = %v, want 1h", got)
+	}
+	if got := zero.Delay(1, 0.5); got != 9*time.Second {
+		t.Errorf("default jitter: Delay(1, 0.5) = %v, want 9s (20%% jitter)", got)
+	}
+	if got := (Backoff{Jitter: -1}).Delay(1, 0.5); got != 10*time.Second {
+		t.Errorf("negative jitter: Delay(1, 0.5) = %v, want 10s (none)", got)
 	}
 }
 

@@ -20,16 +20,13 @@ type Policy struct {
 	// MaxAttempts counts runs in all, the first included: 1 means never
 	// retry. Defaults to 5.
 	MaxAttempts int
-	// Backoff spaces the retries. Its zero fields default to Base 10s,
-	// Max 1h, Multiplier 2, Jitter 0.2.
+	// Backoff spaces the retries. Its zero fields default to
+	// DefaultBackoff's: Base 10s, Max 1h, Multiplier 2, Jitter 0.2.
 	Backoff Backoff
 }
 
 // DefaultPolicy is the policy a task gets unless it names its own.
-var DefaultPolicy = Policy{
-	MaxAttempts: 5,
-	Backoff:     Backoff{Base: 10 * time.Second, Max: time.Hour, Multiplier: 2, Jitter: 0.2},
-}
+var DefaultPolicy = Policy{MaxAttempts: 5, Backoff: DefaultBackoff}
 
 // MaxDelay is the longest delay the delay infrastructure can hold; longer
 // ones (from a policy or from After) are capped to it.
@@ -39,22 +36,7 @@ func (p Policy) withDefaults() Policy {
 	if p.MaxAttempts <= 0 {
 		p.MaxAttempts = DefaultPolicy.MaxAttempts
 	}
-	b := &p.Backoff
-	if b.Base <= 0 {
-		b.Base = DefaultPolicy.Backoff.Base
-	}
-	if b.Max <= 0 {
-		b.Max = DefaultPolicy.Backoff.Max
-	}
-	if b.Multiplier < 1 {
-		b.Multiplier = DefaultPolicy.Backoff.Multiplier
-	}
-	if b.Jitter == 0 {
-		b.Jitter = DefaultPolicy.Backoff.Jitter
-	} else if b.Jitter < 0 {
-		b.Jitter = 0
-	}
-	return p
+	return p // Backoff.Delay fills in the backoff's own defaults
 }
 
 // Decision is what a Policy says about one failure.
@@ -113,8 +95,11 @@ func Permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
-// Error returns the wrapped error's text.
-func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+// Error returns the wrapped error's text unchanged. The mark is control
+// flow, not news: the reason travels beside the text (outcome.Reason in
+// x-warren-reason, result.TaskError.Kind, the log's reason field), so a
+// prefix here would only be said twice ("failed (permanent): permanent:").
+func (e *PermanentError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the wrapped error.
 func (e *PermanentError) Unwrap() error { return e.Err }

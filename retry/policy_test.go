@@ -77,3 +77,12 @@ func TestErrorClassesUnwrap(t *testing.T) {
 		t.Error("IsPermanent misjudges")
 	}
 }
+
+// The permanent mark is control flow: its text is the cause's, since the
+// reason travels beside it (a dead letter's x-warren-reason, a TaskError's
+// Kind) and would otherwise be said twice.
+func TestPermanentKeepsTheCausesText(t *testing.T) {
+	if got := Permanent(errors.New("no card")).Error(); got != "no card" {
+		t.Errorf("Permanent(no card).Error() = %q, want %q", got, "no card")
+	}
+}

@@ -42,8 +42,8 @@ import (
 const EnvBrokerURL = "WARREN_BROKER_URL"
 
 // Main runs a worker with the process's arguments until SIGTERM or SIGINT
-// and returns the exit code: 0 after a graceful stop, 1 on failure, 2 on a
-// usage error.
+// and returns the exit code: 0 after a graceful stop or -h, 1 on failure, 2
+// on a usage error.
 func Main(reg *task.Registry, topo routing.Topology) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -64,11 +64,32 @@ type Options struct {
 	LogFormat       string
 }
 
-// ParseFlags parses the worker contract's flags from args.
+// ParseFlags parses the worker contract's flags from args. On -h it
+// prints the usage to output and returns flag.ErrHelp.
 func ParseFlags(args []string, output io.Writer) (Options, error) {
+	return parseFlags(args, output, nil)
+}
+
+// usageLine is the first line of the worker's -h.
+const usageLine = "usage: worker -queues Q[,Q...] [-concurrency N] [-prefetch N] [-broker URL] [flags]"
+
+// parseFlags is ParseFlags; tasks, when known, are named in the usage.
+func parseFlags(args []string, output io.Writer, tasks []string) (Options, error) {
 	var o Options
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(output)
+	fs.Usage = func() {
+		fmt.Fprintln(output, usageLine)
+		if len(tasks) > 0 {
+			// A worker pointed at another program's queue dead-letters
+			// every task there: say which tasks this binary runs.
+			fmt.Fprintf(output, "\nRuns the tasks its main registers: %s.\n"+
+				"A task of any other name is dead-lettered as unknown_task, so point it only at their queues.\n",
+				strings.Join(tasks, ", "))
+		}
+		fmt.Fprintln(output, "\nflags:")
+		fs.PrintDefaults()
+	}
 	queues := fs.String("queues", "", "comma-separated queues to consume (required)")
 	fs.IntVar(&o.Concurrency, "concurrency", 8, "handlers running at once")
 	fs.IntVar(&o.Prefetch, "prefetch", 32, "unacked messages per queue consumer")
@@ -83,7 +104,10 @@ func ParseFlags(args []string, output io.Writer) (Options, error) {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, &flagError{err} // the flag package has printed it, with the usage
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", redactArgs(fs.Args()))
@@ -108,6 +132,12 @@ func ParseFlags(args []string, output io.Writer) (Options, error) {
 	return o, nil
 }
 
+// flagError is a flag the flag package rejected and has already reported.
+type flagError struct{ err error }
+
+func (e *flagError) Error() string { return e.err.Error() }
+func (e *flagError) Unwrap() error { return e.err }
+
 // redactArgs returns args with any URL password hidden. Flags after the
 // first argument are not parsed, so "-broker URL" may be among them.
 func redactArgs(args []string) []string {
@@ -129,11 +159,17 @@ func redactArgs(args []string) []string {
 // Run is Main with its inputs explicit, for tests: it returns when ctx is
 // cancelled and the worker has stopped.
 func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registry, topo routing.Topology) int {
-	o, err := ParseFlags(args, stderr)
+	o, err := parseFlags(args, stderr, reg.Names())
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var fe *flagError
+	if errors.As(err, &fe) {
+		return 2
+	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "worker:", err)
-		}
+		fmt.Fprintln(stderr, "worker:", err)
+		fmt.Fprintln(stderr, usageLine+" (-h for more)")
 		return 2
 	}
 	log, err := NewLogger(o.LogLevel, o.LogFormat, stderr)
@@ -189,6 +225,9 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 }
 
 // NewLogger builds the zap logger the flags ask for, writing to w.
+// Durations print with their unit ("delay":"1.5s"), not as zap's
+// production default of bare seconds; no line carries a stack trace, since
+// warren's errors say what happened and where.
 func NewLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
@@ -196,6 +235,7 @@ func NewLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec.EncodeDuration = zapcore.StringDurationEncoder
 	var enc zapcore.Encoder
 	if format == "console" {
 		ec.EncodeLevel = zapcore.CapitalLevelEncoder

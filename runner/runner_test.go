@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/warrenq/warren/internal/brokertest"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
@@ -50,6 +52,45 @@ func TestRunUsageErrorExits2(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "-queues is required") {
 		t.Errorf("stderr %q should say what is missing", stderr.String())
+	}
+}
+
+// Durations carry their unit in both formats: an operator reading
+// "delay":10 cannot tell seconds from milliseconds.
+func TestLoggerDurationsHaveUnits(t *testing.T) {
+	for _, format := range []string{"json", "console"} {
+		var buf bytes.Buffer
+		log, err := runner.NewLogger("info", format, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("task failed; retry scheduled", zap.Duration("delay", 1500*time.Millisecond))
+		want := `"delay":"1.5s"`
+		if format == "console" {
+			want = `"delay": "1.5s"`
+		}
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("%s line %q lacks %s", format, buf.String(), want)
+		}
+	}
+}
+
+// -h is a request, not a mistake: exit 0 with a usage line, the flags,
+// and the tasks this binary runs (anything else is dead-lettered).
+func TestRunHelpExits0WithUsage(t *testing.T) {
+	reg := task.NewRegistry()
+	reg.MustRegister(task.Define[struct{}]("resize_image").Handler(func(context.Context, struct{}) error { return nil }))
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		var stderr bytes.Buffer
+		if code := runner.Run(context.Background(), []string{arg}, &stderr, reg, routing.Topology{}); code != 0 {
+			t.Errorf("%s: exit code %d, want 0", arg, code)
+		}
+		out := stderr.String()
+		for _, want := range []string{"usage: worker -queues", "-concurrency", "resize_image", "unknown_task"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: output lacks %q:\n%s", arg, want, out)
+			}
+		}
 	}
 }
 

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/brokertest"
@@ -113,6 +116,40 @@ func TestRetryTwiceThenSucceed(t *testing.T) {
 	}
 	if s := w.Stats(); s.Retried != 2 || s.Dead != 0 {
 		t.Errorf("stats %+v: want 2 retried", s)
+	}
+}
+
+// An expected retry logs at Info, so that a logger attaching stack traces
+// to warnings (zap.NewDevelopment's policy) prints none for it, and its
+// delay is a duration, not a bare number.
+func TestRetryLogsAtInfoWithoutStack(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("retrylog")
+	def := task.Define[Job]("flaky_logged")
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core, zap.AddStacktrace(zapcore.WarnLevel))
+	rec := newRecorder(errors.New("db down"))
+	w := warrentest.StartWorker(t, worker.Config{Conn: conn.Config{URL: b.URL, Logger: log}, Queues: []string{q}, Retry: fast}, def.Handler(rec.handle))
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}})
+	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, def, Job{N: 1}, producer.WithQueue(q)); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 20*time.Second, func() bool { return w.Stats().Succeeded == 1 }, "never succeeded: %+v", w.Stats())
+	retries := logs.FilterMessage("task failed; retry scheduled").AllUntimed()
+	if len(retries) != 1 {
+		t.Fatalf("%d retry lines, want 1; all lines: %v", len(retries), logs.AllUntimed())
+	}
+	if e := retries[0]; e.Level != zapcore.InfoLevel || e.Stack != "" {
+		t.Errorf("retry logged at %s with stack %q, want info and no stack", e.Level, e.Stack)
+	}
+	if d, ok := retries[0].ContextMap()["delay"].(time.Duration); !ok || d != time.Second {
+		t.Errorf("delay field %#v, want the time.Duration 1s", retries[0].ContextMap()["delay"])
+	}
+	for _, e := range logs.AllUntimed() {
+		if e.Level >= zapcore.WarnLevel {
+			t.Errorf("a retry then a success logged %s %q", e.Level, e.Message)
+		}
 	}
 }
 

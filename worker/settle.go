@@ -39,7 +39,9 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 	}
 	if v.Act == verdict.Requeue {
 		if v.Interrupted {
-			log.Warn("task interrupted by shutdown; requeued")
+			// Expected during a stop past the shutdown timeout; the worker
+			// already warned once that it is cancelling handlers.
+			log.Info("task interrupted by shutdown; requeued")
 		}
 		return w.requeue(d, log)
 	}
@@ -84,7 +86,10 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 		log.Debug("task succeeded")
 	case verdict.Retry:
 		w.notice(t, result.Update{State: result.Retry, Error: t.why, Retries: t.m.Retries + 1})
-		log.Warn("task failed; retry scheduled", zap.Duration("delay", v.Delay), zap.Int("next_attempt", t.m.Retries+2))
+		// Info, not Warn: a retry is the policy working as meant, and
+		// loggers such as zap.NewDevelopment attach a stack trace to every
+		// Warn. A dead letter stays a Warn: someone has to look at it.
+		log.Info("task failed; retry scheduled", zap.Duration("delay", v.Delay), zap.Int("next_attempt", t.m.Retries+2))
 	case verdict.Defer:
 		log.Debug("task deferred to its eta", zap.Duration("delay", v.Delay))
 	case verdict.Dead:

@@ -23,7 +23,10 @@ import (
 type Config struct {
 	// Conn is how the worker reaches the broker (URL, TLS, heartbeat) and
 	// reports (Logger, Metrics, OnReconnect). Its zero value reaches
-	// conn.DefaultURL with no logs and no metrics.
+	// conn.DefaultURL with no logs and no metrics. Conn.Logger levels:
+	// debug per success, info per retry and lifecycle step, warn for what
+	// someone should look at (a dead letter, a lost connection), error for
+	// a task the worker could not settle as meant.
 	Conn conn.Config
 	// Queues to consume. A logical name of Topology.Shards stands for
 	// every one of its shard queues.

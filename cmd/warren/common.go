@@ -87,6 +87,11 @@ func (o *opts) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	if o.timeout <= 0 {
 		return nil, o.usagef("-timeout must be positive")
 	}
+	// Before anything else reads it: a typo must not surface as an
+	// unrelated error (a refused vhost, a management API not found).
+	if err := conn.CheckURL(o.broker); err != nil {
+		return nil, o.usagef("%v (check -broker or %s)", err, runner.EnvBrokerURL)
+	}
 	var err error
 	if o.tls, err = tlsFromEnv(o.broker); err != nil {
 		return nil, o.usagef("%v", err)
@@ -136,8 +141,8 @@ func (o *opts) timeoutHint() string {
 }
 
 // refusal says what to do when err shows that the broker answered and
-// refused the login, which no retry cures; "" otherwise. The reply text
-// tells the user from the vhost.
+// refused the login or the vhost, which no retry cures; "" otherwise. The
+// reply text tells the user from the vhost (see internal/broker.isRefused).
 func (o *opts) refusal(err error) string {
 	if err == nil {
 		return ""
@@ -185,7 +190,20 @@ func (o *opts) dial(ctx context.Context) (*inspect.Inspector, error) {
 	}
 	cctx, cancel := o.call(ctx)
 	defer cancel()
-	if err := insp.Ping(cctx); err != nil {
+	err = insp.Ping(cctx)
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+		// The dial in flight has the same deadline (-timeout bounds it too)
+		// and ends a moment later with why it failed; a wrong password
+		// shows only then, since RabbitMQ answers one after about 3s. Wait
+		// that moment rather than call a refused login an unreachable
+		// broker.
+		gctx, gcancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		if gerr := insp.Ping(gctx); gerr == nil || errors.Is(gerr, conn.ErrRefused) {
+			err = gerr
+		}
+		gcancel()
+	}
+	if err != nil {
 		_ = insp.Close()
 		if err := o.refused(err); err != nil {
 			return nil, err

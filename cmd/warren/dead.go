@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -23,7 +24,7 @@ const (
 func runDead(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-			fmt.Fprintf(e.stderr, "usage: warren dead %s\n", deadSynopsis)
+			deadUsage(e.stderr)
 			return nil
 		}
 		return &usageError{cmd: "dead", synopsis: deadSynopsis, msg: "name an action: list, replay or purge"}
@@ -43,6 +44,20 @@ func runDead(ctx context.Context, e *env, args []string) error {
 		return &namedError{cmd: "dead " + args[0], err: err}
 	}
 	return nil
+}
+
+// deadUsage is "warren dead -h": each action with its arguments and what
+// it does, since the actions' own -h are one step further away.
+func deadUsage(w io.Writer) {
+	fmt.Fprintf(w, "usage: warren dead %s\n\n", deadSynopsis)
+	tw := newTable(w)
+	fmt.Fprintf(tw, "  list %s\tthe oldest N (default 20): id, task, reason, attempts, time of death, last error\n", deadListSynopsis)
+	fmt.Fprintf(tw, "  replay %s\tmove them back to QUEUE, attempts reset (all, or N; only task T)\n", deadReplaySynopsis)
+	fmt.Fprintf(tw, "  purge %s\tdelete them (asks first unless -yes)\n", deadPurgeSynopsis)
+	_ = tw.Flush()
+	fmt.Fprint(w, "\nQUEUE is the work queue (video), not its dead-letter queue (video.dead).\n"+
+		"A replay confirms each copy before it removes the dead letter: a crash may duplicate a task, never lose one.\n"+
+		"Every action takes -broker and -timeout too; 'warren dead ACTION -h' shows its flags.\n")
 }
 
 // openDead connects a deadletter client. Its calls would wait for the

@@ -65,7 +65,8 @@ func runEnqueue(ctx context.Context, e *env, args []string) error {
 		return withHint(enqueueErr(o, t, err))
 	}
 	if t.jsonOut {
-		return writeJSON(e.stdout, enqueued{ID: taskID, Task: t.task, Queue: t.queue, Exchange: t.exchange, Key: t.key})
+		// One object on one line, as the bulk form prints per task.
+		return json.NewEncoder(e.stdout).Encode(enqueued{ID: taskID, Task: t.task, Queue: t.queue, Exchange: t.exchange, Key: t.key})
 	}
 	_, err = fmt.Fprintln(e.stdout, taskID)
 	return err

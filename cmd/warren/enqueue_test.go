@@ -65,6 +65,9 @@ func TestEnqueueToExchangeWithIDAndJSONOutput(t *testing.T) {
 	})
 	// Flags after the task name, and before it.
 	r := cli(t, nil, "enqueue", "-broker", b.URL, "process_media", "-exchange", x, "-key", "video", "-id", "order-42", "-json", `[1,2]`, "-output", "json").want(t, exitOK)
+	if n := len(lines(r.stdout)); n != 1 {
+		t.Errorf("-output json printed %d lines, want one object on one line as in bulk:\n%s", n, r.stdout)
+	}
 	var got enqueued
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)

@@ -127,6 +127,7 @@ func TestUsage(t *testing.T) {
 		{"bad flag", []string{"queues", "-nope"}, exitUsage, "flag provided but not defined: -nope"},
 		{"bad timeout", []string{"queues", "-timeout", "0s", "x"}, exitUsage, "-timeout must be positive"},
 		{"subcommand -h", []string{"purge", "-h"}, exitOK, "-yes"},
+		{"dead -h", []string{"dead", "-h"}, exitOK, "replay QUEUE [-n N] [-task T] [-json]"},
 		{"dead without action", []string{"dead"}, exitUsage, "name an action"},
 		{"dead unknown action", []string{"dead", "show", "q"}, exitUsage, `unknown action "show"`},
 		{"dead list without queue", []string{"dead", "list"}, exitUsage, "name one work queue"},
@@ -138,6 +139,10 @@ func TestUsage(t *testing.T) {
 		{"purge a dead queue", []string{"purge", "video.dead", "-yes"}, exitUsage, "warren dead"},
 		{"purge warren's own", []string{"purge", "warren.delay.0", "-yes"}, exitUsage, "warren's own queues"},
 		{"bad broker URL", []string{"purge", "video", "-broker", "amqp://u:p%zz@h/"}, exitUsage, "check -broker"},
+		{"broker URL without ://", []string{"queues", "-broker", "amqp//guest:guest@127.0.0.1:5672/"}, exitUsage, "does not start with amqp:// or amqps://"},
+		{"broker URL without a host", []string{"dead", "list", "video", "-broker", "amqp:/127.0.0.1"}, exitUsage, "has no host"},
+		{"a cluster node without a host", []string{"queues", "-broker", "amqp://guest:guest@127.0.0.1:5672/,amqp://:5672/"}, exitUsage, "node 2 of 2: broker URL amqp://:5672/ has no host"},
+		{"global broker URL of another scheme", []string{"-broker", "http://127.0.0.1:15672/", "enqueue", "t", "-queue", "q", "-json", "{}"}, exitUsage, `the scheme is "http"`},
 		{"bad management URL", []string{"queues", "-management", "ftp://x"}, exitUsage, "want an http:// or https:// URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,6 +271,29 @@ func TestRefusedLogin(t *testing.T) {
 	wg.Wait()
 	if b.Ready(q) != 1 || b.Ready(q+".dead") != 1 {
 		t.Errorf("work %d, dead %d after refused commands; want 1 and 1", b.Ready(q), b.Ready(q+".dead"))
+	}
+}
+
+// RabbitMQ answers a wrong password only after about 3s: within a shorter
+// -timeout the command still says the login was refused, not that the
+// broker may be down.
+func TestRefusedLoginWithinAShortTimeout(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := workQueue(t, b, "video")
+	pu, err := url.Parse(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu.User = url.UserPassword(pu.User.Username(), "wr0ng-pa55word")
+	for _, args := range [][]string{
+		{"dead", "list", q},
+		{"purge", q, "-yes"},
+	} {
+		r := cli(t, nil, append(args, "-broker", pu.String(), "-timeout", "1s")...).want(t, exitFailed)
+		if !strings.Contains(r.stderr, "refused the login") || strings.Contains(r.stderr, "is running") {
+			t.Errorf("%v: stderr does not say the login was refused:\n%s", args[:2], r.stderr)
+		}
 	}
 }
 

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	neturl "net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,30 +94,19 @@ func New(cfg Config) (*Supervisor, error) {
 }
 
 // CheckURL returns an error, without the URL's password, if url is not
-// one the client can dial, or a list (conn.SplitURLs) holding such a URL.
+// one the client can dial, or a list (conn.SplitURLs) holding such a URL:
+// conn.CheckURL's checks, in words a person can act on, then amqp091-go's
+// own parse for what only it refuses (whitespace, a port past 32 bits, bad
+// query parameters).
 func CheckURL(url string) error {
-	urls := conn.SplitURLs(url)
-	if len(urls) == 0 {
-		urls = []string{url} // for ParseURI's own error about an empty URL
+	if err := conn.CheckURL(url); err != nil {
+		return err
 	}
-	for _, u := range urls {
-		if err := checkOne(u); err != nil {
-			return err
+	for _, u := range conn.SplitURLs(url) {
+		if _, err := amqp.ParseURI(u); err != nil {
+			// Not err itself: url.Error quotes the URL, password included.
+			return fmt.Errorf("broker URL %s is not one the client accepts: check the port, the vhost and the query parameters", conn.Redact(u))
 		}
-	}
-	return nil
-}
-
-func checkOne(url string) error {
-	if _, err := amqp.ParseURI(url); err != nil {
-		// Not %w: url.Error quotes the URL, and an escape error a piece of
-		// it, password included.
-		msg := err.Error()
-		var ue *neturl.Error
-		if errors.As(err, &ue) {
-			msg = "malformed URL (check the escaping of user and password)"
-		}
-		return fmt.Errorf("broker URL %s: %s", conn.Redact(url), strings.ReplaceAll(msg, url, conn.Redact(url)))
 	}
 	return nil
 }
@@ -200,7 +187,14 @@ func (s *Supervisor) Wait(ctx context.Context) error {
 }
 
 // isRefused reports whether a dial failed because the broker refused the
-// login (ACCESS_REFUSED) or the vhost (NOT_ALLOWED).
+// login (ACCESS_REFUSED, amqp091-go's ErrCredentials) or the vhost
+// (NOT_ALLOWED, or amqp091-go's ErrVhost, a 403 too). RabbitMQ answers a
+// wrong password only after about three seconds, and amqp091-go reports a
+// handshake cut short after the credentials were sent as ErrCredentials
+// too, so a dial timeout shorter than that reads as a refusal: the broker
+// took the connection and did not take the login. The two read apart by
+// their text: "username or password not allowed", "no access to this
+// vhost".
 func isRefused(err error) bool {
 	var ae *amqp.Error
 	return errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)
