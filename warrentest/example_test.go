@@ -48,7 +48,7 @@ func ExampleWork() {
 	// Output:
 	// retry after 1m0s: smtp: connection refused
 	// dead (exhausted): smtp: connection refused
-	// dead (permanent): permanent: no address
+	// dead (permanent): no address
 }
 
 // Record sees what the code under test enqueued through a real producer,
