@@ -25,7 +25,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/warrenq/warren/conn"
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/metrics"
 	"github.com/warrenq/warren/outcome"

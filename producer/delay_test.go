@@ -10,7 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren/conn"
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/warrentest"
@@ -63,13 +63,7 @@ func arrivalsOnceDeclared(t *testing.T, p *producer.Producer, url, q string) <-c
 func TestDelaysArriveInDueOrder(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	q := b.Queue("delayed")
-	x := b.Exchange("delayed")
-	topo := routing.Topology{
-		Exchanges: []routing.Exchange{{Name: x}},
-		Queues:    []routing.Queue{{Name: q}},
-		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "k"}},
-	}
+	q, x, topo := b.Direct("delayed", "k")
 	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
 	ctx := warrentest.Context(t, 10*time.Second)
 	got := arrivalsOnceDeclared(t, p, b.URL, q)

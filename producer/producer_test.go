@@ -13,7 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren/conn"
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -40,13 +40,7 @@ func producerWithQueue(t *testing.T, base string, cfg producer.Config) (*brokert
 func TestEnqueueWireFormat(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	q := b.Queue("wire")
-	x := b.Exchange("wire")
-	topo := routing.Topology{
-		Exchanges: []routing.Exchange{{Name: x}},
-		Queues:    []routing.Queue{{Name: q}},
-		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "k"}},
-	}
+	q, x, topo := b.Direct("wire", "k")
 	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo, Routes: routing.NewTable().Add("note", routing.Route{Exchange: x, Key: "k"})})
 	before := time.Now().Add(-time.Second)
 	id, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, noteTask, Note{Text: "hi"},

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
 	"github.com/warrenq/warren/task"

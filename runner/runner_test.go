@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
 	"github.com/warrenq/warren/task"

@@ -14,7 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren/conn"
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -25,13 +25,7 @@ import (
 func TestPayloadRoundTrip(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	q := b.Queue("jobs")
-	x := b.Exchange("work")
-	topo := routing.Topology{
-		Exchanges: []routing.Exchange{{Name: x}},
-		Queues:    []routing.Queue{{Name: q}},
-		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "jobs"}},
-	}
+	q, x, topo := b.Direct("jobs", "jobs")
 	def := task.Define[Job]("roundtrip")
 	type got struct {
 		job Job

@@ -13,7 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -57,12 +57,8 @@ func TestEnqueueToQueue(t *testing.T) {
 func TestEnqueueToExchangeWithIDAndJSONOutput(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	q, x := b.Queue("video"), b.Exchange("media")
-	declare(t, b, routing.Topology{
-		Exchanges: []routing.Exchange{{Name: x}},
-		Queues:    []routing.Queue{{Name: q}},
-		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "video"}},
-	})
+	q, x, topo := b.Direct("video", "video")
+	declare(t, b, topo)
 	// Flags after the task name, and before it.
 	r := cli(t, nil, "enqueue", "-broker", b.URL, "process_media", "-exchange", x, "-key", "video", "-id", "order-42", "-json", `[1,2]`, "-output", "json").want(t, exitOK)
 	if n := len(lines(r.stdout)); n != 1 {
@@ -366,12 +362,8 @@ func TestEnqueueStdinBrokerGoesAway(t *testing.T) {
 func TestEnqueueDelayedToExchange(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	q, x := b.Queue("video"), b.Exchange("media")
-	declare(t, b, routing.Topology{
-		Exchanges: []routing.Exchange{{Name: x}},
-		Queues:    []routing.Queue{{Name: q}},
-		Bindings:  []routing.Binding{{Exchange: x, Queue: q, Key: "video"}},
-	})
+	q, x, topo := b.Direct("video", "video")
+	declare(t, b, topo)
 	etaOf := func(d amqp.Delivery) time.Time {
 		t.Helper()
 		s, _ := d.Headers[task.HeaderETA].(string)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/inspect"
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 )
 
 // This file reconfigures the shared broker (it enables the management

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 )
 
 func TestPurge(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 )
 
 // The README's program, built and run as a reader would: it enqueues, its

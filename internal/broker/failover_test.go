@@ -9,7 +9,7 @@ import (
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/retry"
 )

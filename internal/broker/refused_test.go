@@ -11,7 +11,7 @@ import (
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 )
 
 // A refused login, a refused vhost and an unreachable broker are told

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 )
 
 func rabbitmqctl(t *testing.T, args ...string) {

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenq/warren/internal/brokertest"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/routing"
 )
 

@@ -1,6 +1,6 @@
 // Package testenv tells tests where the test broker is and gives them
 // names of their own and a way to wait. It is the part that package
-// warrentest (public, on internal/broker) and internal/brokertest (raw
+// warrentest (public, on internal/broker) and internal/broker/brokertest (raw
 // AMQP, for the broker's own tests) share; it imports no AMQP.
 package testenv
 

@@ -17,6 +17,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warrenq/warren/internal/testenv"
+	"github.com/warrenq/warren/routing"
 )
 
 // EnvURL names the variable that overrides the test broker's URL.
@@ -75,6 +76,19 @@ func (b *Broker) Queue(base string) string { return b.names.Queue(base) }
 
 // Exchange returns a name for an exchange of this test, deleted at cleanup.
 func (b *Broker) Exchange(base string) string { return b.names.Exchange(base) }
+
+// Direct names a queue and a direct exchange of this test, made from base,
+// and returns the topology that binds the queue to the exchange with key.
+// It declares nothing.
+func (b *Broker) Direct(base, key string) (queue, exchange string, topo routing.Topology) {
+	queue, exchange = b.Queue(base), b.Exchange(base)
+	topo = routing.Topology{
+		Exchanges: []routing.Exchange{{Name: exchange}},
+		Queues:    []routing.Queue{{Name: queue}},
+		Bindings:  []routing.Binding{{Exchange: exchange, Queue: queue, Key: key}},
+	}
+	return queue, exchange, topo
+}
 
 // Track deletes a queue made under another name at cleanup.
 func (b *Broker) Track(queue string) { b.names.Track(queue) }
