@@ -118,7 +118,7 @@ func printQueues(e *env, rep *queuesReport) error {
 	case rep.Source == sourceManagement:
 		fmt.Fprintf(e.stdout, "source: management API at %s (vhost %s)\n", rep.Management, rep.Vhost)
 	case rep.ManagementError != "":
-		fmt.Fprintf(e.stdout, "source: AMQP passive declares, ready and consumers only (management API at %s: %s)\n", rep.Management, rep.ManagementError)
+		fmt.Fprintf(e.stdout, "source: AMQP passive declares, ready and consumers only; unacked counts and rates come from the management plugin, not reachable at %s (%s)\n", rep.Management, rep.ManagementError)
 	default:
 		fmt.Fprintln(e.stdout, "source: AMQP passive declares, ready and consumers only")
 	}

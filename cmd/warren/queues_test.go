@@ -142,7 +142,7 @@ func TestQueuesDefaultSource(t *testing.T) {
 			t.Errorf("report %+v, management URL want %s", rep, wantMgmt)
 		}
 		r := cli(t, nil, "queues", video, "-broker", b.URL).want(t, exitOK)
-		if first := lines(r.stdout)[0]; !strings.HasPrefix(first, "source: AMQP passive declares, ready and consumers only (management API at "+wantMgmt+": ") {
+		if first := lines(r.stdout)[0]; !strings.HasPrefix(first, "source: AMQP passive declares, ready and consumers only; unacked counts and rates come from the management plugin, not reachable at "+wantMgmt+" (") {
 			t.Errorf("source line %q", first)
 		}
 	case sourceManagement:
