@@ -256,6 +256,29 @@ func (i *Inspector) Purge(ctx context.Context, queue string) (int, error) {
 	return sup.PurgeQueue(cctx, queue)
 }
 
+// Delete deletes the work queue and then its dead-letter queue, with every
+// message in them, and returns how many ready messages and dead letters
+// went. The broker refuses while a consumer is attached to either, so stop
+// the workers first; a worker started later declares the queue again,
+// empty. A missing work queue is an error for which errors.Is(err,
+// conn.ErrNotFound) is true; a missing dead-letter queue is not.
+func (i *Inspector) Delete(ctx context.Context, queue string) (ready, dead int, err error) {
+	cctx, cancel := i.call(ctx)
+	defer cancel()
+	sup, err := i.connected(cctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if ready, err = sup.RemoveQueue(cctx, queue); err != nil {
+		return 0, 0, err
+	}
+	dead, err = sup.RemoveQueue(cctx, routing.DeadQueue(queue))
+	if broker.IsNotFound(err) {
+		err = nil
+	}
+	return ready, dead, err
+}
+
 // Queues reports the queues f chooses: from the management API when it
 // answers, else, for named queues, from passive declares. A named queue
 // that does not exist is reported Missing. With no names and no management

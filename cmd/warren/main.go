@@ -1,6 +1,7 @@
 // Command warren is the operator's tool for warren task queues on
 // RabbitMQ: enqueue tasks by name, see queues and their dead letters,
-// replay or purge dead letters, purge a work queue.
+// replay or purge dead letters, purge a work queue, delete one no program
+// uses any more.
 //
 //	warren enqueue process_media -queue video -json '{"name":"/tmp/a.avi","size":1}'
 //	warren queues
@@ -84,6 +85,11 @@ func commands() map[string]command {
 			synopsis: "QUEUE [-yes]",
 			summary:  "delete every ready message of a work queue (not its dead letters)",
 			run:      runPurge,
+		},
+		"delete": {
+			synopsis: deleteSynopsis,
+			summary:  "remove a work queue and its dead-letter queue, messages and all",
+			run:      runDelete,
 		},
 	}
 }

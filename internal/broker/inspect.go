@@ -47,6 +47,20 @@ func (s *Supervisor) PurgeQueue(ctx context.Context, queue string) (int, error) 
 	return n, err
 }
 
+// RemoveQueue deletes queue and the messages in it and returns how many
+// were ready. The broker refuses while a consumer is attached (ifUnused),
+// so a running worker's queue is never pulled from under it. A missing
+// queue is an error for which IsNotFound is true.
+func (s *Supervisor) RemoveQueue(ctx context.Context, queue string) (int, error) {
+	var n int
+	err := s.onChannel(ctx, func(ch *amqp.Channel) error {
+		var err error
+		n, err = ch.QueueDelete(queue, true, false, false)
+		return queueErr(queue, err)
+	})
+	return n, err
+}
+
 // CheckExchange returns nil if exchange exists (a passive declare: it
 // never creates it). A missing exchange is an error that names it and for
 // which IsNotFound is true. The default exchange ("") always exists.
