@@ -252,14 +252,7 @@ func serveHTTP(addr string, w *worker.Worker, reg *prometheus.Registry, log *zap
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(rw, "ok\n")
 	})
-	mux.HandleFunc("/readyz", func(rw http.ResponseWriter, _ *http.Request) {
-		if !w.Ready() {
-			rw.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(rw, "not ready\n")
-			return
-		}
-		_, _ = io.WriteString(rw, "ready\n")
-	})
+	mux.HandleFunc("/readyz", readyz(w))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -272,4 +265,25 @@ func serveHTTP(addr string, w *worker.Worker, reg *prometheus.Registry, log *zap
 	}()
 	log.Info("serving /metrics, /healthz, /readyz", zap.String("addr", ln.Addr().String()))
 	return srv, nil
+}
+
+// readyz answers the readiness probe: 200 when the worker consumes every
+// queue, 503 otherwise. The body is for people: it names the node the
+// worker is on (redacted), e.g. "ready node=amqp://u:xxxxx@rmq-2:5672/".
+func readyz(w *worker.Worker) http.HandlerFunc {
+	return func(rw http.ResponseWriter, _ *http.Request) {
+		ready, node := w.Ready(), w.Node()
+		if node == "" {
+			// The connection went between the two reads, or was never there.
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(rw, "not ready: no broker connection\n")
+			return
+		}
+		if !ready {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(rw, "not ready node="+node+"\n")
+			return
+		}
+		_, _ = io.WriteString(rw, "ready node="+node+"\n")
+	}
 }
