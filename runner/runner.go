@@ -62,6 +62,12 @@ type Options struct {
 	ConsumerTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+	// Quorum declares the queues of Queues that the program's topology
+	// does not name as quorum queues (routing.Queue{Quorum: true}):
+	// replicated over a cluster, with routing.DefaultDeliveryLimit and
+	// dead-lettering into <queue>.dead. A queue the topology names keeps
+	// the topology's declaration, which its producers share.
+	Quorum bool
 }
 
 // ParseFlags parses the worker contract's flags from args. On -h it
@@ -103,6 +109,7 @@ func parseFlags(args []string, output io.Writer, tasks []string) (Options, error
 	fs.DurationVar(&o.ConsumerTimeout, "consumer-timeout", 0, "the broker's consumer_timeout: runs are cut before it; 0 = unknown (warn against RabbitMQ's 30m default, learn it from the broker), negative = none")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
+	fs.BoolVar(&o.Quorum, "quorum", false, "declare the queues of -queues that the program's topology does not name as quorum queues (delivery limit 20, dead letters to <queue>.dead): the production setting on a cluster")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -178,6 +185,14 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
+
+	if o.Quorum {
+		var kept []string
+		topo, kept = withQuorum(topo, o.Queues)
+		for _, q := range kept {
+			log.Warn("-quorum leaves a queue the program's topology names as it declares it, not quorum: set Quorum in its routing.Queue", zap.String("queue", q))
+		}
+	}
 
 	tlsCfg, err := tlsFromEnv(o.Broker)
 	if err != nil {

@@ -9,6 +9,7 @@ package brokertest
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/url"
 	"testing"
@@ -151,6 +152,31 @@ func (b *Broker) DeclareQueue(name string) {
 	defer ch.Close()
 	if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
 		b.t.Fatalf("brokertest: declare %s: %v", name, err)
+	}
+}
+
+// DeclaredWith reports whether queue exists with arguments equivalent to
+// args (x-queue-type, x-delivery-limit, dead-lettering ...), by declaring
+// it again with them: the broker takes an equivalent declaration and
+// refuses any other with PRECONDITION_FAILED. It fails the test if the
+// queue does not exist or the broker answers otherwise.
+func (b *Broker) DeclaredWith(queue string, args map[string]any) bool {
+	b.t.Helper()
+	if b.Ready(queue) < 0 {
+		b.t.Fatalf("brokertest: queue %s does not exist", queue)
+	}
+	ch := b.channel()
+	defer ch.Close()
+	_, err := ch.QueueDeclare(queue, true, false, false, false, amqp.Table(args))
+	var ae *amqp.Error
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed:
+		return false
+	default:
+		b.t.Fatalf("brokertest: declare %s again: %v", queue, err)
+		return false
 	}
 }
 
