@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"context"
 	"io"
 	"strings"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
-	"github.com/warrenq/warren/task"
 )
 
 // -quorum declares the queues of -queues that the program's topology does
@@ -24,25 +22,11 @@ func TestQuorumFlag(t *testing.T) {
 			b := brokertest.New(t)
 			free, named := b.Queue("free"), b.Queue("named")
 			topo := routing.Topology{Queues: []routing.Queue{{Name: named}}}
-			args := []string{"-queues", free + "," + named, "-metrics-addr", freeAddr(t), "-broker", b.URL, "-shutdown-timeout", "2s"}
+			args := []string{"-queues", free + "," + named, "-broker", b.URL, "-shutdown-timeout", "2s"}
 			if quorum {
 				args = append(args, "-quorum=true")
 			}
-			addr := args[3]
-			reg := task.NewRegistry()
-			reg.MustRegister(task.Define[struct{}]("noop").Handler(func(context.Context, struct{}) error { return nil }))
-			ctx, cancel := context.WithCancel(context.Background())
-			var logs syncBuffer
-			code := make(chan int, 1)
-			go func() { code <- runner.Run(ctx, args, &logs, reg, topo) }()
-			t.Cleanup(func() {
-				cancel()
-				select {
-				case <-code:
-				case <-time.After(20 * time.Second):
-					t.Error("runner did not stop")
-				}
-			})
+			addr, logs := launch(t, noopRegistry(), topo, args...)
 			brokertest.Eventually(t, 15*time.Second, func() bool { c, _ := httpGet(addr, "/readyz"); return c == 200 }, "/readyz never ready")
 
 			asQuorum := routing.Queue{Name: free, Quorum: true}.Arguments()

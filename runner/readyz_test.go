@@ -1,19 +1,14 @@
 package runner_test
 
 import (
-	"context"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker/brokertest"
-	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/routing"
-	"github.com/warrenq/warren/runner"
-	"github.com/warrenq/warren/task"
 )
 
 // /readyz says, for people, which node the worker is on: the URL it
@@ -22,45 +17,12 @@ import (
 func TestReadyzNamesTheNode(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("readyz")
-	pu, err := url.Parse(b.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw, ok := pu.User.Password()
-	if !ok || pw == "" {
-		t.Fatal("the test broker's URL has no password to look for")
-	}
-	var urls []string
-	var pxs []*tcpproxy.Proxy
-	for range 2 {
-		px, err := tcpproxy.Start(brokertest.Addr(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = px.Close() })
-		pxs = append(pxs, px)
-		urls = append(urls, brokertest.WithHost(b.URL, px.Addr()))
-	}
+	pw := brokertest.Password(t, b.URL)
+	pxs, urls := brokertest.Nodes(t, 2)
 	for _, px := range pxs {
 		px.SetRefuse(true) // every node down at first
 	}
-	addr := freeAddr(t)
-	reg := task.NewRegistry()
-	reg.MustRegister(task.Define[struct{}]("noop").Handler(func(context.Context, struct{}) error { return nil }))
-	ctx, cancel := context.WithCancel(context.Background())
-	code := make(chan int, 1)
-	go func() {
-		code <- runner.Run(ctx, []string{"-queues", q, "-metrics-addr", addr, "-broker", strings.Join(urls, ","), "-shutdown-timeout", "2s"},
-			&syncBuffer{}, reg, routing.Topology{})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-code:
-		case <-time.After(20 * time.Second):
-			t.Error("runner did not stop")
-		}
-	})
+	addr, _ := launch(t, noopRegistry(), routing.Topology{}, "-queues", q, "-broker", strings.Join(urls, ","), "-shutdown-timeout", "2s")
 
 	var c int
 	var body string

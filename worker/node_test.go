@@ -1,14 +1,12 @@
 package worker_test
 
 import (
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker/brokertest"
-	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/task"
 	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
@@ -21,17 +19,7 @@ func TestNodeNamesTheBrokerReached(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
 	q := b.Queue("node")
-	var urls []string
-	var pxs []*tcpproxy.Proxy
-	for range 2 {
-		px, err := tcpproxy.Start(brokertest.Addr(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = px.Close() })
-		pxs = append(pxs, px)
-		urls = append(urls, brokertest.WithHost(b.URL, px.Addr()))
-	}
+	pxs, urls := brokertest.Nodes(t, 2)
 	pxs[0].SetRefuse(true) // the first node is down: the worker goes on to the second
 
 	w, err := worker.New(worker.Config{Conn: conn.Config{URL: strings.Join(urls, ",")}, Queues: []string{q}, Registry: task.NewRegistry()})
@@ -45,11 +33,7 @@ func TestNodeNamesTheBrokerReached(t *testing.T) {
 	if n, want := w.Node(), conn.Redact(urls[1]); n != want {
 		t.Errorf("Node() = %q, want the second node %q", n, want)
 	}
-	pw, ok := mustParse(t, b.URL).User.Password()
-	if !ok || pw == "" {
-		t.Fatal("the test broker's URL has no password to look for")
-	}
-	if n := w.Node(); strings.Contains(n, ":"+pw+"@") {
+	if n, pw := w.Node(), brokertest.Password(t, b.URL); strings.Contains(n, ":"+pw+"@") {
 		t.Errorf("Node() = %q shows the password", n)
 	}
 
@@ -69,13 +53,4 @@ func TestNodeNamesTheBrokerReached(t *testing.T) {
 	if n := w.Node(); n != "" {
 		t.Errorf("Node() = %q after Run returned, want \"\"", n)
 	}
-}
-
-func mustParse(t *testing.T, raw string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }
