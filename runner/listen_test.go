@@ -12,7 +12,6 @@ import (
 	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
-	"github.com/warrenq/warren/task"
 )
 
 // noBroker is a broker URL nobody answers: the HTTP listener comes up
@@ -23,8 +22,7 @@ const noBroker = "amqp://guest:guest@127.0.0.1:1/"
 // ends, waiting for /healthz.
 func runListening(t *testing.T, addr, probe string) {
 	t.Helper()
-	reg := task.NewRegistry()
-	reg.MustRegister(task.Define[struct{}]("noop").Handler(func(context.Context, struct{}) error { return nil }))
+	reg := noopRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
 	go func() {
@@ -92,8 +90,7 @@ func TestMetricsAddrInUseIsAStartupError(t *testing.T) {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	reg := task.NewRegistry()
-	reg.MustRegister(task.Define[struct{}]("noop").Handler(func(context.Context, struct{}) error { return nil }))
+	reg := noopRegistry()
 	var logs syncBuffer
 	code := make(chan int, 1)
 	go func() {

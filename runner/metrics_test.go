@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,22 +49,44 @@ func httpGet(addr, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// startRunner runs the worker binary's runner on queue q with reg until the
-// test ends; it returns the metrics address.
-func startRunner(t *testing.T, brokerURL, q string, reg *task.Registry) string {
+// launch runs the worker binary's runner with args, -metrics-addr on a
+// free port of loopback, reg and topo until the test ends, when it must
+// stop with exit code 0. It returns the metrics address and the logs; it
+// does not wait for anything.
+func launch(t *testing.T, reg *task.Registry, topo routing.Topology, args ...string) (string, *syncBuffer) {
 	t.Helper()
 	addr := freeAddr(t)
+	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
-	go func() {
-		code <- runner.Run(ctx, []string{"-queues", q, "-metrics-addr", addr, "-broker", brokerURL, "-shutdown-timeout", "2s"}, io.Discard, reg, routing.Topology{})
-	}()
+	go func() { code <- runner.Run(ctx, append(slices.Clip(args), "-metrics-addr", addr), logs, reg, topo) }()
 	t.Cleanup(func() {
 		cancel()
-		if c := <-code; c != 0 {
-			t.Errorf("runner exit code %d", c)
+		select {
+		case c := <-code:
+			if c != 0 {
+				t.Errorf("runner exit code %d; logs:\n%s", c, logs.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("runner did not stop")
 		}
 	})
+	return addr, logs
+}
+
+// noopRegistry registers one task that does nothing, for tests where no
+// task runs.
+func noopRegistry() *task.Registry {
+	reg := task.NewRegistry()
+	reg.MustRegister(task.Define[struct{}]("noop").Handler(func(context.Context, struct{}) error { return nil }))
+	return reg
+}
+
+// startRunner runs the worker binary's runner on queue q with reg until the
+// test ends, and returns the metrics address once /readyz answers 200.
+func startRunner(t *testing.T, brokerURL, q string, reg *task.Registry) string {
+	t.Helper()
+	addr, _ := launch(t, reg, routing.Topology{}, "-queues", q, "-broker", brokerURL, "-shutdown-timeout", "2s")
 	brokertest.Eventually(t, 15*time.Second, func() bool { c, _ := httpGet(addr, "/readyz"); return c == 200 }, "/readyz never ready")
 	return addr
 }

@@ -62,6 +62,12 @@ type Options struct {
 	ConsumerTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+	// Quorum declares the queues of Queues that the program's topology
+	// does not name as quorum queues (routing.Queue{Quorum: true}):
+	// replicated over a cluster, with routing.DefaultDeliveryLimit and
+	// dead-lettering into <queue>.dead. A queue the topology names keeps
+	// the topology's declaration, which its producers share.
+	Quorum bool
 }
 
 // ParseFlags parses the worker contract's flags from args. On -h it
@@ -103,6 +109,7 @@ func parseFlags(args []string, output io.Writer, tasks []string) (Options, error
 	fs.DurationVar(&o.ConsumerTimeout, "consumer-timeout", 0, "the broker's consumer_timeout: runs are cut before it; 0 = unknown (warn against RabbitMQ's 30m default, learn it from the broker), negative = none")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
+	fs.BoolVar(&o.Quorum, "quorum", false, "declare the queues of -queues that the program's topology does not name as quorum queues (delivery limit 20, dead letters to <queue>.dead): the production setting on a cluster")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -179,6 +186,14 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 	}
 	defer func() { _ = log.Sync() }()
 
+	if o.Quorum {
+		var kept []string
+		topo, kept = withQuorum(topo, o.Queues)
+		for _, q := range kept {
+			log.Warn("-quorum leaves a queue the program's topology names as it declares it, not quorum: set Quorum in its routing.Queue", zap.String("queue", q))
+		}
+	}
+
 	tlsCfg, err := tlsFromEnv(o.Broker)
 	if err != nil {
 		log.Error("cannot load TLS settings", zap.Error(err))
@@ -252,14 +267,7 @@ func serveHTTP(addr string, w *worker.Worker, reg *prometheus.Registry, log *zap
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(rw, "ok\n")
 	})
-	mux.HandleFunc("/readyz", func(rw http.ResponseWriter, _ *http.Request) {
-		if !w.Ready() {
-			rw.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(rw, "not ready\n")
-			return
-		}
-		_, _ = io.WriteString(rw, "ready\n")
-	})
+	mux.HandleFunc("/readyz", readyz(w))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -272,4 +280,25 @@ func serveHTTP(addr string, w *worker.Worker, reg *prometheus.Registry, log *zap
 	}()
 	log.Info("serving /metrics, /healthz, /readyz", zap.String("addr", ln.Addr().String()))
 	return srv, nil
+}
+
+// readyz answers the readiness probe: 200 when the worker consumes every
+// queue, 503 otherwise. The body is for people: it names the node the
+// worker is on (redacted), e.g. "ready node=amqp://u:xxxxx@rmq-2:5672/".
+func readyz(w *worker.Worker) http.HandlerFunc {
+	return func(rw http.ResponseWriter, _ *http.Request) {
+		ready, node := w.Ready(), w.Node()
+		if node == "" {
+			// The connection went between the two reads, or was never there.
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(rw, "not ready: no broker connection\n")
+			return
+		}
+		if !ready {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(rw, "not ready node="+node+"\n")
+			return
+		}
+		_, _ = io.WriteString(rw, "ready node="+node+"\n")
+	}
 }

@@ -121,8 +121,7 @@ func TestRunServesProbesAndStopsCleanly(t *testing.T) {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 
-	reg := task.NewRegistry()
-	reg.MustRegister(task.Define[struct{}]("noop").Handler(func(context.Context, struct{}) error { return nil }))
+	reg := noopRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs syncBuffer

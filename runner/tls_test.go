@@ -17,7 +17,6 @@ import (
 
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
-	"github.com/warrenq/warren/task"
 )
 
 // writeSelfSigned writes a self-signed certificate and its key as PEM
@@ -92,8 +91,7 @@ func TestLoadTLS(t *testing.T) {
 func TestRunRefusesTLSSettingsWithPlainAMQP(t *testing.T) {
 	cert, _ := writeSelfSigned(t, t.TempDir())
 	t.Setenv(runner.EnvTLSCA, cert)
-	reg := task.NewRegistry()
-	reg.MustRegister(task.Define[struct{}]("noop").Handler(func(context.Context, struct{}) error { return nil }))
+	reg := noopRegistry()
 	var logs syncBuffer
 	code := runner.Run(context.Background(), []string{"-queues", "q", "-metrics-addr", "", "-broker", "amqp://u:Hush-123@127.0.0.1:1/"}, &logs, reg, routing.Topology{})
 	if code != 1 {

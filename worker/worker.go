@@ -332,6 +332,13 @@ func (w *Worker) Ready() bool {
 	return true
 }
 
+// Node returns the URL of the broker node the worker is connected to now,
+// its password hidden as conn.Redact hides it, or "" while it has no
+// connection (before Run, between a loss and the next connect, after
+// Run). With several nodes in Conn.URL it says which one the worker
+// reached; the runner's /readyz shows it.
+func (w *Worker) Node() string { return w.sup.Node() }
+
 // Stats returns the outcome counts so far.
 func (w *Worker) Stats() Stats {
 	s := Stats{

@@ -3,8 +3,10 @@
 // silently: the worker flags in the Deployment (parsed by runner.ParseFlags
 // itself), the probe paths and port (a real runner.Run answers them), the
 // grace period against -shutdown-timeout, Secret keys, queue names in the
-// autoscalers, metric names and labels (package metrics), and the
-// Dockerfile against go.mod and the pod's user and port.
+// autoscalers, metric names and labels (package metrics), the Dockerfile
+// against go.mod and the pod's user and port, and a RabbitMQ cluster's
+// settings against the fault suite's (every node in the workers' URL
+// list, -quorum, the partition handling of scripts/cluster.sh).
 //
 // Each kustomization is built with kustomize's own library (krusty, as
 // kubectl apply -k does), and every object it emits is strictly decoded
@@ -26,6 +28,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -42,6 +45,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/metrics"
 	"github.com/warrenq/warren/runner"
 )
@@ -389,13 +393,24 @@ func checkSecrets(t *testing.T, r *rendered, w *workload) {
 		}
 		defined[e.Name] = true
 	}
+	// One URL, or a cluster's nodes separated by commas, each checked as
+	// the worker checks it at start; every node on the same vhost.
 	var brokerVhost string
 	if brokerURL != nil {
-		u, err := url.Parse(*brokerURL)
-		if err != nil || u.Scheme != "amqp" && u.Scheme != "amqps" || u.Host == "" {
-			t.Errorf("%s %q: want amqp://user:password@host:port/vhost", runner.EnvBrokerURL, *brokerURL)
-		} else {
-			brokerVhost = amqpVhost(u)
+		if err := conn.CheckURL(*brokerURL); err != nil {
+			t.Errorf("%s %q: the worker would refuse it: %v", runner.EnvBrokerURL, *brokerURL, err)
+		}
+		for i, raw := range conn.SplitURLs(*brokerURL) {
+			u, err := url.Parse(raw)
+			if err != nil || u.Scheme != "amqp" && u.Scheme != "amqps" || u.Host == "" {
+				t.Errorf("%s node %d %q: want amqp://user:password@host:port/vhost", runner.EnvBrokerURL, i+1, raw)
+				continue
+			}
+			if v := amqpVhost(u); i == 0 {
+				brokerVhost = v
+			} else if v != brokerVhost {
+				t.Errorf("%s node %d on vhost %q, node 1 on %q: a cluster's nodes share their vhosts", runner.EnvBrokerURL, i+1, v, brokerVhost)
+			}
 		}
 	}
 
@@ -609,6 +624,62 @@ func checkDisruptionBudgets(t *testing.T, r *rendered, w *workload) {
 	}
 }
 
+// clusterScript starts the three-node cluster the fault suite runs on;
+// its rabbitmq.conf is what the tests prove.
+const clusterScript = repoRoot + "/scripts/cluster.sh"
+
+// partitionHandling is the cluster_partition_handling that clusterScript
+// writes into every node's rabbitmq.conf.
+func partitionHandling(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(clusterScript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^cluster_partition_handling = (\S+)$`).FindAllStringSubmatch(string(data), -1)
+	if len(m) != 1 {
+		t.Fatalf("%s: want one cluster_partition_handling line in the nodes' rabbitmq.conf, found %d", clusterScript, len(m))
+	}
+	return m[0][1]
+}
+
+// checkNodeURLs checks that list, a broker URL list, names each node of
+// cluster c once, by the name the operator gives its pod on the cluster's
+// headless Service: <name>-server-<i>.<name>-nodes, port 5672.
+func checkNodeURLs(t *testing.T, id string, c rabbitmqCluster, list string) {
+	t.Helper()
+	if c.Spec.Replicas == nil {
+		return // reported with the replica count
+	}
+	var nodes []string
+	listed := map[string]bool{}
+	for i := range int(*c.Spec.Replicas) {
+		nodes = append(nodes, fmt.Sprintf("%s-server-%d.%s-nodes", c.Name, i, c.Name))
+		listed[nodes[i]] = false
+	}
+	for i, raw := range conn.SplitURLs(list) {
+		u, err := url.Parse(raw)
+		var host string
+		if err == nil {
+			host = strings.TrimSuffix(strings.TrimSuffix(u.Hostname(), ".cluster.local"), "."+c.Namespace+".svc")
+		}
+		seen, ok := listed[host]
+		switch {
+		case !ok || u.Port() != "5672":
+			t.Errorf("%s: %s node %d %q: want a node of the cluster, %s-server-N.%s-nodes:5672", id, runner.EnvBrokerURL, i+1, conn.Redact(raw), c.Name, c.Name)
+		case seen:
+			t.Errorf("%s: %s lists node %s twice", id, runner.EnvBrokerURL, host)
+		default:
+			listed[host] = true
+		}
+	}
+	for _, host := range nodes {
+		if !listed[host] {
+			t.Errorf("%s: %s lacks node %s: a worker moves only between the nodes it is given", id, runner.EnvBrokerURL, host)
+		}
+	}
+}
+
 // quorumByDefault is the rabbitmq.conf line that makes every durable queue
 // declared without x-queue-type a quorum queue (RabbitMQ 4.0 and later).
 var quorumByDefault = regexp.MustCompile(`(?m)^\s*default_queue_type\s*=\s*quorum\s*$`)
@@ -632,7 +703,7 @@ func checkRabbitmqClusters(t *testing.T, r *rendered, w *workload) {
 			t.Errorf("%s: replicas %v: quorum queues want an odd number, at least 3", id, n)
 		}
 		if !quorumByDefault.MatchString(c.Spec.Rabbitmq.AdditionalConfig) {
-			t.Errorf("%s: rabbitmq.additionalConfig has no %q: the workers' queues would be classic, on one node", id, "default_queue_type = quorum")
+			t.Errorf("%s: rabbitmq.additionalConfig has no %q: queues the workers' topology names plainly would be classic, on one node", id, "default_queue_type = quorum")
 		}
 		if len(c.Spec.Rabbitmq.AdditionalConfig) > 2000 {
 			t.Errorf("%s: rabbitmq.additionalConfig is %d characters; the CRD allows 2000", id, len(c.Spec.Rabbitmq.AdditionalConfig))
@@ -640,7 +711,9 @@ func checkRabbitmqClusters(t *testing.T, r *rendered, w *workload) {
 		if c.Spec.Image != "" && rabbitmqMajor(c.Spec.Image) < 4 {
 			t.Errorf("%s: image %q: default_queue_type needs RabbitMQ 4.0 or later", id, c.Spec.Image)
 		}
-		// The workers' URL names the cluster's service.
+		// The workers' URL lists every node by its own name, as the fault
+		// suite gives producer and worker every node of its cluster: a
+		// failed dial or a lost connection moves to the next at once.
 		for _, e := range w.container.Env {
 			if e.Name != runner.EnvBrokerURL {
 				continue
@@ -649,10 +722,16 @@ func checkRabbitmqClusters(t *testing.T, r *rendered, w *workload) {
 				t.Errorf("%s: %s comes from a Secret, not the cluster (set it from %s-default-user)", id, runner.EnvBrokerURL, c.Name)
 				continue
 			}
-			u, err := url.Parse(envRef.ReplaceAllString(e.Value, "x"))
-			if err != nil || (u.Hostname() != c.Name && !strings.HasPrefix(u.Hostname(), c.Name+"."+c.Namespace+".svc")) || u.Port() != "5672" {
-				t.Errorf("%s: %s %q, want the cluster's service %s on port 5672", id, runner.EnvBrokerURL, e.Value, c.Name)
-			}
+			checkNodeURLs(t, id, c, envRef.ReplaceAllString(e.Value, "x"))
+		}
+		if want := partitionHandling(t); !regexp.MustCompile(`(?m)^\s*cluster_partition_handling\s*=\s*` + regexp.QuoteMeta(want) + `\s*$`).MatchString(c.Spec.Rabbitmq.AdditionalConfig) {
+			t.Errorf("%s: rabbitmq.additionalConfig does not set cluster_partition_handling = %s, as the fault suite's cluster (%s) does", id, want, clusterScript)
+		}
+		// Quorum queues as the fault suite declares them: with a delivery
+		// limit and their .dead queue. default_queue_type alone gives
+		// neither dead-lettering nor, on a broker before 4.0, anything.
+		if !w.opts.Quorum {
+			t.Errorf("%s: the worker's args lack -quorum=true: queues its topology leaves out would not be declared quorum with a delivery limit and dead letters", id)
 		}
 		// KEDA runs in its own namespace: the management URL needs the
 		// service's namespace.

@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"context"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -14,22 +13,11 @@ import (
 	"github.com/warrenq/warren/retry"
 )
 
-// nodes starts n proxies in front of the test broker, each standing for a
-// node of a cluster, and returns them with the URL list naming them all.
+// nodes starts n proxies standing for the nodes of a cluster
+// (brokertest.Nodes), with the URL list naming them all.
 func nodes(t *testing.T, n int) ([]*tcpproxy.Proxy, []string, string) {
 	t.Helper()
-	base := brokertest.URL(t)
-	var pxs []*tcpproxy.Proxy
-	var urls []string
-	for range n {
-		px, err := tcpproxy.Start(brokertest.Addr(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = px.Close() })
-		pxs = append(pxs, px)
-		urls = append(urls, brokertest.WithHost(base, px.Addr()))
-	}
+	pxs, urls := brokertest.Nodes(t, n)
 	return pxs, urls, strings.Join(urls, ",")
 }
 
@@ -117,24 +105,11 @@ func TestAllNodesDown(t *testing.T) {
 	if err == nil {
 		t.Fatal("a session with every node refusing")
 	}
-	if pw := passwordOf(t, urls[0]); strings.Contains(err.Error(), ":"+pw+"@") {
+	if pw := brokertest.Password(t, urls[0]); strings.Contains(err.Error(), ":"+pw+"@") {
 		t.Errorf("error leaks the password: %v", err)
 	}
 	pxs[1].SetRefuse(false)
 	if s := session(t, sup); s.Node != conn.Redact(urls[1]) {
 		t.Errorf("session on %q, want the node that came back", s.Node)
 	}
-}
-
-func passwordOf(t *testing.T, raw string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw, ok := u.User.Password()
-	if !ok || pw == "" {
-		t.Fatalf("the test broker's URL has no password to look for")
-	}
-	return pw
 }

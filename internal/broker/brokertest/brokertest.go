@@ -9,6 +9,7 @@ package brokertest
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/url"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/routing"
 )
@@ -46,6 +48,43 @@ func WithHost(rawURL, addr string) string {
 	}
 	pu.Host = addr
 	return pu.String()
+}
+
+// Password returns the password in rawURL, for tests that check it is
+// never shown; it fails the test when there is none to look for.
+func Password(t testing.TB, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("brokertest: %v", err)
+	}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" {
+		t.Fatal("brokertest: the broker URL has no password to look for")
+	}
+	return pw
+}
+
+// Nodes starts n TCP proxies in front of the test broker, each standing
+// for a node of a cluster that the test takes down and brings back
+// (SetRefuse, Cut), and returns them with their URLs: the test broker's
+// user, password and vhost on each proxy's address. They close when the
+// test ends.
+func Nodes(t testing.TB, n int) ([]*tcpproxy.Proxy, []string) {
+	t.Helper()
+	base, addr := URL(t), Addr(t)
+	var pxs []*tcpproxy.Proxy
+	var urls []string
+	for range n {
+		px, err := tcpproxy.Start(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = px.Close() })
+		pxs = append(pxs, px)
+		urls = append(urls, WithHost(base, px.Addr()))
+	}
+	return pxs, urls
 }
 
 // Broker is a test's handle on the broker: a raw connection and the names
@@ -151,6 +190,31 @@ func (b *Broker) DeclareQueue(name string) {
 	defer ch.Close()
 	if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
 		b.t.Fatalf("brokertest: declare %s: %v", name, err)
+	}
+}
+
+// DeclaredWith reports whether queue exists with arguments equivalent to
+// args (x-queue-type, x-delivery-limit, dead-lettering ...), by declaring
+// it again with them: the broker takes an equivalent declaration and
+// refuses any other with PRECONDITION_FAILED. It fails the test if the
+// queue does not exist or the broker answers otherwise.
+func (b *Broker) DeclaredWith(queue string, args map[string]any) bool {
+	b.t.Helper()
+	if b.Ready(queue) < 0 {
+		b.t.Fatalf("brokertest: queue %s does not exist", queue)
+	}
+	ch := b.channel()
+	defer ch.Close()
+	_, err := ch.QueueDeclare(queue, true, false, false, false, amqp.Table(args))
+	var ae *amqp.Error
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed:
+		return false
+	default:
+		b.t.Fatalf("brokertest: declare %s again: %v", queue, err)
+		return false
 	}
 }
 
