@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warrenq/warren/internal/broker/brokertest"
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
 )
@@ -27,7 +28,7 @@ func runListening(t *testing.T, addr, probe string) {
 	code := make(chan int, 1)
 	go func() {
 		code <- runner.Run(ctx, []string{"-queues", "listen-test", "-metrics-addr", addr, "-broker", noBroker, "-shutdown-timeout", "1s"},
-			&syncBuffer{}, reg, routing.Topology{})
+			&testenv.Buffer{}, reg, routing.Topology{})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -91,7 +92,7 @@ func TestMetricsAddrInUseIsAStartupError(t *testing.T) {
 	defer ln.Close()
 	addr := ln.Addr().String()
 	reg := noopRegistry()
-	var logs syncBuffer
+	var logs testenv.Buffer
 	code := make(chan int, 1)
 	go func() {
 		code <- runner.Run(context.Background(), []string{"-queues", "listen-test", "-metrics-addr", addr, "-broker", noBroker}, &logs, reg, routing.Topology{})

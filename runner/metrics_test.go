@@ -21,6 +21,7 @@ import (
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
@@ -53,10 +54,10 @@ func httpGet(addr, path string) (int, string) {
 // free port of loopback, reg and topo until the test ends, when it must
 // stop with exit code 0. It returns the metrics address and the logs; it
 // does not wait for anything.
-func launch(t *testing.T, reg *task.Registry, topo routing.Topology, args ...string) (string, *syncBuffer) {
+func launch(t *testing.T, reg *task.Registry, topo routing.Topology, args ...string) (string, *testenv.Buffer) {
 	t.Helper()
 	addr := freeAddr(t)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
 	go func() { code <- runner.Run(ctx, append(slices.Clip(args), "-metrics-addr", addr), logs, reg, topo) }()

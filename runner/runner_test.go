@@ -7,13 +7,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/warrenq/warren/internal/broker/brokertest"
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
 	"github.com/warrenq/warren/task"
@@ -94,23 +94,6 @@ func TestRunHelpExits0WithUsage(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunServesProbesAndStopsCleanly(t *testing.T) {
 	b := brokertest.New(t)
 	q := b.Queue("runner")
@@ -124,7 +107,7 @@ func TestRunServesProbesAndStopsCleanly(t *testing.T) {
 	reg := noopRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs testenv.Buffer
 	code := make(chan int, 1)
 	go func() {
 		code <- runner.Run(ctx, []string{"-queues", q, "-metrics-addr", addr, "-broker", b.URL, "-shutdown-timeout", "2s"}, &logs, reg, routing.Topology{})

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
 )
@@ -92,7 +93,7 @@ func TestRunRefusesTLSSettingsWithPlainAMQP(t *testing.T) {
 	cert, _ := writeSelfSigned(t, t.TempDir())
 	t.Setenv(runner.EnvTLSCA, cert)
 	reg := noopRegistry()
-	var logs syncBuffer
+	var logs testenv.Buffer
 	code := runner.Run(context.Background(), []string{"-queues", "q", "-metrics-addr", "", "-broker", "amqp://u:Hush-123@127.0.0.1:1/"}, &logs, reg, routing.Topology{})
 	if code != 1 {
 		t.Errorf("exit code %d, want 1", code)

@@ -1,38 +1,19 @@
 package kubernetes_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/warrenq/warren/examples/media"
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/runner"
 	"github.com/warrenq/warren/task"
 )
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestWorkerAnswersProbes runs the worker with the base Deployment's args
 // (on a free local port, against a broker that is not there) and asks it
@@ -53,7 +34,7 @@ func TestWorkerAnswersProbes(t *testing.T) {
 
 	reg := task.NewRegistry()
 	reg.MustRegister(media.ProcessMedia.Handler(media.Process))
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan int, 1)
 	go func() { exited <- runner.Run(ctx, args, logs, reg, media.Topology) }()
