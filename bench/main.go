@@ -82,7 +82,7 @@ type result struct {
 
 func main() {
 	var p params
-	flag.StringVar(&p.URL, "broker", envOr("WARREN_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"), "broker URL")
+	flag.StringVar(&p.URL, "broker", envOr("WARREN_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"), "broker URL, or a cluster's nodes comma-separated: producers connect to the first, consumers to the second, queue i is declared through node i")
 	flag.IntVar(&p.N, "n", 20000, "tasks per phase")
 	flag.IntVar(&p.Payload, "payload", 100, "approximate JSON payload size in bytes")
 	flag.IntVar(&p.Concurrency, "concurrency", 8, "handler goroutines")
@@ -104,7 +104,7 @@ func main() {
 	flag.IntVar(&p.QueueVersion, "queue-version", 0, "internal: x-queue-version of the spread phase's queues")
 	flag.BoolVar(&p.Quorum, "quorum", false, "declare the queue quorum, as routing.Queue{Quorum: true} does, on both sides")
 	spread := flag.String("spread", "", "measure enqueue and drain spread over each of these numbers of queues instead (e.g. 1,2,4), raw and warren's routing.Shards")
-	versions := flag.String("queue-versions", "1,2", "with -spread: the classic queue versions to measure (x-queue-version)")
+	versions := flag.String("queue-versions", "1,2", "with -spread: the classic queue versions to measure (x-queue-version); ignored with -quorum")
 	flag.Parse()
 	for _, v := range strings.Split(*raw, ",") {
 		if v = strings.TrimSpace(v); v == "" {

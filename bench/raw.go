@@ -31,7 +31,11 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func withChannel(p params, f func(*amqp.Channel) error) error {
-	conn, err := amqp.Dial(p.URL)
+	return withChannelOn(publishNode(p), f)
+}
+
+func withChannelOn(url string, f func(*amqp.Channel) error) error {
+	conn, err := amqp.Dial(url)
 	if err != nil {
 		return err
 	}
@@ -44,21 +48,27 @@ func withChannel(p params, f func(*amqp.Channel) error) error {
 	return f(ch)
 }
 
+// declare declares the exchange and the queues, queue i through node i
+// (counting round -broker's list): a quorum queue's leader is placed on
+// the node of the client that declares it (RabbitMQ 3.10's client-local
+// default), so on a cluster the leaders of a spread are spread too.
 func declare(p params) error {
-	return withChannel(p, func(ch *amqp.Channel) error {
-		if err := ch.ExchangeDeclare(p.Exchange, "direct", true, false, false, false, nil); err != nil {
+	if err := withChannel(p, func(ch *amqp.Channel) error {
+		return ch.ExchangeDeclare(p.Exchange, "direct", true, false, false, false, nil)
+	}); err != nil {
+		return err
+	}
+	for i, q := range benchQueues(p) {
+		if err := withChannelOn(node(p, i), func(ch *amqp.Channel) error {
+			if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table(queueArgs(p, q))); err != nil {
+				return err
+			}
+			return ch.QueueBind(q, keyOf(p, q), p.Exchange, false, nil)
+		}); err != nil {
 			return err
 		}
-		for _, q := range benchQueues(p) {
-			if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table(queueArgs(p))); err != nil {
-				return err
-			}
-			if err := ch.QueueBind(q, keyOf(p, q), p.Exchange, false, nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func purge(p params) error {
@@ -142,7 +152,7 @@ func rawPublish(ctx context.Context, conn *amqp.Connection, p params, key string
 }
 
 func rawEnqueue(ctx context.Context, p params) (result, error) {
-	conn, err := amqp.Dial(p.URL)
+	conn, err := amqp.Dial(publishNode(p))
 	if err != nil {
 		return result{}, err
 	}
@@ -166,7 +176,7 @@ func rawDrain(ctx context.Context, p params, variant string) (result, error) {
 // while the variant consumes them, from a consumer registered before the
 // first publish.
 func rawEndToEnd(ctx context.Context, p params, variant string, n int, rate float64) (result, error) {
-	conn, err := amqp.Dial(p.URL)
+	conn, err := amqp.Dial(publishNode(p))
 	if err != nil {
 		return result{}, err
 	}

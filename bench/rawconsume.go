@@ -71,7 +71,7 @@ func ackEvery(p params) int {
 // last ack and each message's wait. It closes started, if given, once the
 // consumer is registered.
 func rawConsume(ctx context.Context, p params, variant string, n int, started chan<- struct{}) (result, []time.Duration, error) {
-	conn, err := amqp.Dial(p.URL)
+	conn, err := amqp.Dial(consumeNode(p))
 	if err != nil {
 		return result{}, nil, err
 	}

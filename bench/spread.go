@@ -36,6 +36,9 @@ func runSpread(ctx context.Context, p params, counts, versions string, autoProdu
 	if err != nil {
 		return fmt.Errorf("-queue-versions: %w", err)
 	}
+	if p.Quorum {
+		vs = []int{0} // quorum queues have no classic version
+	}
 	producers := fmt.Sprint(p.Producers)
 	if autoProducers {
 		producers = fmt.Sprintf("%d per queue", p.Window)
@@ -50,12 +53,16 @@ func runSpread(ctx context.Context, p params, counts, versions string, autoProdu
 			if autoProducers {
 				q.Producers = p.Window * n
 			}
+			kind := fmt.Sprintf("v%d", v)
+			if p.Quorum {
+				kind = "quorum"
+			}
 			rows, err := runRounds(ctx, q, false)
 			if err != nil {
-				return fmt.Errorf("%d queues, v%d: %w", n, v, err)
+				return fmt.Errorf("%d queues, %s: %w", n, kind, err)
 			}
 			for _, r := range rows {
-				r.phase = fmt.Sprintf("%s, %d queue(s) v%d", r.phase, n, v)
+				r.phase = fmt.Sprintf("%s, %d queue(s) %s", r.phase, n, kind)
 				all = append(all, r)
 			}
 		}
@@ -78,7 +85,7 @@ func ints(list string) ([]int, error) {
 
 // shardsOf is the spread phases' logical queue.
 func shardsOf(p params) routing.Shards {
-	return routing.Shards{Queue: p.Queue, Count: p.Shards, Exchange: p.Exchange, Args: queueArgs(p)}
+	return routing.Shards{Queue: p.Queue, Count: p.Shards, Exchange: p.Exchange, Args: classicArgs(p), Quorum: p.Quorum}
 }
 
 // benchQueues are the queues a phase uses: the spread's shards, or the one
@@ -99,12 +106,21 @@ func keyOf(p params, q string) string {
 	return "bench"
 }
 
-func queueArgs(p params) map[string]any {
-	if p.Shards > 0 && p.QueueVersion > 0 {
-		return map[string]any{routing.QueueVersionArg: p.QueueVersion}
-	}
+// queueArgs are the x-arguments of queue q, as warren's side declares it:
+// quorum with -quorum (each with its own dead-letter queue), else the
+// spread's classic version, else none.
+func queueArgs(p params, q string) map[string]any {
 	if p.Quorum {
-		return routing.Queue{Name: p.Queue, Quorum: true}.Arguments()
+		return routing.Queue{Name: q, Quorum: true}.Arguments()
+	}
+	return classicArgs(p)
+}
+
+// classicArgs are the spread's classic queue arguments: x-queue-version
+// where -queue-versions names one.
+func classicArgs(p params) map[string]any {
+	if p.Shards > 0 && p.QueueVersion > 0 && !p.Quorum {
+		return map[string]any{routing.QueueVersionArg: p.QueueVersion}
 	}
 	return nil
 }
@@ -148,7 +164,7 @@ func rawDrainSpread(ctx context.Context, p params, variant string) (result, erro
 	counts := make([]int, len(qs))
 	if err := withChannel(p, func(ch *amqp.Channel) error {
 		for i, q := range qs {
-			st, err := ch.QueueDeclarePassive(q, true, false, false, false, amqp.Table(queueArgs(p)))
+			st, err := ch.QueueDeclarePassive(q, true, false, false, false, amqp.Table(queueArgs(p, q)))
 			if err != nil {
 				return err
 			}

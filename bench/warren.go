@@ -30,11 +30,11 @@ func topology(p params) routing.Topology {
 
 func newProducer(p params) (*producer.Producer, error) {
 	if p.Shards > 0 {
-		return producer.New(producer.Config{Conn: conn.Config{URL: p.URL},
+		return producer.New(producer.Config{Conn: conn.Config{URL: listFrom(p, 0)},
 			Topology: topology(p), Channels: max(2, p.Shards),
 			Routes: routing.NewTable().AddShards(benchTask.Name(), shardsOf(p))})
 	}
-	return producer.New(producer.Config{Conn: conn.Config{URL: p.URL},
+	return producer.New(producer.Config{Conn: conn.Config{URL: listFrom(p, 0)},
 		Topology: topology(p),
 		Routes:   routing.NewTable().Add(benchTask.Name(), routing.Route{Exchange: p.Exchange, Key: "bench"})})
 }
@@ -144,7 +144,7 @@ func warrenConsume(ctx context.Context, p params, n int, started chan<- struct{}
 		}
 		return nil
 	}))
-	w, err := worker.New(worker.Config{Conn: conn.Config{URL: p.URL},
+	w, err := worker.New(worker.Config{Conn: conn.Config{URL: listFrom(p, 1)},
 		Queues: []string{p.Queue}, Registry: reg, Topology: topology(p),
 		Concurrency: p.Concurrency, Prefetch: p.Prefetch})
 	if err != nil {

@@ -48,6 +48,13 @@ type Shards struct {
 	// DefaultTask names the task run for a message without a "task"
 	// header, on every shard (Queue.DefaultTask).
 	DefaultTask string
+	// Quorum declares every shard a quorum queue, as Queue.Quorum does:
+	// the setting for a cluster, where shards spread a task's work over
+	// the nodes as well as over queues.
+	Quorum bool
+	// DeliveryLimit is each quorum shard's delivery limit
+	// (Queue.DeliveryLimit): 0 means DefaultDeliveryLimit.
+	DeliveryLimit int
 }
 
 // Name returns the name of shard i, which is also its routing key.
@@ -94,7 +101,7 @@ func (s Shards) Topology() Topology {
 		t.Exchanges = []Exchange{{Name: s.Exchange, Kind: Direct}}
 	}
 	for _, name := range s.Names() {
-		t.Queues = append(t.Queues, Queue{Name: name, Args: s.Args, DefaultTask: s.DefaultTask})
+		t.Queues = append(t.Queues, Queue{Name: name, Args: s.Args, DefaultTask: s.DefaultTask, Quorum: s.Quorum, DeliveryLimit: s.DeliveryLimit})
 		if s.Exchange != "" {
 			t.Bindings = append(t.Bindings, Binding{Exchange: s.Exchange, Queue: name, Key: name})
 		}

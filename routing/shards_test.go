@@ -2,6 +2,7 @@ package routing_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -82,6 +83,16 @@ func TestShardsTopology(t *testing.T) {
 	}
 	if r := (routing.Shards{Queue: "bulk", Count: 2}).Route("x"); r != routing.ToQueue(r.Key) {
 		t.Fatalf("default-exchange route %+v is not straight to a queue", r)
+	}
+
+	// Quorum shards are quorum work queues, each dead-lettering into its
+	// own .dead queue after its delivery limit.
+	q := routing.Shards{Queue: "bulk", Count: 2, Quorum: true, DeliveryLimit: 5}.Topology()
+	for i, sq := range q.Queues {
+		args := sq.Arguments()
+		if args["x-queue-type"] != "quorum" || fmt.Sprint(args["x-delivery-limit"]) != "5" || args["x-dead-letter-routing-key"] != fmt.Sprintf("bulk.%d.dead", i) {
+			t.Errorf("quorum shard %s: arguments %v", sq.Name, args)
+		}
 	}
 }
 
