@@ -89,8 +89,8 @@ cluster_partition_handling = pause_minority
 EOF
 	# net_ticktime (default 60 s) is how long a silent peer goes unnoticed:
 	# a node is declared down 45 to 75 s after its last packet. 10 s has a
-	# partition (see partition) noticed in 8 to 13 s, so that the fault
-	# suite does not wait a minute for each.
+	# partition (see partition) noticed after 7.5 to 12.5 s, so that the
+	# fault suite does not wait a minute for each.
 	# dead_letter_worker_publisher_confirm_timeout (default 180 s) is how
 	# long a quorum queue waits for the confirm of a message it dead-letters
 	# at-least-once before sending it again; on 3.10 a confirm lost to a
@@ -188,9 +188,9 @@ partition() {
 		ok."
 }
 
-# heal gives N its cookie back and has a connection that has not timed out
-# yet read again, then waits until N runs RabbitMQ (a paused node starts it
-# again once it reaches the others) and sees all three nodes.
+# heal gives N its cookie back and lets a connection that has not timed out
+# yet be read again, then waits until N runs RabbitMQ (a paused node starts
+# it again once it reaches the others) and sees all three nodes.
 heal() {
 	local n=$1 m others
 	quiet "$n" eval "[erlang:set_cookie(P, erlang:get_cookie()) || P <- $(peers "$n")], ok."
