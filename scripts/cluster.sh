@@ -4,7 +4,7 @@
 # BASE+1, BASE+2, one Erlang cookie, data and logs under DIR. The shared
 # broker on 5672 is not touched.
 #
-# Usage: scripts/cluster.sh start|stop|urls|status|ctl N ARGS...|kill N|restart N
+# Usage: scripts/cluster.sh start|stop|urls|status|ctl N ARGS...|kill N|restart N|partition N|heal N
 #   start        boot the three nodes and join 2 and 3 to 1 (idempotent)
 #   stop         stop every node and remove DIR
 #   urls         print the nodes' AMQP URLs, comma-separated (for -broker)
@@ -12,6 +12,8 @@
 #   ctl N ...    run rabbitmqctl against node N (1-3)
 #   kill N       kill -9 node N's Erlang VM
 #   restart N    start node N again after stop_app/kill; it rejoins
+#   partition N  cut node N off from the other two, silently (see partition)
+#   heal N       end the partition; wait until N runs and sees all three
 # Environment: WARREN_CLUSTER_DIR (default /tmp/warren-cluster),
 # WARREN_CLUSTER_PORT (default 5681; the distribution ports are 25681..).
 set -euo pipefail
@@ -85,7 +87,18 @@ log.file.level = warning
 # heal would throw away.
 cluster_partition_handling = pause_minority
 EOF
-	echo "[]." >"$d/advanced.config"
+	# net_ticktime (default 60 s) is how long a silent peer goes unnoticed:
+	# a node is declared down 45 to 75 s after its last packet. 10 s has a
+	# partition (see partition) noticed after 7.5 to 12.5 s, so that the
+	# fault suite does not wait a minute for each.
+	# dead_letter_worker_publisher_confirm_timeout (default 180 s) is how
+	# long a quorum queue waits for the confirm of a message it dead-letters
+	# at-least-once before sending it again; on 3.10 a confirm lost to a
+	# leader change stalls a delay level that long (docs/cluster.md).
+	cat >"$d/advanced.config" <<EOF
+[{kernel, [{net_ticktime, 10}]},
+ {rabbit, [{dead_letter_worker_publisher_confirm_timeout, 10000}]}].
+EOF
 	echo "[]." >"$d/enabled_plugins"
 	: >"$d/rabbitmq-env.conf"
 }
@@ -142,6 +155,58 @@ stop() {
 	rm -rf "$dir"
 }
 
+# peers prints the nodes other than N as an Erlang list.
+peers() {
+	local m out=""
+	for m in $(seq 1 $nodes); do
+		[ "$m" = "$1" ] || out+="${out:+,}'$(name "$m")'"
+	done
+	echo "[$out]"
+}
+
+# partition cuts node N off from the others the way a network that drops
+# packets does, without touching the host's network: both ends of N's
+# distribution connections stop reading them ({active, false}), so nothing
+# arrives either way while the connections stay open, and the nodes notice
+# only when net_ticktime passes without a tick. N's cookie for its peers
+# becomes a wrong one, so that once the connections time out neither side
+# can open a new one. AMQP clients and rabbitmqctl reach every node still.
+# With pause_minority N then stops RabbitMQ and closes its clients'
+# connections, and the other two go on.
+partition() {
+	local n=$1 p
+	p=$(peers "$n")
+	# From N: the peers' ends first, over the connections still read.
+	quiet "$n" eval "
+		Mute = fun(At, Peer) ->
+			[ok = erpc:call(At, inet, setopts, [Port, [{active, false}]])
+			 || {Q, Port} <- erpc:call(At, erlang, system_info, [dist_ctrl]), Q =:= Peer]
+		end,
+		[Mute(P, node()) || P <- $p],
+		[erlang:set_cookie(P, warren_partitioned) || P <- $p],
+		[Mute(node(), P) || P <- $p],
+		ok."
+}
+
+# heal gives N its cookie back and lets a connection that has not timed out
+# yet be read again, then waits until N runs RabbitMQ (a paused node starts
+# it again once it reaches the others) and sees all three nodes.
+heal() {
+	local n=$1 m others
+	quiet "$n" eval "[erlang:set_cookie(P, erlang:get_cookie()) || P <- $(peers "$n")], ok."
+	for m in $(seq 1 $nodes); do
+		others=$(peers "$m")
+		[ "$m" = "$n" ] || others="['$(name "$n")']"
+		quiet "$m" eval "[inet:setopts(Port, [{active, true}]) || {Q, Port} <- erlang:system_info(dist_ctrl), lists:member(Q, $others)], ok."
+	done
+	local deadline=$((SECONDS + 120))
+	until [ "$(ctl "$n" eval 'rabbit:is_running().' 2>/dev/null)" = true ]; do
+		[ $SECONDS -lt $deadline ] || die "node $(name "$n") did not start RabbitMQ again after the partition; see $dir/n$n/log"
+		sleep 1
+	done
+	quiet "$n" await_online_nodes $nodes --timeout 120
+}
+
 urls() {
 	local n out=""
 	for n in $(seq 1 $nodes); do
@@ -165,6 +230,12 @@ kill)
 	n=${2:?node number}
 	kill -9 "$(cat "$dir/n$n/node.pid")"
 	;;
+partition)
+	partition "${2:?node number}"
+	;;
+heal)
+	heal "${2:?node number}"
+	;;
 restart)
 	n=${2:?node number}
 	if up "$n"; then
@@ -174,7 +245,7 @@ restart)
 	fi
 	;;
 -h | --help | "")
-	sed -n '2,17s/^# \{0,1\}//p' "$0"
+	sed -n '2,19s/^# \{0,1\}//p' "$0"
 	[ -n "${1:-}" ]
 	;;
 *) die "unknown command: $1 (see --help)" ;;

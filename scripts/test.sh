@@ -33,6 +33,9 @@ echo "== fault suite (restarts RabbitMQ; runs alone)"
 # out by consumer_timeout and crashed by a poison task, a TLS-only node, and
 # the CLI against the management plugin (enabled, then disabled again),
 # and failover on a three-node cluster of its own (scripts/cluster.sh, on
-# 5781-5783), which it starts and stops.
-go test -race -count=1 -p 1 -tags fault -v -run 'Broker|Process|Cluster' ./internal/faulttest
+# 5781-5783), which it starts and stops, a node partitioned off included.
+# The faulttest package takes some 6 to 7 minutes on a 2-core machine (the
+# cluster tests 3.5), near go test's default limit of 10: -timeout leaves
+# room for a slower machine.
+go test -race -count=1 -p 1 -timeout 20m -tags fault -v -run 'Broker|Process|Cluster' ./internal/faulttest
 go test -race -count=1 -p 1 -tags fault -v -run 'TestFault' ./cmd/warren

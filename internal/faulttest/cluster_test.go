@@ -131,20 +131,49 @@ func (c *cluster) restore(t *testing.T, n int) {
 	c.must(t, "ctl", "1", "await_online_nodes", "3", "--timeout", "120")
 }
 
-// clusterScenario runs tasks through a quorum work queue on the cluster,
-// producer and worker given every node with node 1 first, with one task in
-// 10 delayed and one in 7 failing its first run, so that the delay levels
-// carry messages through the fault too.
-func clusterScenario(t *testing.T, c *cluster, fault func(q string)) report {
+// partition cuts node n off from the other two (scripts/cluster.sh
+// partition) and returns the heal, which waits until the cluster runs three
+// nodes again; if the test has not healed by its end, cleanup does.
+func (c *cluster) partition(t *testing.T, n int) (heal func()) {
+	t.Helper()
+	c.must(t, "partition", strconv.Itoa(n))
+	var once sync.Once
+	heal = func() { once.Do(func() { c.must(t, "heal", strconv.Itoa(n)) }) }
+	t.Cleanup(heal)
+	return heal
+}
+
+// awaitPaused waits until node n has stopped RabbitMQ, as pause_minority
+// has a node do once it sees no majority.
+func (c *cluster) awaitPaused(n int, timeout time.Duration) error {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
+		out, err := c.run("ctl", strconv.Itoa(n), "eval", "rabbit:is_running().")
+		if err == nil && strings.TrimSpace(out) == "false" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node %d still runs RabbitMQ %v after it was cut off: %v %s", n, timeout, err, out)
+		}
+	}
+}
+
+// clusterScenario sets up 3000 tasks at 200/s through a quorum work queue
+// on the cluster, producer and worker given every node, starting with
+// producerNode and workerNode, with one task in 10 delayed and one in 7
+// failing its first run, so that the delay levels carry messages through
+// the faults too.
+func clusterScenario(t *testing.T, c *cluster, producerNode, workerNode int, faults ...func(q string)) *scenario {
 	t.Helper()
 	b := brokertest.New(t) // names only: the queue lives on the cluster
 	q := b.Queue("cluster")
-	s := &scenario{t: t, b: b, n: 3000, producerURL: c.urls(1), workerURL: c.urls(1),
+	s := &scenario{t: t, b: b, n: 3000, producerURL: c.urls(producerNode), workerURL: c.urls(workerNode),
 		handlerDelay: 500 * time.Microsecond, rate: 200,
 		queue:      routing.Queue{Name: q, Quorum: true},
 		delayEvery: 10, failEvery: 7}
-	s.faults = []func(){func() { fault(q) }}
-	return s.run()
+	for _, f := range faults {
+		s.faults = append(s.faults, func() { f(q) })
+	}
+	return s
 }
 
 // The node that producer and worker are connected to stops (stop_app):
@@ -152,7 +181,7 @@ func clusterScenario(t *testing.T, c *cluster, fault func(q string)) report {
 // leaders, and no task is lost.
 func TestFaultClusterConnectedNodeStops(t *testing.T) {
 	c := sharedCluster(t)
-	r := clusterScenario(t, c, func(string) { c.must(t, "ctl", "1", "stop_app") })
+	r := clusterScenario(t, c, 1, 1, func(string) { c.must(t, "ctl", "1", "stop_app") }).run()
 	c.restore(t, 1)
 	checkReport(t, "cluster: connected node stopped", r)
 }
@@ -162,11 +191,11 @@ func TestFaultClusterConnectedNodeStops(t *testing.T) {
 func TestFaultClusterLeaderKilled(t *testing.T) {
 	c := sharedCluster(t)
 	var killed int
-	r := clusterScenario(t, c, func(q string) {
+	r := clusterScenario(t, c, 1, 1, func(q string) {
 		killed = c.leader(t, 2, q)
 		t.Logf("killing node %d, the leader of %s", killed, q)
 		c.must(t, "kill", strconv.Itoa(killed))
-	})
+	}).run()
 	c.restore(t, killed)
 	checkReport(t, "cluster: queue leader killed -9", r)
 }
@@ -175,10 +204,57 @@ func TestFaultClusterLeaderKilled(t *testing.T) {
 // later while tasks flow: it rejoins and catches up, and no task is lost.
 func TestFaultClusterNodeRestarts(t *testing.T) {
 	c := sharedCluster(t)
-	r := clusterScenario(t, c, func(string) {
+	r := clusterScenario(t, c, 1, 1, func(string) {
 		c.must(t, "ctl", "2", "stop_app")
 		time.Sleep(3 * time.Second)
 		c.restore(t, 2)
-	})
+	}).run()
 	checkReport(t, "cluster: node 2 stopped and started", r)
+}
+
+// One node is cut off from the other two while tasks flow, producer on node
+// 1 and worker on node 2: once with the producer's node cut, once with the
+// worker's. The cut is silent, as when a network drops packets: the nodes
+// notice when net_ticktime (10 s on the test cluster) passes without a
+// tick, and until then the clients on the cut node get no confirms and no
+// deliveries. Then pause_minority stops RabbitMQ on the cut node, which
+// closes their connections, and they move to the next node. The node stays
+// cut 3 s more while the other two carry on, then the partition heals and
+// the node starts RabbitMQ again and rejoins, with tasks still flowing
+// (8000 of them, so that the feed outlasts the cut), and no task is lost.
+func TestFaultClusterPartition(t *testing.T) {
+	c := sharedCluster(t)
+	for _, tc := range []struct {
+		name string
+		cut  int
+	}{
+		{"producer's node", 1},
+		{"worker's node", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			healed := make(chan struct{})
+			s := clusterScenario(t, c, 1, 2,
+				func(string) {
+					heal := c.partition(t, tc.cut)
+					cut := time.Now()
+					go func() {
+						defer close(healed)
+						if err := c.awaitPaused(tc.cut, time.Minute); err != nil {
+							t.Error(err)
+							return
+						}
+						t.Logf("node %d paused %v after the cut", tc.cut, time.Since(cut).Round(100*time.Millisecond))
+						time.Sleep(3 * time.Second) // the other two run on their own
+						healing := time.Now()
+						heal()
+						t.Logf("node %d healed and back in the cluster in %v", tc.cut, time.Since(healing).Round(100*time.Millisecond))
+					}()
+				},
+				// Only waits for the heal, so that the second recovery
+				// counts from it.
+				func(string) { <-healed })
+			s.n = 8000
+			checkReport(t, fmt.Sprintf("cluster: node %d (the %s) partitioned off and healed", tc.cut, tc.name), s.run())
+		})
+	}
 }
