@@ -14,22 +14,12 @@ const deleteSynopsis = "QUEUE [-yes] [-json]"
 // while workers consume the queue, since a running worker would only
 // declare it again.
 func runDelete(ctx context.Context, e *env, args []string) error {
-	fs, o := e.flagSet("delete", deleteSynopsis, true)
-	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	q, err := o.oneQueue(o.parse(fs, args))
+	c, err := openQueueCmd(ctx, e, "delete", deleteSynopsis, args)
 	if err != nil {
 		return err
 	}
-	insp, err := o.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer insp.Close()
-
-	st, err := insp.Queue(ctx, q)
-	if err != nil {
-		return o.explain(notFound(q, err))
-	}
+	defer c.insp.Close()
+	o, q, st := c.o, c.queue, c.st
 	if st.Consumers > 0 {
 		return fmt.Errorf("queue %q has %d consumers: stop the workers that consume it first (a running worker declares its queues again)", q, st.Consumers)
 	}
@@ -38,10 +28,10 @@ func runDelete(ctx context.Context, e *env, args []string) error {
 		dead = *st.Dead
 	}
 	question := fmt.Sprintf("delete queue %q with its %d ready messages, and %s with its %d dead letters?", q, st.Ready, routing.DeadQueue(q), dead)
-	if err := e.confirm(o, *yes, question); err != nil {
+	if err := e.confirm(o, c.yes, question); err != nil {
 		return err
 	}
-	ready, dead, err := insp.Delete(ctx, q)
+	ready, dead, err := c.insp.Delete(ctx, q)
 	if err != nil {
 		return o.explain(notFound(q, err))
 	}

@@ -3,7 +3,6 @@
 package faulttest
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker/brokertest"
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
@@ -164,7 +164,7 @@ func TestBrokerTLS(t *testing.T) {
 				reg := task.NewRegistry()
 				reg.MustRegister(tlsItem.Handler(func(context.Context, Item) error { handled.Add(1); return nil }))
 				addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-				var logs tlsLogBuf
+				var logs testenv.Buffer
 				ctx, cancel := context.WithCancel(context.Background())
 				code := make(chan int, 1)
 				go func() {
@@ -266,23 +266,6 @@ func tlsLoad(t *testing.T, ca, cert, key string) *tls.Config {
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-type tlsLogBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *tlsLogBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *tlsLogBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tlsHTTPStatus(addr, path string) int {
