@@ -431,12 +431,19 @@ var grafanaVar = regexp.MustCompile(`\$\{?(\w+)\}?`)
 // (or by queue for $queue when queue is not empty).
 func substitute(t *testing.T, e expr, queue string) string {
 	t.Helper()
+	return substituteWith(t, e, queue, "5m", "1m")
+}
+
+// substituteWith is substitute with $__rate_interval and $__range given
+// as rate, and $__interval as step.
+func substituteWith(t *testing.T, e expr, queue, rate, step string) string {
+	t.Helper()
 	return grafanaVar.ReplaceAllStringFunc(e.text, func(m string) string {
 		switch name := grafanaVar.FindStringSubmatch(m)[1]; name {
 		case "__rate_interval", "__range":
-			return "5m"
+			return rate
 		case "__interval":
-			return "1m"
+			return step
 		case "queue":
 			if queue != "" {
 				// As Grafana writes one selected value into a regex
@@ -455,11 +462,7 @@ func substitute(t *testing.T, e expr, queue string) string {
 
 func TestPromtool(t *testing.T) {
 	t.Parallel()
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Log("promtool not on PATH: alerts.yaml and the dashboard's PromQL not checked by Prometheus's parser (Debian: apt-get install prometheus)")
-		return
-	}
+	promtool := tool(t, "promtool")
 	run := func(t *testing.T, args ...string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

@@ -4,11 +4,13 @@
 # the README's demo and test commands and CI call it on every run, on a
 # machine that may be fresh.
 #
-# Usage: scripts/ensure-rabbitmq.sh [--with-kombu] [--with-management]
+# Usage: scripts/ensure-rabbitmq.sh [--with-kombu] [--with-management] [--with-prometheus]
 #   --with-kombu       also Debian's python3-kombu, importable by /usr/bin/python3
 #                      (the interoperability tests talk to warren from Celery's
 #                      transport library)
 #   --with-management  also enable the rabbitmq_management plugin
+#   --with-prometheus  also Debian's prometheus (the server and promtool), which
+#                      the dashboards' tests run; its service is not needed
 set -euo pipefail
 
 host=127.0.0.1
@@ -17,12 +19,14 @@ start_timeout=90 # seconds for a detached node to boot and open its port
 
 with_kombu=0
 with_management=0
+with_prometheus=0
 for arg in "$@"; do
 	case "$arg" in
 	--with-kombu) with_kombu=1 ;;
 	--with-management) with_management=1 ;;
+	--with-prometheus) with_prometheus=1 ;;
 	-h | --help)
-		sed -n '2,11s/^# \{0,1\}//p' "$0"
+		sed -n '2,13s/^# \{0,1\}//p' "$0"
 		exit 0
 		;;
 	*)
@@ -143,5 +147,19 @@ if [ "$with_kombu" = 1 ]; then
 		v=$(/usr/bin/python3 -c 'import kombu; print(kombu.__version__)') ||
 			die "python3-kombu installed but /usr/bin/python3 cannot import kombu"
 		log "kombu $v installed for /usr/bin/python3"
+	fi
+fi
+
+# --- Prometheus -----------------------------------------------------------
+# The tests start their own server on a loopback port; the package's service
+# (on :9090, where an init system runs it) plays no part. Recommends would
+# add node-exporter, which nothing here uses.
+if [ "$with_prometheus" = 1 ]; then
+	if have prometheus && have promtool; then
+		log "prometheus and promtool on PATH"
+	else
+		apt_install --no-install-recommends prometheus
+		have promtool || die "prometheus installed but promtool is not on PATH"
+		log "$(prometheus --version 2>&1 | head -1)"
 	fi
 fi

@@ -127,8 +127,13 @@ func TestPrometheusAdapterRules(t *testing.T) {
 
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Log("promtool not on PATH: the adapter's PromQL is not parsed (Debian: apt-get install prometheus)")
-		return
+		// In CI scripts/test.sh installs it: there a check that cannot run
+		// must not pass.
+		msg := "promtool not on PATH: the adapter's PromQL is not parsed (Debian: apt-get install --no-install-recommends prometheus)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
 	}
 	var b strings.Builder
 	b.WriteString("groups:\n  - name: prometheus_adapter\n    rules:\n")
