@@ -89,7 +89,7 @@ func main() {
 	flag.IntVar(&p.Prefetch, "prefetch", 1000, "consumer prefetch")
 	flag.IntVar(&p.Producers, "producers", 0, "goroutines calling warren's Enqueue at once (0: the raw window, times the queues with -spread, so that both keep as many publishes in flight)")
 	flag.IntVar(&p.Window, "window", 256, "raw publisher's window of unconfirmed publishes")
-	flag.IntVar(&p.Rounds, "rounds", 3, "rounds of every phase; the table gives medians and each round's ratio")
+	flag.IntVar(&p.Rounds, "rounds", 5, "rounds of every phase; the table gives medians and each round's ratio")
 	flag.IntVar(&p.AckEvery, "ack-every", 0, "the batched raw consumers ack (multiple=true) every k deliveries, and whenever none is waiting (0: prefetch/4)")
 	raw := flag.String("raw", strings.Join(rawVariants(), ","), "raw consumers to measure drain and end to end with, comma-separated: "+strings.Join(rawVariants(), ", "))
 	flag.Float64Var(&p.PacedRate, "paced-rate", 250, "tasks/s of the paced end-to-end phase, which reports waits only (0: skip it)")
