@@ -58,10 +58,22 @@ func tool(t *testing.T, name string) string {
 	return ""
 }
 
-var ruleDuration = regexp.MustCompile(`(\[|for: )(\d+)([smh])\b`)
+var (
+	ruleDuration = regexp.MustCompile(`(\[|for: )(\d+)([smh])\b`)
+	// anyDuration matches every duration literal PromQL or a rules file
+	// may hold, so that one compressRules does not handle (another unit,
+	// a compound such as 1h30m, a subquery step, an offset) is noticed.
+	anyDuration = regexp.MustCompile(`\d+(ms|[smhdwy])`)
+)
+
+// minRange is the shortest range compressRules may leave: rate and
+// increase need a few samples at the test's 1 s scrapes.
+const minRange = 3 * time.Second
 
 // compressRules rewrites every duration of a rules file timeScale times
-// shorter: range selectors and "for" clauses.
+// shorter: range selectors and "for" clauses. It fails the test on a
+// duration it does not handle and on a range it would shrink below
+// minRange.
 func compressRules(t *testing.T, rules string) string {
 	t.Helper()
 	n := 0
@@ -69,11 +81,18 @@ func compressRules(t *testing.T, rules string) string {
 		s := ruleDuration.FindStringSubmatch(m)
 		v, _ := strconv.Atoi(s[2])
 		d := time.Duration(v) * map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[s[3]]
+		c := d / timeScale
+		if s[1] == "[" && c < minRange {
+			t.Errorf("%s: range %s would be %v compressed, under %v: too few samples to fire", alertsFile, m, c, minRange)
+		}
 		n++
-		return fmt.Sprintf("%s%ds", s[1], int((d / timeScale).Seconds()))
+		return fmt.Sprintf("%s%ds", s[1], int(c.Seconds()))
 	})
 	if n == 0 {
 		t.Fatalf("%s: no durations found to compress", alertsFile)
+	}
+	if all := len(anyDuration.FindAllString(rules, -1)); all != n {
+		t.Fatalf("%s holds %d duration literals and compressRules handled %d: teach it the others (%q)", alertsFile, all, n, anyDuration.FindAllString(rules, -1))
 	}
 	return out
 }
@@ -113,41 +132,15 @@ func startPrometheus(t *testing.T, rulesFile string, jobs map[string][]string) *
 	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	logs := &lockedLog{}
-	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", logs.String())
+	// The port is picked free and then handed over, so another process
+	// may take it first: Prometheus then exits, and another port is tried.
+	var p *promServer
+	for attempt := 1; p == nil; attempt++ {
+		var logs string
+		p, logs = runPrometheus(t, bin, cfgFile, filepath.Join(dir, fmt.Sprintf("data%d", attempt)))
+		if p == nil && attempt == 3 {
+			t.Fatalf("prometheus did not start in three attempts; the last one's log:\n%s", logs)
 		}
-	})
-	p := &promServer{base: "http://" + addr}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("prometheus exited: %v\n%s", err, logs.String())
-		default:
-		}
-		if resp, err := http.Get(p.base + "/-/ready"); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready within a minute\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	var rules struct {
 		Data struct {
@@ -165,6 +158,52 @@ func startPrometheus(t *testing.T, rulesFile string, jobs map[string][]string) *
 		t.Fatalf("prometheus loaded %d rules from %s, want at least %d", loaded, rulesFile, len(wantAlerts))
 	}
 	return p
+}
+
+// runPrometheus starts Prometheus on a free loopback port and waits for it
+// to be ready; it returns nil and the log if the process exits first. The
+// process is killed when t ends (and with the test binary: see
+// killWithParent).
+func runPrometheus(t *testing.T, bin, cfgFile, data string) (*promServer, string) {
+	t.Helper()
+	addr := freeAddr(t)
+	logs := &lockedLog{}
+	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+data,
+		"--web.listen-address="+addr, "--log.level=warn")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	killWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", logs.String())
+		}
+	})
+	p := &promServer{base: "http://" + addr}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-exited:
+			return nil, fmt.Sprintf("exited: %v\n%s", waitErr, logs.String())
+		default:
+		}
+		if resp, err := http.Get(p.base + "/-/ready"); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, ""
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus not ready within a minute\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func freeAddr(t *testing.T) string {
@@ -236,8 +275,7 @@ func (p *promServer) query(q string) (int, error) {
 
 // alertState returns the state ("pending", "firing", or "" when not
 // active) of the alert named name whose label label is value.
-func (p *promServer) alertState(t *testing.T, name, label, value string) string {
-	t.Helper()
+func (p *promServer) alertState(name, label, value string) (string, error) {
 	var r struct {
 		Data struct {
 			Alerts []struct {
@@ -246,22 +284,28 @@ func (p *promServer) alertState(t *testing.T, name, label, value string) string 
 			} `json:"alerts"`
 		} `json:"data"`
 	}
-	p.get(t, "/api/v1/alerts", nil, &r)
+	if err := p.getErr("/api/v1/alerts", nil, &r); err != nil {
+		return "", err
+	}
 	for _, a := range r.Data.Alerts {
 		if a.Labels["alertname"] == name && a.Labels[label] == value {
-			return a.State
+			return a.State, nil
 		}
 	}
-	return ""
+	return "", nil
 }
 
 // awaitFiring follows one alert from its cause, which began at since: it
 // returns once the alert went pending (unless its rule has no "for", when
-// it fires at once) and then firing, with the time each took.
-func (p *promServer) awaitFiring(t *testing.T, since time.Time, name, label, value string, pending bool) (toPending, toFiring time.Duration) {
-	t.Helper()
+// it fires at once) and then firing, with the time each took. It calls no
+// t.Fatal, so that it may run on a goroutine of its own.
+func (p *promServer) awaitFiring(since time.Time, name, label, value string, pending bool) (toPending, toFiring time.Duration, err error) {
 	for {
-		switch p.alertState(t, name, label, value) {
+		state, err := p.alertState(name, label, value)
+		if err != nil {
+			return toPending, 0, err
+		}
+		switch state {
 		case "pending":
 			if toPending == 0 {
 				toPending = time.Since(since)
@@ -269,12 +313,12 @@ func (p *promServer) awaitFiring(t *testing.T, since time.Time, name, label, val
 		case "firing":
 			toFiring = time.Since(since)
 			if pending && toPending == 0 {
-				t.Errorf("%s{%s=%q} fired without being seen pending (its rule has a for clause)", name, label, value)
+				return 0, toFiring, fmt.Errorf("%s{%s=%q} fired without being seen pending (its rule has a for clause)", name, label, value)
 			}
-			return toPending, toFiring
+			return toPending, toFiring, nil
 		}
 		if time.Since(since) > alertTimeout {
-			t.Fatalf("%s{%s=%q} did not fire within %v of its cause (pending after %v)", name, label, value, alertTimeout, toPending)
+			return toPending, 0, fmt.Errorf("%s{%s=%q} did not fire within %v of its cause (pending after %v)", name, label, value, alertTimeout, toPending)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -284,13 +328,19 @@ func (p *promServer) awaitFiring(t *testing.T, since time.Time, name, label, val
 // how long that took from since, when its cause went.
 func (p *promServer) awaitResolved(t *testing.T, since time.Time, name, label, value string) time.Duration {
 	t.Helper()
-	for p.alertState(t, name, label, value) != "" {
+	for {
+		state, err := p.alertState(name, label, value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state == "" {
+			return time.Since(since)
+		}
 		if time.Since(since) > alertTimeout {
 			t.Fatalf("%s{%s=%q} still active %v after its cause went", name, label, value, alertTimeout)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	return time.Since(since)
 }
 
 // alertTimeout bounds each step of an alert's life: the slowest rule
@@ -300,32 +350,48 @@ const alertTimeout = 2 * time.Minute
 // ---- processes under watch ----
 
 // metricsServer serves a registry on a loopback port, as cmd/worker's
-// -metrics-addr does; Close takes the target down, as a process exit
-// would. serve brings it back on the same address with another registry,
-// as a restarted process.
+// -metrics-addr does. down makes its scrapes fail, as they would once the
+// process is gone (Prometheus then marks its series stale); serve brings
+// it back with another registry, as a restarted process on the same
+// address. The listener stays open throughout, so that the port cannot be
+// taken meanwhile.
 type metricsServer struct {
 	addr string
-	srv  *http.Server
+	mu   sync.Mutex
+	reg  *prometheus.Registry // nil: down
 }
 
-func serveMetrics(t *testing.T, addr string, reg *prometheus.Registry) *metricsServer {
+func serveMetrics(t *testing.T, reg *prometheus.Registry) *metricsServer {
 	t.Helper()
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	l, err := net.Listen("tcp", addr)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := &metricsServer{addr: l.Addr().String(), reg: reg}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	s := &metricsServer{addr: l.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
-	go func() { _ = s.srv.Serve(l) }()
-	t.Cleanup(s.Close)
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		reg := s.reg
+		s.mu.Unlock()
+		if reg == nil {
+			http.Error(w, "gone", http.StatusServiceUnavailable)
+			return
+		}
+		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
 	return s
 }
 
-func (s *metricsServer) Close() { _ = s.srv.Close() }
+func (s *metricsServer) serve(reg *prometheus.Registry) {
+	s.mu.Lock()
+	s.reg = reg
+	s.mu.Unlock()
+}
+
+func (s *metricsServer) down() { s.serve(nil) }
 
 // watched is a worker with its own registry served on its own port.
 type watched struct {
@@ -335,7 +401,9 @@ type watched struct {
 	stop    func()
 }
 
-func startWatched(t *testing.T, addr string, cfg worker.Config, handlers ...task.Handler) *watched {
+// startWatched starts a worker of cfg serving handlers, its metrics on m
+// (nil: on a new metricsServer).
+func startWatched(t *testing.T, m *metricsServer, cfg worker.Config, handlers ...task.Handler) *watched {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Conn.Metrics = reg
@@ -348,14 +416,18 @@ func startWatched(t *testing.T, addr string, cfg worker.Config, handlers ...task
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := serveMetrics(t, addr, reg)
+	if m == nil {
+		m = serveMetrics(t, reg)
+	} else {
+		m.serve(reg)
+	}
 	return &watched{w: w, reg: reg, metrics: m, stop: warrentest.Run(t, w)}
 }
 
 // kill stops the worker and takes its metrics down with it.
 func (w *watched) kill() {
 	w.stop()
-	w.metrics.Close()
+	w.metrics.down()
 }
 
 // every calls f every period until the returned stop is called.
@@ -400,8 +472,8 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// One queue per alert, so that the causes run at once without
-	// touching each other's series.
+	// One queue per alert, so that the causes (subtests run two or more
+	// at a time, -parallel) do not touch each other's series.
 	qFail, qBacklog, qGone, qStorm := b.Queue("fail"), b.Queue("backlog"), b.Queue("gone"), b.Queue("storm")
 	okTask := task.Define[pay]("prom_ok")
 	flaky := task.Define[pay]("prom_flaky", task.WithBackoff(time.Second, time.Second))
@@ -410,7 +482,7 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 	stuck := task.Define[pay]("prom_stuck")
 
 	// The busy worker: successes, a retry, dead letters and expiries.
-	busy := startWatched(t, "", worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qFail}, Concurrency: 4},
+	busy := startWatched(t, nil, worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qFail}, Concurrency: 4},
 		okTask.Handler(func(context.Context, pay) error { return nil }),
 		flaky.Handler(func(ctx context.Context, _ pay) error {
 			if m, _ := task.FromContext(ctx); m.Retries == 0 {
@@ -424,7 +496,7 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 	// that the backlog stays ready in the queue, where the depth shows it.
 	var slow atomic.Bool
 	slow.Store(true)
-	backlog := startWatched(t, "", worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qBacklog}, Concurrency: 1, Prefetch: 1},
+	backlog := startWatched(t, nil, worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qBacklog}, Concurrency: 1, Prefetch: 1},
 		slowTask.Handler(func(ctx context.Context, _ pay) error {
 			if slow.Load() {
 				time.Sleep(100 * time.Millisecond)
@@ -437,7 +509,7 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	gone := startWatched(t, "", worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qGone}, Concurrency: 1, Prefetch: 1}, stuckHandler)
+	gone := startWatched(t, nil, worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qGone}, Concurrency: 1, Prefetch: 1}, stuckHandler)
 	// The flapping worker: its connection goes through a proxy the test
 	// cuts.
 	px, err := tcpproxy.Start(brokertest.Addr(t))
@@ -445,13 +517,13 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = px.Close() })
-	storm := startWatched(t, "", worker.Config{Conn: conn.Config{URL: brokertest.WithHost(amqpURL, px.Addr())}, Queues: []string{qStorm}},
+	storm := startWatched(t, nil, worker.Config{Conn: conn.Config{URL: brokertest.WithHost(amqpURL, px.Addr())}, Queues: []string{qStorm}},
 		okTask.Handler(func(context.Context, pay) error { return nil }))
 
 	preg := prometheus.NewRegistry()
-	pm := serveMetrics(t, "", preg)
+	pm := serveMetrics(t, preg)
 	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: amqpURL, Metrics: preg}, Routes: routing.NewTable().SetDefault(routing.ToQueue(qFail))})
-	ctx := warrentest.Context(t, 5*time.Minute)
+	ctx := warrentest.Context(t, 15*time.Minute)
 
 	prom := startPrometheus(t, rulesFile, map[string][]string{
 		"worker":   {busy.metrics.addr, backlog.metrics.addr, gone.metrics.addr, storm.metrics.addr},
@@ -495,7 +567,7 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 		// And the producer's own series, with the dashboard's labels.
 		for _, q := range []string{
 			fmt.Sprintf(`warren_tasks_published_total{job="producer", queue=%q, task=%q}`, qFail, poison.Name()),
-			`warren_publish_errors_total{job="producer", reason="unroutable"}`,
+			`warren_publish_errors_total{job="producer", reason="unroutable"} > 0`,
 		} {
 			if n, err := prom.query(q); err != nil || n == 0 {
 				t.Errorf("%s: %d series (%v), want the producer's", q, n, err)
@@ -541,7 +613,7 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 		firing(t, prom, time.Now(), "WarrenQueueNoConsumer", "queue", qGone)
 		// A worker comes back on the same target and drains the queue.
 		back := time.Now()
-		startWatched(t, gone.metrics.addr, worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qGone}},
+		startWatched(t, gone.metrics, worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qGone}},
 			stuck.Handler(func(context.Context, pay) error { return nil }))
 		r := prom.awaitResolved(t, back, "WarrenQueueNoConsumer", "queue", qGone)
 		t.Logf("WarrenQueueNoConsumer: resolved %v after a worker came back", r.Round(time.Second))
@@ -559,22 +631,35 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 			n, err := prom.query(series)
 			return err == nil && n > 0
 		}, "prometheus never scraped %s", series)
-		// Seven cuts, half a second apart and each once the worker consumes
-		// again: more than the five reconnects in ten (compressed) minutes
-		// the rule allows.
+		// Seven cuts, each once the worker consumes again: more than the
+		// five reconnects in ten (compressed) minutes the rule allows. The
+		// alert is watched from the first cut: on a slow machine it may
+		// fire before the last.
 		start := time.Now()
+		type fired struct {
+			after time.Duration
+			err   error
+		}
+		watch := make(chan fired, 1)
+		go func() {
+			_, fi, err := prom.awaitFiring(start, "WarrenReconnectStorm", "instance", storm.metrics.addr, false)
+			watch <- fired{fi, err}
+		}()
 		for i := range 7 {
 			before := reconnects()
 			px.Cut()
 			brokertest.Eventually(t, 20*time.Second, func() bool { return reconnects() > before && storm.w.Ready() },
 				"worker did not reconnect after cut %d", i+1)
-			time.Sleep(500 * time.Millisecond)
 		}
-		t.Logf("7 cuts and reconnects took %v", time.Since(start).Round(100*time.Millisecond))
-		_, fi := prom.awaitFiring(t, start, "WarrenReconnectStorm", "instance", storm.metrics.addr, false)
-		t.Logf("WarrenReconnectStorm: firing %v after the first cut", fi.Round(time.Second))
-		r := prom.awaitResolved(t, time.Now(), "WarrenReconnectStorm", "instance", storm.metrics.addr)
-		t.Logf("WarrenReconnectStorm: resolved %v after it fired, the connection left alone", r.Round(time.Second))
+		cuts := time.Since(start)
+		f := <-watch
+		if f.err != nil {
+			t.Fatal(f.err)
+		}
+		t.Logf("WarrenReconnectStorm: 7 cuts and reconnects took %v; firing %v after the first cut", cuts.Round(100*time.Millisecond), f.after.Round(time.Second))
+		last := start.Add(cuts)
+		r := prom.awaitResolved(t, last, "WarrenReconnectStorm", "instance", storm.metrics.addr)
+		t.Logf("WarrenReconnectStorm: resolved %v after the last reconnect, the connection left alone since", r.Round(time.Second))
 	})
 }
 
@@ -584,16 +669,28 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 func firing(t *testing.T, prom *promServer, since time.Time, alerts ...string) {
 	t.Helper()
 	var wg sync.WaitGroup
+	errs := make(chan error, len(alerts)/3)
 	for i := 0; i+2 < len(alerts); i += 3 {
 		name, label, value := alerts[i], alerts[i+1], alerts[i+2]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pe, fi := prom.awaitFiring(t, since, name, label, value, true)
+			pe, fi, err := prom.awaitFiring(since, name, label, value, true)
+			if err != nil {
+				errs <- err
+				return
+			}
 			t.Logf("%s: pending after %v, firing after %v", name, pe.Round(time.Second), fi.Round(time.Second))
 		}()
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
 }
 
 // checkQueries runs every dashboard query, with queue selected and

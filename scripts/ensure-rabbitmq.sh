@@ -161,5 +161,10 @@ if [ "$with_prometheus" = 1 ]; then
 		apt_install --no-install-recommends prometheus
 		have promtool || die "prometheus installed but promtool is not on PATH"
 		log "$(prometheus --version 2>&1 | head -1)"
+		# Where systemd runs, the package starts its service on :9090;
+		# the tests do not use it, so it does not keep running.
+		if have systemctl && [ -d /run/systemd/system ]; then
+			"${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+		fi
 	fi
 fi
