@@ -22,29 +22,23 @@ type QueueState struct {
 // declare: it never creates the queue. A missing queue is an error that
 // names it and for which IsNotFound is true. The call is bounded by ctx.
 func (s *Supervisor) InspectQueue(ctx context.Context, queue string) (QueueState, error) {
-	var st QueueState
-	err := s.onChannel(ctx, func(ch *amqp.Channel) error {
+	return onChannelValue(ctx, s, func(ch *amqp.Channel) (QueueState, error) {
 		q, err := ch.QueueDeclarePassive(queue, false, false, false, false, nil)
 		if err != nil {
-			return queueErr(queue, err)
+			return QueueState{}, queueErr(queue, err)
 		}
-		st = QueueState{Name: q.Name, Ready: q.Messages, Consumers: q.Consumers}
-		return nil
+		return QueueState{Name: q.Name, Ready: q.Messages, Consumers: q.Consumers}, nil
 	})
-	return st, err
 }
 
 // PurgeQueue deletes the ready messages of queue and returns how many;
 // messages delivered and not yet acked stay. A missing queue is an error
 // for which IsNotFound is true. The call is bounded by ctx.
 func (s *Supervisor) PurgeQueue(ctx context.Context, queue string) (int, error) {
-	var n int
-	err := s.onChannel(ctx, func(ch *amqp.Channel) error {
-		var err error
-		n, err = ch.QueuePurge(queue, false)
-		return queueErr(queue, err)
+	return onChannelValue(ctx, s, func(ch *amqp.Channel) (int, error) {
+		n, err := ch.QueuePurge(queue, false)
+		return n, queueErr(queue, err)
 	})
-	return n, err
 }
 
 // RemoveQueue deletes queue and the messages in it and returns how many
@@ -52,13 +46,10 @@ func (s *Supervisor) PurgeQueue(ctx context.Context, queue string) (int, error) 
 // so a running worker's queue is never pulled from under it. A missing
 // queue is an error for which IsNotFound is true.
 func (s *Supervisor) RemoveQueue(ctx context.Context, queue string) (int, error) {
-	var n int
-	err := s.onChannel(ctx, func(ch *amqp.Channel) error {
-		var err error
-		n, err = ch.QueueDelete(queue, true, false, false)
-		return queueErr(queue, err)
+	return onChannelValue(ctx, s, func(ch *amqp.Channel) (int, error) {
+		n, err := ch.QueueDelete(queue, true, false, false)
+		return n, queueErr(queue, err)
 	})
-	return n, err
 }
 
 // CheckExchange returns nil if exchange exists (a passive declare: it
@@ -105,11 +96,25 @@ func (e notFoundError) Is(target error) bool { return target == conn.ErrNotFound
 // closes its channel) and returns when fn does or ctx is done, whichever
 // comes first: amqp091-go's channel calls take no context.
 func (s *Supervisor) onChannel(ctx context.Context, fn func(*amqp.Channel) error) error {
+	_, err := onChannelValue(ctx, s, func(ch *amqp.Channel) (struct{}, error) { return struct{}{}, fn(ch) })
+	return err
+}
+
+// onChannelValue is onChannel for a call with a result. The result comes
+// back through the channel that says fn is done, never through a variable
+// fn writes: once ctx is done the caller has returned, and fn, still
+// running, must not write what the caller read.
+func onChannelValue[T any](ctx context.Context, s *Supervisor, fn func(*amqp.Channel) (T, error)) (T, error) {
+	var zero T
 	sess, err := s.Session(ctx)
 	if err != nil {
-		return err
+		return zero, err
 	}
-	done := make(chan error, 1)
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
 	var ch *amqp.Channel
 	opened := make(chan struct{})
 	go func() {
@@ -117,16 +122,16 @@ func (s *Supervisor) onChannel(ctx context.Context, fn func(*amqp.Channel) error
 		ch = c
 		close(opened)
 		if err != nil {
-			done <- err
+			done <- result{err: err}
 			return
 		}
-		err = fn(c)
+		v, err := fn(c)
 		_ = c.Close() // returns at once if the broker already closed it
-		done <- err
+		done <- result{v, err}
 	}()
 	select {
-	case err := <-done:
-		return err
+	case r := <-done:
+		return r.v, r.err
 	case <-ctx.Done():
 		go func() {
 			// Unblock fn: closing its channel ends the call it waits in.
@@ -135,6 +140,6 @@ func (s *Supervisor) onChannel(ctx context.Context, fn func(*amqp.Channel) error
 				_ = ch.Close()
 			}
 		}()
-		return fmt.Errorf("no answer from the broker: %w", ctx.Err())
+		return zero, fmt.Errorf("no answer from the broker: %w", ctx.Err())
 	}
 }
