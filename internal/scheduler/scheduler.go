@@ -1,0 +1,390 @@
+// Package scheduler fires periodic tasks (package schedule) from exactly
+// one process at a time, with RabbitMQ alone.
+//
+// Election: every candidate consumes the quorum queue warren.scheduler,
+// declared with single active consumer, which holds a token message. The
+// broker delivers to one consumer only; the one holding the token, unacked,
+// is the leader. When its connection dies the broker takes the token back
+// and gives it to the next consumer, which leads from then on: no lease to
+// expire, no clock to trust. The leader renews the token now and then
+// (publishes a new one, acks the old), so that consumer_timeout never
+// closes its channel.
+//
+// Progress: each schedule has a fanout exchange warren.schedule.<name>
+// bound to the schedule's target queue and to a quorum queue of the same
+// name that keeps one message (x-max-length 1). A fire is one publish to
+// that exchange: the broker routes it, whole, to the work queue and to
+// the progress queue, or nowhere. A new leader reads each progress queue
+// (without taking the message) to learn the last fire, so a fire is neither
+// repeated nor lost across a failover; its task id (schedule.FireID) is the
+// same wherever it is computed. Fires, the token and the election consumer
+// share one connection: once the broker has given the token to another, the
+// old leader's connection is gone and it cannot publish.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/warrenq/warren/conn"
+	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/schedule"
+	"github.com/warrenq/warren/task"
+)
+
+// ElectionQueue is the default queue whose token makes a process the
+// leader. Every candidate sharing an election queue must fire the same
+// schedules: the leader fires only its own.
+const ElectionQueue = "warren.scheduler"
+
+// Headers of fires and progress records.
+const (
+	HeaderSchedule = task.HeaderPrefix + "schedule" // the schedule's name
+	HeaderFireAt   = task.HeaderPrefix + "fire-at"  // the fire time, Unix microseconds
+	// HeaderBaseline marks a progress record that is no fire: a new
+	// schedule's starting point, written when a leader first sees it.
+	HeaderBaseline = task.HeaderPrefix + "baseline"
+	// HeaderHolder names the process that published a token, for logs.
+	HeaderHolder = task.HeaderPrefix + "holder"
+)
+
+// Name returns the name of the exchange and of the progress queue of the
+// schedule called name.
+func Name(name string) string { return "warren.schedule." + name }
+
+// Config configures a Scheduler.
+type Config struct {
+	// Conn reaches the broker; the scheduler has a connection of its own.
+	Conn conn.Config
+	// Schedules are fired; each must have a Queue.
+	Schedules []*schedule.Schedule
+	// Election names the election queue; defaults to ElectionQueue.
+	// Deployments that share a broker (or a vhost) but not their
+	// schedules need one each.
+	Election string
+	// Topology is the program's: a schedule's queue declared there is
+	// bound as declared; any other is used as it exists (or created as a
+	// plain classic queue).
+	Topology routing.Topology
+	// Grace is how late a fire may be and still count as on time for a
+	// schedule whose missed fires are skipped. Defaults to 10s.
+	Grace time.Duration
+	// Renew is how often the leader replaces its token. Defaults to a
+	// minute, well under RabbitMQ's default consumer_timeout (30 min).
+	Renew time.Duration
+	// Now is the clock; defaults to time.Now.
+	Now func() time.Time
+	// OnFire, if set, is called after each fire is confirmed.
+	OnFire func(s *schedule.Schedule, at time.Time, id string)
+	// OnLeader, if set, is called when the process becomes leader (true)
+	// or stops being it (false).
+	OnLeader func(bool)
+}
+
+// Scheduler is one candidate: it fires the schedules while it leads.
+type Scheduler struct {
+	cfg    Config
+	log    *zap.Logger
+	sup    *broker.Supervisor
+	pub    *broker.Publisher
+	holder string
+	leader atomic.Bool
+}
+
+// New checks cfg and returns a candidate; Run makes it take part.
+func New(cfg Config) (*Scheduler, error) {
+	if len(cfg.Schedules) == 0 {
+		return nil, errors.New("scheduler: no schedules")
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	if cfg.Renew <= 0 {
+		cfg.Renew = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Election == "" {
+		cfg.Election = ElectionQueue
+	}
+	topo, err := topology(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sup, err := broker.New(broker.Config{Conn: cfg.Conn, Role: "scheduler", Topology: topo})
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	return &Scheduler{
+		cfg: cfg, log: sup.Logger(), sup: sup, pub: broker.NewPublisher(sup, 1),
+		holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()[:8]),
+	}, nil
+}
+
+// topology is what the scheduler declares: the election queue, and per
+// schedule its exchange, its progress queue and the two bindings.
+func topology(cfg Config) (routing.Topology, error) {
+	t := routing.Topology{Queues: []routing.Queue{{
+		Name: cfg.Election, Quorum: true, NoDeadLetters: true,
+		Args: map[string]any{"x-single-active-consumer": true},
+	}}}
+	seen := map[string]bool{}
+	for _, s := range cfg.Schedules {
+		if seen[s.Name] {
+			return t, fmt.Errorf("scheduler: two schedules named %q", s.Name)
+		}
+		seen[s.Name] = true
+		if s.Queue == "" {
+			return t, fmt.Errorf("scheduler: schedule %q has no queue to send its fires to", s.Name)
+		}
+		n := Name(s.Name)
+		t.Exchanges = append(t.Exchanges, routing.Exchange{Name: n, Kind: routing.Fanout})
+		t.Queues = append(t.Queues, routing.Queue{Name: n, Quorum: true, NoDeadLetters: true, Args: map[string]any{"x-max-length": int64(1)}})
+		target, ok := cfg.Topology.Queue(s.Queue)
+		if !ok {
+			target = routing.Queue{Name: s.Queue, KeepExisting: true}
+		}
+		t = t.Merge(routing.Topology{Queues: []routing.Queue{target}})
+		t.Bindings = append(t.Bindings, routing.Binding{Exchange: n, Queue: n}, routing.Binding{Exchange: n, Queue: s.Queue})
+	}
+	if err := t.Validate(); err != nil {
+		return t, fmt.Errorf("scheduler: %w", err)
+	}
+	return t, nil
+}
+
+// Leader reports whether this process fires the schedules now.
+func (s *Scheduler) Leader() bool { return s.leader.Load() }
+
+// Run takes part in the election until ctx is done, and fires the
+// schedules while it leads. It returns nil when ctx is done.
+func (s *Scheduler) Run(ctx context.Context) error {
+	defer s.sup.Close()
+	defer s.pub.Close()
+	cons := s.sup.NewConsumer(s.cfg.Election, 4, nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); cons.Run(ctx) }()
+	defer func() {
+		wg.Wait()
+		// The held token goes back to the queue, and to the next
+		// candidate, with the channel.
+		cons.Close()
+	}()
+
+	l := &leading{s: s}
+	offered := false
+	renew := time.NewTicker(s.cfg.Renew)
+	defer renew.Stop()
+	for {
+		if !offered && cons.Consuming() {
+			// No token waiting: put one in. One held by a leader is not
+			// ready, so this may add a second; the leader acks extras.
+			offered = s.offerToken(ctx) == nil
+		}
+		wait := time.Second // leadership and the token are checked this often
+		if l.held != nil && l.loaded {
+			if next := l.next(); !next.IsZero() {
+				wait = min(wait, max(next.Sub(s.cfg.Now()), 0))
+			}
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			s.setLeader(false)
+			return nil
+		case d := <-cons.Deliveries():
+			l.token(d)
+		case <-renew.C:
+			if l.held != nil {
+				_ = s.offerToken(ctx)
+			}
+		case <-timer.C:
+		}
+		timer.Stop()
+		if l.held != nil && !l.held.Live() {
+			s.log.Warn("scheduler: lost the lead (its channel closed)")
+			l.reset()
+			offered = false
+		}
+		if l.held != nil {
+			l.run(ctx)
+		}
+	}
+}
+
+func (s *Scheduler) setLeader(v bool) {
+	if s.leader.Swap(v) != v && s.cfg.OnLeader != nil {
+		s.cfg.OnLeader(v)
+	}
+}
+
+// offerToken publishes a token to the election queue if none is ready.
+func (s *Scheduler) offerToken(ctx context.Context) error {
+	st, err := s.sup.InspectQueue(ctx, s.cfg.Election)
+	if err != nil || st.Ready > 0 {
+		return err
+	}
+	return s.publish(ctx, &broker.Publishing{
+		Key: s.cfg.Election, MessageID: uuid.NewString(), Timestamp: s.cfg.Now(),
+		Headers: map[string]any{HeaderHolder: s.holder},
+	})
+}
+
+// publish sends m and waits, a bounded time, for its confirm.
+func (s *Scheduler) publish(ctx context.Context, m *broker.Publishing) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := s.pub.Publish(ctx, m)
+	if err != nil {
+		return err
+	}
+	return c.Wait(ctx)
+}
+
+// leading is the state of a leader: the token it holds and each
+// schedule's last fire.
+type leading struct {
+	s      *Scheduler
+	held   *broker.Delivery
+	loaded bool
+	last   map[string]time.Time
+}
+
+func (l *leading) reset() {
+	l.held, l.loaded, l.last = nil, false, nil
+	l.s.setLeader(false)
+}
+
+// token takes a token delivery: the first makes this process the leader;
+// a later one on the same channel replaces the one held (a renewal, or an
+// extra token a candidate added), which is acked.
+func (l *leading) token(d *broker.Delivery) {
+	if l.held != nil && l.held.Live() && l.held.Gen == d.Gen {
+		_ = l.held.Ack()
+		l.held = d
+		return
+	}
+	l.reset()
+	l.held = d
+	l.s.log.Info("scheduler: leading", zap.String("holder", l.s.holder), zap.Int("schedules", len(l.s.cfg.Schedules)))
+}
+
+// next returns the earliest next fire over the schedules.
+func (l *leading) next() time.Time {
+	now := l.s.cfg.Now()
+	var first time.Time
+	for _, sc := range l.s.cfg.Schedules {
+		from := l.last[sc.Name]
+		if from.Before(now) {
+			from = now
+		}
+		if at := sc.Next(from); !at.IsZero() && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	return first
+}
+
+// run loads the progress if need be, then fires what is due.
+func (l *leading) run(ctx context.Context) {
+	if !l.loaded {
+		if err := l.load(ctx); err != nil {
+			l.s.log.Warn("scheduler: reading the schedules' progress failed; trying again", zap.Error(err))
+			return
+		}
+		l.loaded = true
+		l.s.setLeader(true)
+	}
+	now := l.s.cfg.Now()
+	for _, sc := range l.s.cfg.Schedules {
+		at, ok, missed := sc.Due(l.last[sc.Name], now, l.s.cfg.Grace)
+		if missed > 0 {
+			l.s.log.Warn("scheduler: fires missed while no scheduler ran", zap.String("schedule", sc.Name),
+				zap.Int("missed", missed), zap.Stringer("policy", sc.Missed))
+		}
+		if !ok {
+			if missed > 0 {
+				// Skipped: the progress moves past them, so that they are
+				// not counted again.
+				l.last[sc.Name] = now
+			}
+			continue
+		}
+		id, err := l.fire(ctx, sc, at)
+		if err != nil {
+			l.s.log.Warn("scheduler: fire failed; trying again", zap.String("schedule", sc.Name), zap.Time("at", at), zap.Error(err))
+			return
+		}
+		l.last[sc.Name] = at
+		if l.s.cfg.OnFire != nil {
+			l.s.cfg.OnFire(sc, at, id)
+		}
+	}
+}
+
+// load reads each schedule's last fire from its progress queue, and
+// writes a baseline for a schedule that has none: it starts now, and a
+// leader that takes over before its first fire knows that.
+func (l *leading) load(ctx context.Context) error {
+	rd, err := l.s.sup.OpenReader(ctx)
+	if err != nil {
+		return err
+	}
+	defer rd.Close() // gives back every record taken: they were only read
+	last := map[string]time.Time{}
+	now := l.s.cfg.Now()
+	for _, sc := range l.s.cfg.Schedules {
+		d, ok, err := rd.Get(Name(sc.Name))
+		if err != nil {
+			return err
+		}
+		if ok {
+			if us, isInt := d.Headers[HeaderFireAt].(int64); isInt {
+				last[sc.Name] = time.UnixMicro(us)
+				continue
+			}
+		}
+		if err := l.s.publish(ctx, &broker.Publishing{
+			Key: Name(sc.Name), MessageID: uuid.NewString(), Timestamp: now, Live: l.held.Live,
+			Headers: map[string]any{HeaderSchedule: sc.Name, HeaderFireAt: now.UnixMicro(), HeaderBaseline: true},
+		}); err != nil {
+			return err
+		}
+		last[sc.Name] = now
+	}
+	l.last = last
+	return nil
+}
+
+// fire publishes one fire of sc at at to its exchange, which routes it to
+// the work queue and the progress queue together, and waits for the
+// confirm. It is sent only while this process still holds the token.
+func (l *leading) fire(ctx context.Context, sc *schedule.Schedule, at time.Time) (string, error) {
+	body, contentType, err := sc.Task.Encode()
+	if err != nil {
+		return "", err
+	}
+	id := sc.FireID(at)
+	m := task.Message{ID: id, Task: sc.Task.Name, MaxAttempts: sc.MaxAttempts, EnqueuedAt: at}
+	if sc.Expiry > 0 {
+		m.Expires = at.Add(sc.Expiry)
+	}
+	return id, l.s.publish(ctx, &broker.Publishing{
+		Exchange: Name(sc.Name), MessageID: id, ContentType: contentType, Body: body,
+		Headers:   m.BuildHeaders(map[string]any{HeaderSchedule: sc.Name, HeaderFireAt: at.UnixMicro()}),
+		Timestamp: l.s.cfg.Now(), Live: l.held.Live,
+	})
+}
