@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/schedule"
 	"github.com/warrenq/warren/task"
 	"github.com/warrenq/warren/worker"
 )
@@ -68,6 +70,12 @@ type Options struct {
 	// dead-lettering into <queue>.dead. A queue the topology names keeps
 	// the topology's declaration, which its producers share.
 	Quorum bool
+	// Schedules is a schedule file (package schedule) whose periodic tasks
+	// this worker offers to fire; empty: none.
+	Schedules string
+	// SchedulerGroup names the election of workers with schedules
+	// (worker.Config.SchedulerGroup).
+	SchedulerGroup string
 }
 
 // ParseFlags parses the worker contract's flags from args. On -h it
@@ -110,6 +118,8 @@ func parseFlags(args []string, output io.Writer, tasks []string) (Options, error
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
 	fs.BoolVar(&o.Quorum, "quorum", false, "declare the queues of -queues that the program's topology does not name as quorum queues (delivery limit 20, dead letters to <queue>.dead): the production setting on a cluster")
+	fs.StringVar(&o.Schedules, "schedules", "", "a schedule `file` (YAML) of periodic tasks to fire: one worker at a time, elected through the broker, fires them")
+	fs.StringVar(&o.SchedulerGroup, "scheduler-group", "", "the election among workers with -schedules (empty: the default); workers of one group need the same file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -194,6 +204,22 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 		}
 	}
 
+	var schedules []*schedule.Schedule
+	if o.Schedules != "" {
+		if schedules, err = schedule.ParseFile(o.Schedules); err != nil {
+			log.Error("cannot read the schedules", zap.Error(err))
+			return 2
+		}
+		for _, s := range schedules {
+			if !reg.Has(s.Task.Name) && (s.Queue == "" || slices.Contains(o.Queues, s.Queue)) {
+				// Its fires would come back to this worker and die as
+				// unknown_task.
+				log.Error("a schedule fires a task this worker does not run, into a queue it consumes", zap.String("schedule", s.Name), zap.String("task", s.Task.Name))
+				return 2
+			}
+		}
+	}
+
 	tlsCfg, err := tlsFromEnv(o.Broker)
 	if err != nil {
 		log.Error("cannot load TLS settings", zap.Error(err))
@@ -213,6 +239,8 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 		Prefetch:        o.Prefetch,
 		ShutdownTimeout: o.ShutdownTimeout,
 		ConsumerTimeout: o.ConsumerTimeout,
+		Schedules:       schedules,
+		SchedulerGroup:  o.SchedulerGroup,
 	})
 	if err != nil {
 		log.Error("cannot start worker", zap.Error(err))

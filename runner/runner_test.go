@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warrenq/warren/internal/broker/brokertest"
+	"github.com/warrenq/warren/internal/scheduler"
 	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
@@ -144,5 +147,66 @@ func TestRunServesProbesAndStopsCleanly(t *testing.T) {
 	}
 	if strings.Contains(out, "guest:guest@") {
 		t.Errorf("logs leak the broker password:\n%s", out)
+	}
+}
+
+// TestRunFiresSchedulesFromAFile starts the worker binary's Run with
+// -schedules: the file's task is fired into the worker's queue and run,
+// and a file with a mistake stops the worker at start with its line.
+func TestRunFiresSchedulesFromAFile(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("ticks")
+	name := strings.TrimSuffix(b.Queue("tick"), ".")
+	group := strings.TrimSuffix(b.Queue("group"), ".")
+	b.Track(scheduler.ElectionQueue + "." + group)
+	b.Track(scheduler.Name(name))
+	t.Cleanup(func() { _ = b.Channel().ExchangeDelete(scheduler.Name(name), false, false) })
+	dir := t.TempDir()
+	file := filepath.Join(dir, "schedules.yaml")
+	if err := os.WriteFile(file, []byte("schedules:\n  - name: "+name+"\n    task: tick\n    every: 1s\n    payload: {n: 7}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan int, 100)
+	reg := task.NewRegistry()
+	reg.MustRegister(task.Define[struct{ N int }]("tick").Handler(func(_ context.Context, p struct{ N int }) error {
+		ran <- p.N
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs testenv.Buffer
+	code := make(chan int, 1)
+	go func() {
+		code <- runner.Run(ctx, []string{"-queues", q, "-metrics-addr", "", "-broker", b.URL, "-shutdown-timeout", "2s",
+			"-schedules", file, "-scheduler-group", group}, &logs, reg, routing.Topology{})
+	}()
+	for range 2 {
+		select {
+		case n := <-ran:
+			if n != 7 {
+				t.Errorf("a fire ran with payload n=%d, want 7", n)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no fire ran within 30 s; log:\n%s", logs.String())
+		}
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("exit code %d, want 0; log:\n%s", c, logs.String())
+	}
+	if !strings.Contains(logs.String(), "scheduler: fired") {
+		t.Errorf("the log does not show the fires:\n%s", logs.String())
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("schedules:\n  - name: x\n    task: tick\n    cron: '0 25 * * *'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var badLogs testenv.Buffer
+	if c := runner.Run(context.Background(), []string{"-queues", q, "-metrics-addr", "", "-broker", b.URL, "-schedules", bad}, &badLogs, reg, routing.Topology{}); c != 2 {
+		t.Errorf("a bad schedule file: exit code %d, want 2", c)
+	}
+	if !strings.Contains(badLogs.String(), "bad.yaml:2") || !strings.Contains(badLogs.String(), "above maximum") {
+		t.Errorf("the error does not give the line and the reason:\n%s", badLogs.String())
 	}
 }

@@ -12,10 +12,12 @@ import (
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/internal/scheduler"
 	"github.com/warrenq/warren/internal/verdict"
 	"github.com/warrenq/warren/metrics"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/schedule"
 	"github.com/warrenq/warren/task"
 )
 
@@ -86,6 +88,19 @@ type Config struct {
 	// ran; running it again would not shrink its result). Defaults to
 	// DefaultMaxResultBytes (16 MiB); negative means no limit.
 	MaxResultBytes int
+
+	// Schedules are periodic tasks (package schedule) this worker offers
+	// to fire. Every worker given schedules is a candidate, and one at a
+	// time, elected through the broker, fires them: a fire is neither
+	// repeated nor lost when the leader dies (docs/schedules.md). Workers
+	// of one SchedulerGroup must be given the same schedules. A schedule
+	// without a Queue fires into the worker's queue when it consumes one;
+	// with several, it must name one.
+	Schedules []*schedule.Schedule
+	// SchedulerGroup names the election that workers with schedules take
+	// part in: empty means the default one. Deployments that share a
+	// broker (or vhost) but not their schedules need a group each.
+	SchedulerGroup string
 }
 
 // Stats counts delivery outcomes since the worker started.
@@ -112,6 +127,7 @@ type Stats struct {
 // Worker consumes queues and runs their tasks. Make one with New and call
 // Run; two workers in one process do not share anything.
 type Worker struct {
+	sched    *scheduler.Scheduler // nil without schedules
 	cfg      Config
 	sup      *broker.Supervisor
 	pub      *broker.Publisher
@@ -201,7 +217,13 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
+	sched, err := newScheduler(cfg, topo)
+	if err != nil {
+		_ = sup.Close()
+		return nil, err
+	}
 	w := &Worker{
+		sched:    sched,
 		cfg:      cfg,
 		sup:      sup,
 		pub:      broker.NewPublisher(sup, 1),
@@ -275,6 +297,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	pollDone := make(chan struct{})
 	go func() { defer close(pollDone); w.pollDepth(ctx) }()
 	defer func() { <-pollDone }()
+	if w.sched != nil {
+		// Stops firing when ctx is done, before the handlers drain; the
+		// next candidate takes the lead when its connection closes.
+		schedDone := make(chan struct{})
+		go func() { defer close(schedDone); _ = w.sched.Run(ctx) }()
+		defer func() { <-schedDone }()
+	}
 	w.log.Info("worker started", zap.Strings("queues", w.cfg.Queues),
 		zap.Int("concurrency", w.cfg.Concurrency), zap.Int("prefetch", w.cfg.Prefetch))
 	w.warnConsumerTimeout()
@@ -311,6 +340,39 @@ func (w *Worker) Run(ctx context.Context) error {
 		zap.Uint64("retried", s.Retried), zap.Uint64("dead", s.Dead), zap.Uint64("expired", s.Expired), zap.Uint64("requeued", s.Requeued), zap.Uint64("stale_acks", s.StaleAcks),
 		zap.Uint64("channel_lost", s.ChannelLost), zap.Uint64("results_dropped", s.ResultsDropped), zap.Uint64("consumer_timeouts", s.ConsumerTimeouts))
 	return nil
+}
+
+// Leading reports whether this worker fires the schedules now: it has
+// schedules and won the election.
+func (w *Worker) Leading() bool { return w.sched != nil && w.sched.Leader() }
+
+// newScheduler returns the scheduler candidate for cfg's schedules, or nil
+// if there are none.
+func newScheduler(cfg Config, topo routing.Topology) (*scheduler.Scheduler, error) {
+	if len(cfg.Schedules) == 0 {
+		return nil, nil
+	}
+	schedules := make([]*schedule.Schedule, len(cfg.Schedules))
+	for i, s := range cfg.Schedules {
+		if s.Queue == "" {
+			if len(cfg.Queues) != 1 {
+				return nil, fmt.Errorf("worker: schedule %q names no queue, and the worker consumes %d: give it one", s.Name, len(cfg.Queues))
+			}
+			c := *s
+			c.Queue = cfg.Queues[0]
+			s = &c
+		}
+		schedules[i] = s
+	}
+	election := scheduler.ElectionQueue
+	if cfg.SchedulerGroup != "" {
+		election += "." + cfg.SchedulerGroup
+	}
+	sc, err := scheduler.New(scheduler.Config{Conn: cfg.Conn, Schedules: schedules, Topology: topo, Election: election})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return sc, nil
 }
 
 // Ready reports whether the worker is connected and consuming every queue

@@ -329,6 +329,8 @@ func (l *leading) run(ctx context.Context) {
 			return
 		}
 		l.last[sc.Name] = at
+		l.s.log.Info("scheduler: fired", zap.String("schedule", sc.Name), zap.String("task", sc.Task.Name),
+			zap.Time("at", at), zap.String("id", id), zap.Duration("late", now.Sub(at)))
 		if l.s.cfg.OnFire != nil {
 			l.s.cfg.OnFire(sc, at, id)
 		}
