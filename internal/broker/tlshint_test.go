@@ -30,6 +30,7 @@ func TestExplainDial(t *testing.T) {
 		{"bare EOF", io.EOF, tlsURL, nil, true},
 		{"the socket amqp091-go closed after its reader failed", net.ErrClosed, tlsURL, nil, true},
 		{"the same as amqp091's text", &amqp.Error{Code: amqp.FrameError, Reason: "read tcp 1->2: use of closed network connection"}, tlsURL, nil, true},
+		{"amqp091's own closed connection", amqp.ErrClosed, tlsURL, nil, true},
 		{"with a client certificate", reset, tlsURL, withCert, false},
 		{"plain amqp://", reset, plainURL, nil, false},
 		{"another error", errors.New("connection refused"), tlsURL, nil, false},
