@@ -26,12 +26,14 @@ import (
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker/brokertest"
+	"github.com/warrenq/warren/internal/scheduler"
 	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/metrics"
 	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/schedule"
 	"github.com/warrenq/warren/task"
 	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
@@ -652,13 +654,20 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 		bad.Handler(func(context.Context, pay) error { return retry.Permanent(errors.New("never")) }),
 	)
 
+	// A periodic task, into a queue of its own, for the schedule metrics.
+	tickQ, tick := b.Queue("dash-tick"), scheduled(t, b, "dash-tick")
+	reg.MustRegister(task.Define[pay]("dash_tick").Handler(func(context.Context, pay) error { return nil }))
+	tick.Queue = tickQ
+
 	wreg := prometheus.NewRegistry()
 	w, err := worker.New(worker.Config{
 		Conn:               conn.Config{URL: brokertest.WithHost(b.URL, px.Addr()), Metrics: wreg},
-		Queues:             []string{q},
+		Queues:             []string{q, tickQ},
 		Registry:           reg,
 		QueueDepthInterval: 200 * time.Millisecond,
 		ShutdownTimeout:    5 * time.Second,
+		Schedules:          []*schedule.Schedule{tick},
+		SchedulerGroup:     schedulerGroup(b),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -698,8 +707,12 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 			// The dead letter and the expired task, in <queue>.dead as the
 			// dashboard and the rules expect its label value.
 			value(fams, "warren_queue_messages", map[string]string{"queue": dead}) == 2 &&
-			value(fams, "warren_queue_messages", map[string]string{"queue": q}) >= 0
-	}, "outcomes and queue depth never reached their expected values")
+			value(fams, "warren_queue_messages", map[string]string{"queue": q}) >= 0 &&
+			// The periodic task fired, from this worker, the leader.
+			value(fams, "warren_schedule_fires_total", map[string]string{"schedule": tick.Name}) >= 1 &&
+			value(fams, "warren_schedule_next_fire_timestamp_seconds", map[string]string{"schedule": tick.Name}) > 0 &&
+			value(fams, "warren_scheduler_leader", nil) == 1
+	}, "outcomes, queue depth and the schedule's fires never reached their expected values")
 	if n := flakyFirstRuns.Load(); n != 1 {
 		t.Errorf("flaky task failed %d first runs, want 1", n)
 	}
@@ -826,4 +839,27 @@ func familyNames(fams map[string]*dto.MetricFamily) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// scheduled returns a schedule firing task dash_tick every second, named
+// for t, whose election and progress entities the broker's cleanup
+// deletes; the caller sets its Queue.
+func scheduled(t *testing.T, b *brokertest.Broker, base string) *schedule.Schedule {
+	t.Helper()
+	name := strings.TrimSuffix(b.Queue(base), ".")
+	b.Track(scheduler.Name(name))
+	t.Cleanup(func() { _ = b.Channel().ExchangeDelete(scheduler.Name(name), false, false) })
+	s, err := schedule.New(schedule.Entry{Name: name, Task: task.Task{Name: "dash_tick", Payload: pay{}}, Every: time.Second, Queue: "set-by-caller"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// schedulerGroup returns a scheduler group of its own for a test, whose
+// election queue the broker's cleanup deletes.
+func schedulerGroup(b *brokertest.Broker) string {
+	g := strings.TrimSuffix(b.Queue("group"), ".")
+	b.Track(scheduler.ElectionQueue + "." + g)
+	return g
 }

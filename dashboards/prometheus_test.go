@@ -28,6 +28,7 @@ import (
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/schedule"
 	"github.com/warrenq/warren/task"
 	"github.com/warrenq/warren/warrentest"
 	"github.com/warrenq/warren/worker"
@@ -481,8 +482,13 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 	slowTask := task.Define[pay]("prom_slow")
 	stuck := task.Define[pay]("prom_stuck")
 
-	// The busy worker: successes, a retry, dead letters and expiries.
-	busy := startWatched(t, nil, worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qFail}, Concurrency: 4},
+	// The busy worker: successes, a retry, dead letters and expiries, and
+	// a periodic task every second, which it fires as the only candidate.
+	tick := scheduled(t, b, "prom-tick")
+	tick.Queue = qFail
+	busy := startWatched(t, nil, worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qFail}, Concurrency: 4,
+		Schedules: []*schedule.Schedule{tick}, SchedulerGroup: schedulerGroup(b)},
+		task.Define[pay]("dash_tick").Handler(func(context.Context, pay) error { return nil }),
 		okTask.Handler(func(context.Context, pay) error { return nil }),
 		flaky.Handler(func(ctx context.Context, _ pay) error {
 			if m, _ := task.FromContext(ctx); m.Retries == 0 {

@@ -54,6 +54,13 @@ type Metrics struct {
 	// by task and reason (ResultTooLarge, ResultRefused, ResultCallerGone,
 	// ResultPublishFailed).
 	ResultsDropped *prometheus.CounterVec
+
+	// Periodic tasks (package schedule), by schedule name.
+	ScheduleFires  *prometheus.CounterVec // schedule: fires this process made
+	ScheduleMissed *prometheus.CounterVec // schedule: fires missed while no scheduler ran, never made
+	ScheduleNext   *prometheus.GaugeVec   // schedule: the next fire, Unix seconds; set by the leader only
+	Leader         prometheus.Gauge       // 1 while this process fires the schedules
+	LeaderChanges  prometheus.Counter     // times this process became the leader
 }
 
 // New registers the collectors on reg and returns them; nil reg gives nil
@@ -100,6 +107,21 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		ResultsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warren_results_dropped_total", Help: "Final task results that never reached their caller: too large, refused by the broker, or the caller gone.",
 		}, []string{"task", "reason"}),
+		ScheduleFires: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_schedule_fires_total", Help: "Fires of a periodic task made (confirmed) by this process while it led.",
+		}, []string{"schedule"}),
+		ScheduleMissed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_schedule_missed_total", Help: "Fires of a periodic task that fell due while no scheduler ran and were not made (the missed-fire policy).",
+		}, []string{"schedule"}),
+		ScheduleNext: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "warren_schedule_next_fire_timestamp_seconds", Help: "When a periodic task fires next, in Unix seconds; exported by the leading scheduler only.",
+		}, []string{"schedule"}),
+		Leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "warren_scheduler_leader", Help: "1 while this process is the elected scheduler that fires the periodic tasks, else 0.",
+		}),
+		LeaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warren_scheduler_leader_changes_total", Help: "Times this process became the elected scheduler.",
+		}),
 	}
 	var err error
 	register := func(c prometheus.Collector) prometheus.Collector {
@@ -123,6 +145,11 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.PublishErrors = register(m.PublishErrors).(*prometheus.CounterVec)
 	m.StaleAcks = register(m.StaleAcks).(prometheus.Counter)
 	m.ResultsDropped = register(m.ResultsDropped).(*prometheus.CounterVec)
+	m.ScheduleFires = register(m.ScheduleFires).(*prometheus.CounterVec)
+	m.ScheduleMissed = register(m.ScheduleMissed).(*prometheus.CounterVec)
+	m.ScheduleNext = register(m.ScheduleNext).(*prometheus.GaugeVec)
+	m.Leader = register(m.Leader).(prometheus.Gauge)
+	m.LeaderChanges = register(m.LeaderChanges).(prometheus.Counter)
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +159,61 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		m.PublishErrors.WithLabelValues(reason)
 	}
 	return m, nil
+}
+
+// ForSchedules creates the fire and miss series of each schedule at 0.
+func (m *Metrics) ForSchedules(names []string) *Metrics {
+	if m != nil {
+		for _, n := range names {
+			m.ScheduleFires.WithLabelValues(n)
+			m.ScheduleMissed.WithLabelValues(n)
+		}
+	}
+	return m
+}
+
+// Fired counts one fire of schedule, and its task as published to queue.
+func (m *Metrics) Fired(schedule, taskName, queue string) {
+	if m == nil {
+		return
+	}
+	m.ScheduleFires.WithLabelValues(schedule).Inc()
+	m.Published.WithLabelValues(taskName, queue).Inc()
+}
+
+// Missed counts n fires of schedule that will never be made.
+func (m *Metrics) Missed(schedule string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.ScheduleMissed.WithLabelValues(schedule).Add(float64(n))
+}
+
+// NextFire sets when schedule fires next; the zero time removes the
+// series (this process does not lead, or the schedule never fires again).
+func (m *Metrics) NextFire(schedule string, at time.Time) {
+	if m == nil {
+		return
+	}
+	if at.IsZero() {
+		m.ScheduleNext.DeleteLabelValues(schedule)
+		return
+	}
+	m.ScheduleNext.WithLabelValues(schedule).Set(float64(at.UnixNano()) / 1e9)
+}
+
+// Leading records whether this process leads the schedulers now, and
+// counts each time it starts to.
+func (m *Metrics) Leading(on bool) {
+	if m == nil {
+		return
+	}
+	if on {
+		m.Leader.Set(1)
+		m.LeaderChanges.Inc()
+		return
+	}
+	m.Leader.Set(0)
 }
 
 // ForRole creates the reconnect series of role at 0 and returns m.

@@ -10,8 +10,8 @@
 // gives each fire the same task id wherever it is computed, so a fire sent
 // twice across a failover is recognisable.
 //
-// The scheduler that elects one process to fire the schedules is not built
-// yet (issue 17).
+// Workers fire schedules (worker.Config.Schedules, or the worker binary's
+// -schedules FILE), one elected worker at a time: docs/schedules.md.
 package schedule
 
 import (
@@ -147,6 +147,10 @@ func (s *Schedule) check() error {
 		return errors.New("both a cron expression and an interval: give one")
 	case s.Every != 0 && s.Every < time.Second:
 		return fmt.Errorf("interval %v is under a second", s.Every)
+	case s.Every%time.Millisecond != 0:
+		// Fire times travel in microseconds; whole milliseconds keep every
+		// multiple of the interval exact there.
+		return fmt.Errorf("interval %v is not a whole number of milliseconds", s.Every)
 	case s.Every != 0 && s.Location != nil:
 		return errors.New("a time zone means nothing to a fixed interval: drop it, or use a cron expression")
 	}
@@ -196,8 +200,9 @@ func (s *Schedule) Next(t time.Time) time.Time {
 	wall := wallClock(t.In(loc))
 	// Each candidate wall time after t's own, until one maps to an instant
 	// after t: a repeated time's second occurrence maps to its first, and
-	// skipped times map to the jump, which both may lie at or before t.
-	for range 1000 {
+	// skipped times map to the jump, which both may lie at or before t. A
+	// repeated hour holds at most 3,600 fire times (a seconds field).
+	for range 4000 {
 		wall = s.spec.Next(wall)
 		if wall.IsZero() {
 			return time.Time{}

@@ -110,6 +110,11 @@ func TestNextAcrossDaylightSaving(t *testing.T) {
 			"2026-10-25T00:00:00Z", // 02:00 CEST; 02:00 CET does not fire
 			"2026-10-25T02:00:00Z") // 03:00 CET
 	})
+	t.Run("back: every second, from inside the repeated hour", func(t *testing.T) {
+		// 02:30:00 CET is the second pass of 02:30; every wall time up to
+		// 03:00 has fired in the first pass, so the next is 03:00:00 CET.
+		checkFires(t, fires(at("* * * * * *"), utc("2026-10-25T01:30:00Z"), 2), "2026-10-25T02:00:00Z", "2026-10-25T02:00:01Z")
+	})
 	t.Run("a day of the week holds across the change", func(t *testing.T) {
 		// Sundays at 09:00 local: 08:00 UTC before, 07:00 after.
 		checkFires(t, fires(at("0 9 * * SUN"), utc("2026-03-21T00:00:00Z"), 2), "2026-03-22T08:00:00Z", "2026-03-29T07:00:00Z")
@@ -216,6 +221,7 @@ func TestNewRefuses(t *testing.T) {
 		{schedule.Entry{Name: "x", Task: noop, Cron: "0 0 30 2 *"}, "never fires"},
 		{schedule.Entry{Name: "x", Task: noop, Cron: "CRON_TZ=Asia/Tokyo 0 9 * * *"}, "time zone on its own"},
 		{schedule.Entry{Name: "x", Task: noop, Every: time.Millisecond}, "under a second"},
+		{schedule.Entry{Name: "x", Task: noop, Every: time.Second + time.Microsecond}, "whole number of milliseconds"},
 		{schedule.Entry{Name: "x", Task: noop, Every: time.Minute, Location: paris}, "means nothing to a fixed interval"},
 		{schedule.Entry{Name: "x", Task: noop, Cron: "@every soon"}, "invalid duration"},
 		{schedule.Entry{Name: "x", Task: noop, Cron: "* * * * *", Missed: 7}, "missed-fire policy"},

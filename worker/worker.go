@@ -217,7 +217,7 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	sched, err := newScheduler(cfg, topo)
+	sched, err := newScheduler(cfg, topo, m)
 	if err != nil {
 		_ = sup.Close()
 		return nil, err
@@ -348,7 +348,7 @@ func (w *Worker) Leading() bool { return w.sched != nil && w.sched.Leader() }
 
 // newScheduler returns the scheduler candidate for cfg's schedules, or nil
 // if there are none.
-func newScheduler(cfg Config, topo routing.Topology) (*scheduler.Scheduler, error) {
+func newScheduler(cfg Config, topo routing.Topology, m *metrics.Metrics) (*scheduler.Scheduler, error) {
 	if len(cfg.Schedules) == 0 {
 		return nil, nil
 	}
@@ -368,7 +368,7 @@ func newScheduler(cfg Config, topo routing.Topology) (*scheduler.Scheduler, erro
 	if cfg.SchedulerGroup != "" {
 		election += "." + cfg.SchedulerGroup
 	}
-	sc, err := scheduler.New(scheduler.Config{Conn: cfg.Conn, Schedules: schedules, Topology: topo, Election: election})
+	sc, err := scheduler.New(scheduler.Config{Conn: cfg.Conn, Schedules: schedules, Topology: topo, Election: election, Metrics: m})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}

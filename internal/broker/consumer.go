@@ -415,6 +415,19 @@ func (c *Consumer) stop(ch *amqp.Channel, dels <-chan amqp.Delivery, held *Deliv
 	}
 }
 
+// Drop closes the live channel without sending its pending acks, so that
+// the broker takes back every delivery unacked on it, and Run subscribes
+// again on a new channel. For a consumer that must give up what it holds,
+// such as a scheduler that can no longer tell that it leads.
+func (c *Consumer) Drop() {
+	c.mu.Lock()
+	ch := c.ch
+	c.mu.Unlock()
+	if ch != nil {
+		_ = ch.Close()
+	}
+}
+
 // Close sends the acks made and closes the consumer's channel. The broker
 // requeues every delivery still unacked on it, so call it after in-flight
 // handlers finished.

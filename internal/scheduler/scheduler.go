@@ -5,21 +5,23 @@
 // declared with single active consumer, which holds a token message. The
 // broker delivers to one consumer only; the one holding the token, unacked,
 // is the leader. When its connection dies the broker takes the token back
-// and gives it to the next consumer, which leads from then on: no lease to
-// expire, no clock to trust. The leader renews the token now and then
-// (publishes a new one, acks the old), so that consumer_timeout never
-// closes its channel.
+// and gives it to the next consumer, which leads from then on. The leader
+// renews the token every few seconds (publishes a new one, acks the old),
+// which keeps consumer_timeout away and is its lease: a leader that does
+// not see a token come back within three renewals steps down, for the
+// quorum queue may have moved the lead to another consumer without closing
+// this one's channel (its node lost touch with the queue's leader).
 //
 // Progress: each schedule has a fanout exchange warren.schedule.<name>
 // bound to the schedule's target queue and to a quorum queue of the same
 // name that keeps one message (x-max-length 1). A fire is one publish to
-// that exchange: the broker routes it, whole, to the work queue and to
-// the progress queue, or nowhere. A new leader reads each progress queue
-// (without taking the message) to learn the last fire, so a fire is neither
-// repeated nor lost across a failover; its task id (schedule.FireID) is the
-// same wherever it is computed. Fires, the token and the election consumer
-// share one connection: once the broker has given the token to another, the
-// old leader's connection is gone and it cannot publish.
+// that exchange, which the broker routes to the work queue and to the
+// progress queue. A new leader reads each progress queue (without taking
+// the message) to learn the last fire, so a fire is neither repeated nor
+// lost across a failover; its task id (schedule.FireID) is the same
+// wherever it is computed. Fires, the token and the election consumer share
+// one connection: once the broker has closed it to give the token to
+// another, the old leader cannot publish.
 package scheduler
 
 import (
@@ -36,6 +38,7 @@ import (
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/metrics"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/schedule"
 	"github.com/warrenq/warren/task"
@@ -78,11 +81,19 @@ type Config struct {
 	// Grace is how late a fire may be and still count as on time for a
 	// schedule whose missed fires are skipped. Defaults to 10s.
 	Grace time.Duration
-	// Renew is how often the leader replaces its token. Defaults to a
-	// minute, well under RabbitMQ's default consumer_timeout (30 min).
+	// Renew is how often the leader replaces its token. It is also the
+	// lease: a leader that has not received a token back within three
+	// renewals steps down (gives the token back and subscribes again), for
+	// the broker may have given the lead to another consumer without
+	// closing this one's channel (a quorum queue that lost touch with the
+	// leader's node). Defaults to 5s: a publish and an ack, and far under
+	// RabbitMQ's consumer_timeout.
 	Renew time.Duration
 	// Now is the clock; defaults to time.Now.
 	Now func() time.Time
+	// Metrics records fires, misses, the next fire and leadership; nil:
+	// none.
+	Metrics *metrics.Metrics
 	// OnFire, if set, is called after each fire is confirmed.
 	OnFire func(s *schedule.Schedule, at time.Time, id string)
 	// OnLeader, if set, is called when the process becomes leader (true)
@@ -98,6 +109,13 @@ type Scheduler struct {
 	pub    *broker.Publisher
 	holder string
 	leader atomic.Bool
+
+	// loseRenewals makes renewals vanish on their way to the broker, for
+	// the test of the lease: on one RabbitMQ 3.10 node nothing moves the
+	// lead of a single-active-consumer queue without closing the old
+	// consumer's channel, which is what the lease guards against on a
+	// cluster.
+	loseRenewals atomic.Bool
 }
 
 // New checks cfg and returns a candidate; Run makes it take part.
@@ -109,7 +127,7 @@ func New(cfg Config) (*Scheduler, error) {
 		cfg.Grace = 10 * time.Second
 	}
 	if cfg.Renew <= 0 {
-		cfg.Renew = time.Minute
+		cfg.Renew = 5 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -125,6 +143,11 @@ func New(cfg Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
+	names := make([]string, len(cfg.Schedules))
+	for i, sc := range cfg.Schedules {
+		names[i] = sc.Name
+	}
+	cfg.Metrics.ForSchedules(names).Leading(false)
 	host, _ := os.Hostname()
 	return &Scheduler{
 		cfg: cfg, log: sup.Logger(), sup: sup, pub: broker.NewPublisher(sup, 1),
@@ -183,7 +206,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		cons.Close()
 	}()
 
-	l := &leading{s: s}
+	l := &leading{s: s, cons: cons}
 	offered := false
 	renew := time.NewTicker(s.cfg.Renew)
 	defer renew.Stop()
@@ -208,14 +231,23 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case d := <-cons.Deliveries():
 			l.token(d)
 		case <-renew.C:
-			if l.held != nil {
-				_ = s.offerToken(ctx)
+			if l.held != nil && !s.loseRenewals.Load() {
+				if err := s.publishToken(ctx); err != nil {
+					s.log.Warn("scheduler: renewing the token failed", zap.Error(err))
+				}
 			}
 		case <-timer.C:
 		}
 		timer.Stop()
 		if l.held != nil && !l.held.Live() {
 			s.log.Warn("scheduler: lost the lead (its channel closed)")
+			l.reset()
+			offered = false
+		}
+		if l.held != nil && !l.leased() {
+			s.log.Warn("scheduler: no token came back within the lease; stepping down",
+				zap.Duration("lease", s.lease()), zap.Time("last_token", l.lastToken))
+			cons.Drop()
 			l.reset()
 			offered = false
 		}
@@ -226,7 +258,16 @@ func (s *Scheduler) Run(ctx context.Context) error {
 }
 
 func (s *Scheduler) setLeader(v bool) {
-	if s.leader.Swap(v) != v && s.cfg.OnLeader != nil {
+	if s.leader.Swap(v) == v {
+		return
+	}
+	s.cfg.Metrics.Leading(v)
+	if !v {
+		for _, sc := range s.cfg.Schedules {
+			s.cfg.Metrics.NextFire(sc.Name, time.Time{}) // the leader's to say
+		}
+	}
+	if s.cfg.OnLeader != nil {
 		s.cfg.OnLeader(v)
 	}
 }
@@ -237,6 +278,14 @@ func (s *Scheduler) offerToken(ctx context.Context) error {
 	if err != nil || st.Ready > 0 {
 		return err
 	}
+	return s.publishToken(ctx)
+}
+
+// lease is how long a leader leads without a token coming back.
+func (s *Scheduler) lease() time.Duration { return 3 * s.cfg.Renew }
+
+// publishToken puts a token in the election queue.
+func (s *Scheduler) publishToken(ctx context.Context) error {
 	return s.publish(ctx, &broker.Publishing{
 		Key: s.cfg.Election, MessageID: uuid.NewString(), Timestamp: s.cfg.Now(),
 		Headers: map[string]any{HeaderHolder: s.holder},
@@ -257,11 +306,16 @@ func (s *Scheduler) publish(ctx context.Context, m *broker.Publishing) error {
 // leading is the state of a leader: the token it holds and each
 // schedule's last fire.
 type leading struct {
-	s      *Scheduler
-	held   *broker.Delivery
-	loaded bool
-	last   map[string]time.Time
+	s         *Scheduler
+	cons      *broker.Consumer
+	held      *broker.Delivery
+	lastToken time.Time // when a token last arrived
+	loaded    bool
+	last      map[string]time.Time
 }
+
+// leased reports whether a token arrived within the lease.
+func (l *leading) leased() bool { return time.Since(l.lastToken) <= l.s.lease() }
 
 func (l *leading) reset() {
 	l.held, l.loaded, l.last = nil, false, nil
@@ -274,11 +328,11 @@ func (l *leading) reset() {
 func (l *leading) token(d *broker.Delivery) {
 	if l.held != nil && l.held.Live() && l.held.Gen == d.Gen {
 		_ = l.held.Ack()
-		l.held = d
+		l.held, l.lastToken = d, time.Now()
 		return
 	}
 	l.reset()
-	l.held = d
+	l.held, l.lastToken = d, time.Now()
 	l.s.log.Info("scheduler: leading", zap.String("holder", l.s.holder), zap.Int("schedules", len(l.s.cfg.Schedules)))
 }
 
@@ -310,10 +364,14 @@ func (l *leading) run(ctx context.Context) {
 	}
 	now := l.s.cfg.Now()
 	for _, sc := range l.s.cfg.Schedules {
+		if !l.leased() {
+			return // the loop steps down
+		}
 		at, ok, missed := sc.Due(l.last[sc.Name], now, l.s.cfg.Grace)
 		if missed > 0 {
 			l.s.log.Warn("scheduler: fires missed while no scheduler ran", zap.String("schedule", sc.Name),
 				zap.Int("missed", missed), zap.Stringer("policy", sc.Missed))
+			l.s.cfg.Metrics.Missed(sc.Name, missed)
 		}
 		if !ok {
 			if missed > 0 {
@@ -321,14 +379,20 @@ func (l *leading) run(ctx context.Context) {
 				// not counted again.
 				l.last[sc.Name] = now
 			}
+			l.s.cfg.Metrics.NextFire(sc.Name, sc.Next(maxTime(l.last[sc.Name], now)))
 			continue
 		}
 		id, err := l.fire(ctx, sc, at)
 		if err != nil {
-			l.s.log.Warn("scheduler: fire failed; trying again", zap.String("schedule", sc.Name), zap.Time("at", at), zap.Error(err))
+			// Whether the broker routed it is unknown: the progress
+			// queue says, and is read again before the next fire.
+			l.s.log.Warn("scheduler: fire failed; reading the progress again before trying again", zap.String("schedule", sc.Name), zap.Time("at", at), zap.Error(err))
+			l.loaded = false
 			return
 		}
 		l.last[sc.Name] = at
+		l.s.cfg.Metrics.Fired(sc.Name, sc.Task.Name, sc.Queue)
+		l.s.cfg.Metrics.NextFire(sc.Name, sc.Next(maxTime(at, now)))
 		l.s.log.Info("scheduler: fired", zap.String("schedule", sc.Name), zap.String("task", sc.Task.Name),
 			zap.Time("at", at), zap.String("id", id), zap.Duration("late", now.Sub(at)))
 		if l.s.cfg.OnFire != nil {
@@ -339,25 +403,21 @@ func (l *leading) run(ctx context.Context) {
 
 // load reads each schedule's last fire from its progress queue, and
 // writes a baseline for a schedule that has none: it starts now, and a
-// leader that takes over before its first fire knows that.
+// leader that takes over before its first fire knows that. It declares
+// the topology again first: a work queue deleted and declared anew by its
+// workers has lost its binding to the schedule's exchange.
 func (l *leading) load(ctx context.Context) error {
-	rd, err := l.s.sup.OpenReader(ctx)
+	if err := l.s.sup.Redeclare(ctx); err != nil {
+		return err
+	}
+	last, err := l.progress(ctx)
 	if err != nil {
 		return err
 	}
-	defer rd.Close() // gives back every record taken: they were only read
-	last := map[string]time.Time{}
 	now := l.s.cfg.Now()
 	for _, sc := range l.s.cfg.Schedules {
-		d, ok, err := rd.Get(Name(sc.Name))
-		if err != nil {
-			return err
-		}
-		if ok {
-			if us, isInt := d.Headers[HeaderFireAt].(int64); isInt {
-				last[sc.Name] = time.UnixMicro(us)
-				continue
-			}
+		if _, ok := last[sc.Name]; ok {
+			continue
 		}
 		if err := l.s.publish(ctx, &broker.Publishing{
 			Key: Name(sc.Name), MessageID: uuid.NewString(), Timestamp: now, Live: l.held.Live,
@@ -369,6 +429,58 @@ func (l *leading) load(ctx context.Context) error {
 	}
 	l.last = last
 	return nil
+}
+
+// progress reads each schedule's last fire without taking it. Empty queues
+// are read again, twice, a moment apart: a leader that died while reading
+// one held its record, which the broker gives back when it sees that
+// leader's connection close, the moment it gives the token to this one; a
+// baseline written before the record is back would push it out.
+func (l *leading) progress(ctx context.Context) (map[string]time.Time, error) {
+	last := map[string]time.Time{}
+	for pass := 0; pass < 3; pass++ {
+		if pass > 0 {
+			select {
+			case <-time.After(250 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		rd, err := l.s.sup.OpenReader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		missing := false
+		for _, sc := range l.s.cfg.Schedules {
+			if _, ok := last[sc.Name]; ok {
+				continue
+			}
+			d, ok, err := rd.Get(Name(sc.Name))
+			if err != nil {
+				_ = rd.Close()
+				return nil, err
+			}
+			if at, isRecord := fireAt(d, ok); isRecord {
+				last[sc.Name] = at
+			} else {
+				missing = true
+			}
+		}
+		_ = rd.Close() // gives every record back: they were only read
+		if !missing {
+			break
+		}
+	}
+	return last, nil
+}
+
+// fireAt returns the fire time a progress record carries.
+func fireAt(d *broker.Delivery, ok bool) (time.Time, bool) {
+	if !ok {
+		return time.Time{}, false
+	}
+	us, isInt := d.Headers[HeaderFireAt].(int64)
+	return time.UnixMicro(us), isInt
 }
 
 // fire publishes one fire of sc at at to its exchange, which routes it to
@@ -384,9 +496,23 @@ func (l *leading) fire(ctx context.Context, sc *schedule.Schedule, at time.Time)
 	if sc.Expiry > 0 {
 		m.Expires = at.Add(sc.Expiry)
 	}
-	return id, l.s.publish(ctx, &broker.Publishing{
+	// The confirm is awaited as long as the connection lives, not for a
+	// bounded time: a fire given up on while the broker may still route
+	// it would be sent again.
+	c, err := l.s.pub.Publish(ctx, &broker.Publishing{
 		Exchange: Name(sc.Name), MessageID: id, ContentType: contentType, Body: body,
 		Headers:   m.BuildHeaders(map[string]any{HeaderSchedule: sc.Name, HeaderFireAt: at.UnixMicro()}),
 		Timestamp: l.s.cfg.Now(), Live: l.held.Live,
 	})
+	if err != nil {
+		return id, err
+	}
+	return id, c.Wait(ctx)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
