@@ -34,6 +34,7 @@ echo "== fault suite (restarts RabbitMQ; runs alone)"
 # Broker stop/start and kill -9, worker processes killed, SIGTERMed, timed
 # out by consumer_timeout and crashed by a poison task, a TLS-only node, and
 # the CLI against the management plugin (enabled, then disabled again),
+# the elected scheduler's leader SIGKILLed twice,
 # and failover on a three-node cluster of its own (scripts/cluster.sh, on
 # 5781-5783), which it starts and stops, a node partitioned off included.
 # The faulttest package takes some 6 to 7 minutes on a 2-core machine (the

@@ -50,6 +50,10 @@ type Item struct {
 // deadline) is dead-lettered on its second failure, within seconds.
 var ItemTask = task.Define[Item]("fault_proc_item", task.WithMaxAttempts(2), task.WithBackoff(time.Second, time.Second))
 
+// TickTask is the scheduler test's periodic task: its handler records the
+// fire it ran.
+var TickTask = task.Define[struct{}]("fault_tick")
+
 // ExitCodePoison is the exit code of a process killed by a poison task.
 const ExitCodePoison = 3
 
@@ -89,6 +93,19 @@ func main() {
 			}
 		}
 		rec.line("D", it.N)
+		return nil
+	}))
+	reg.MustRegister(TickTask.Handler(func(ctx context.Context, _ struct{}) error {
+		// "T <fire-at µs> <id> <redelivered 0|1> <pid> <unix ns>": a fire
+		// published twice arrives twice unredelivered; a redelivery after
+		// a killed worker has redelivered set.
+		m, _ := task.FromContext(ctx)
+		at, _ := m.Headers["x-warren-fire-at"].(int64)
+		redelivered := 0
+		if m.Redelivered {
+			redelivered = 1
+		}
+		rec.write(fmt.Sprintf("T %d %s %d %d %d\n", at, m.ID, redelivered, rec.pid, time.Now().UnixNano()))
 		return nil
 	}))
 	os.Exit(runner.Main(reg, topo))
