@@ -25,6 +25,7 @@ import (
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/internal/tcpproxy"
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
@@ -167,8 +168,8 @@ func startPrometheus(t *testing.T, rulesFile string, jobs map[string][]string) *
 // killWithParent).
 func runPrometheus(t *testing.T, bin, cfgFile, data string) (*promServer, string) {
 	t.Helper()
-	addr := freeAddr(t)
-	logs := &lockedLog{}
+	addr := testenv.FreeAddr(t)
+	logs := &testenv.Buffer{}
 	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+data,
 		"--web.listen-address="+addr, "--log.level=warn")
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -205,34 +206,6 @@ func runPrometheus(t *testing.T, bin, cfgFile, data string) (*promServer, string
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // get calls Prometheus's HTTP API and decodes its answer into out.

@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"io"
 	"math/big"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/internal/broker/brokertest"
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/routing"
 )
 
@@ -99,16 +99,7 @@ func publishN(b *brokertest.Broker, queue string, n int) {
 }
 
 // closedPort returns an address where nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
+func closedPort(t *testing.T) string { return testenv.FreeAddr(t) }
 
 func TestUsage(t *testing.T) {
 	t.Parallel()

@@ -132,3 +132,16 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// FreeAddr returns a loopback address (127.0.0.1:port) on which nothing
+// listened a moment ago: for a server a test starts, or as an address
+// where nothing answers. Another process may take the port meanwhile.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
