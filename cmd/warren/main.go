@@ -1,13 +1,14 @@
 // Command warren is the operator's tool for warren task queues on
 // RabbitMQ: enqueue tasks by name, see queues and their dead letters,
 // replay or purge dead letters, purge a work queue, delete one no program
-// uses any more.
+// uses any more, see periodic tasks' last and next fires.
 //
 //	warren enqueue process_media -queue video -json '{"name":"/tmp/a.avi","size":1}'
 //	warren queues
 //	warren dead list video
 //	warren dead replay video -task process_media
 //	warren purge video -yes
+//	warren schedules schedules.yaml
 //
 // Every subcommand takes -broker (env WARREN_BROKER_URL, as the worker;
 // amqps:// reads the worker's WARREN_TLS_CA, WARREN_TLS_CERT and
@@ -90,6 +91,11 @@ func commands() map[string]command {
 			synopsis: deleteSynopsis,
 			summary:  "remove a work queue and its dead-letter queue, messages and all",
 			run:      runDelete,
+		},
+		"schedules": {
+			synopsis: schedulesSynopsis,
+			summary:  "a schedule file's periodic tasks: last and next fire, the elected worker",
+			run:      runSchedules,
 		},
 	}
 }

@@ -56,7 +56,8 @@ const (
 	// HeaderBaseline marks a progress record that is no fire: a new
 	// schedule's starting point, written when a leader first sees it.
 	HeaderBaseline = task.HeaderPrefix + "baseline"
-	// HeaderHolder names the process that published a token, for logs.
+	// HeaderHolder names the process that published a token, a fire or a
+	// baseline: host/pid/random.
 	HeaderHolder = task.HeaderPrefix + "holder"
 )
 
@@ -421,7 +422,7 @@ func (l *leading) load(ctx context.Context) error {
 		}
 		if err := l.s.publish(ctx, &broker.Publishing{
 			Key: Name(sc.Name), MessageID: uuid.NewString(), Timestamp: now, Live: l.held.Live,
-			Headers: map[string]any{HeaderSchedule: sc.Name, HeaderFireAt: now.UnixMicro(), HeaderBaseline: true},
+			Headers: map[string]any{HeaderSchedule: sc.Name, HeaderFireAt: now.UnixMicro(), HeaderBaseline: true, HeaderHolder: l.s.holder},
 		}); err != nil {
 			return err
 		}
@@ -474,6 +475,30 @@ func (l *leading) progress(ctx context.Context) (map[string]time.Time, error) {
 	return last, nil
 }
 
+// Record is a schedule's progress record as read from its queue.
+type Record struct {
+	At       time.Time // the last fire, or the baseline
+	Baseline bool      // At is when a leader first saw the schedule, not a fire
+	Holder   string    // the process that wrote it
+}
+
+// ReadProgress reads the progress record of the schedule called name with
+// rd, giving it back; ok is false when there is none.
+func ReadProgress(rd *broker.Reader, name string) (r Record, ok bool, err error) {
+	d, ok, err := rd.Get(Name(name))
+	if err != nil || !ok {
+		return Record{}, false, err
+	}
+	defer func() { _ = d.Nack(true) }()
+	at, isRecord := fireAt(d, ok)
+	if !isRecord {
+		return Record{}, false, nil
+	}
+	baseline, _ := d.Headers[HeaderBaseline].(bool)
+	holder, _ := d.Headers[HeaderHolder].(string)
+	return Record{At: at, Baseline: baseline, Holder: holder}, true, nil
+}
+
 // fireAt returns the fire time a progress record carries.
 func fireAt(d *broker.Delivery, ok bool) (time.Time, bool) {
 	if !ok {
@@ -501,7 +526,7 @@ func (l *leading) fire(ctx context.Context, sc *schedule.Schedule, at time.Time)
 	// it would be sent again.
 	c, err := l.s.pub.Publish(ctx, &broker.Publishing{
 		Exchange: Name(sc.Name), MessageID: id, ContentType: contentType, Body: body,
-		Headers:   m.BuildHeaders(map[string]any{HeaderSchedule: sc.Name, HeaderFireAt: at.UnixMicro()}),
+		Headers:   m.BuildHeaders(map[string]any{HeaderSchedule: sc.Name, HeaderFireAt: at.UnixMicro(), HeaderHolder: l.s.holder}),
 		Timestamp: l.s.cfg.Now(), Live: l.held.Live,
 	})
 	if err != nil {
