@@ -148,6 +148,7 @@ func (t *delivery) Skipped() { t.w.metrics.Start(t.label, t.d.Queue, -1) }
 // result (verdict.Observer).
 func (t *delivery) Started(wait time.Duration) {
 	t.w.metrics.Start(t.label, t.d.Queue, wait)
+	t.w.checkFireClock(t.m, t.d.Received)
 	t.w.notice(t, result.Update{State: result.Started, Retries: t.m.Retries})
 }
 

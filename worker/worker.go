@@ -145,6 +145,7 @@ type Worker struct {
 	channelLost, resultsDropped                           atomic.Uint64
 
 	consumerTimeouts atomic.Uint64
+	clockWarned      atomic.Int64 // when checkFireClock last warned, Unix ns
 	learnedTimeout   atomic.Int64 // consumer_timeout the broker named, ns; 0 if none yet
 }
 
@@ -340,39 +341,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		zap.Uint64("retried", s.Retried), zap.Uint64("dead", s.Dead), zap.Uint64("expired", s.Expired), zap.Uint64("requeued", s.Requeued), zap.Uint64("stale_acks", s.StaleAcks),
 		zap.Uint64("channel_lost", s.ChannelLost), zap.Uint64("results_dropped", s.ResultsDropped), zap.Uint64("consumer_timeouts", s.ConsumerTimeouts))
 	return nil
-}
-
-// Leading reports whether this worker fires the schedules now: it has
-// schedules and won the election.
-func (w *Worker) Leading() bool { return w.sched != nil && w.sched.Leader() }
-
-// newScheduler returns the scheduler candidate for cfg's schedules, or nil
-// if there are none.
-func newScheduler(cfg Config, topo routing.Topology, m *metrics.Metrics) (*scheduler.Scheduler, error) {
-	if len(cfg.Schedules) == 0 {
-		return nil, nil
-	}
-	schedules := make([]*schedule.Schedule, len(cfg.Schedules))
-	for i, s := range cfg.Schedules {
-		if s.Queue == "" {
-			if len(cfg.Queues) != 1 {
-				return nil, fmt.Errorf("worker: schedule %q names no queue, and the worker consumes %d: give it one", s.Name, len(cfg.Queues))
-			}
-			c := *s
-			c.Queue = cfg.Queues[0]
-			s = &c
-		}
-		schedules[i] = s
-	}
-	election := scheduler.ElectionQueue
-	if cfg.SchedulerGroup != "" {
-		election += "." + cfg.SchedulerGroup
-	}
-	sc, err := scheduler.New(scheduler.Config{Conn: cfg.Conn, Schedules: schedules, Topology: topo, Election: election, Metrics: m})
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
-	return sc, nil
 }
 
 // Ready reports whether the worker is connected and consuming every queue

@@ -411,11 +411,22 @@ func (l *leading) load(ctx context.Context) error {
 	if err := l.s.sup.Redeclare(ctx); err != nil {
 		return err
 	}
-	last, err := l.progress(ctx)
+	records, err := l.progress(ctx)
 	if err != nil {
 		return err
 	}
+	last := map[string]time.Time{}
 	now := l.s.cfg.Now()
+	for name, r := range records {
+		last[name] = r.At
+		if ahead := r.At.Sub(now); ahead > clockSlack {
+			// Either the leader that wrote it read a clock ahead, or this
+			// one's is behind: fires would come early, or this leader
+			// would wait that long before its first.
+			l.s.log.Warn("scheduler: the last fire recorded is ahead of this process's clock: synchronise the hosts' clocks (NTP)",
+				zap.String("schedule", name), zap.Time("recorded", r.At), zap.String("recorded_by", r.Holder), zap.Duration("ahead", ahead))
+		}
+	}
 	for _, sc := range l.s.cfg.Schedules {
 		if _, ok := last[sc.Name]; ok {
 			continue
@@ -437,8 +448,8 @@ func (l *leading) load(ctx context.Context) error {
 // one held its record, which the broker gives back when it sees that
 // leader's connection close, the moment it gives the token to this one; a
 // baseline written before the record is back would push it out.
-func (l *leading) progress(ctx context.Context) (map[string]time.Time, error) {
-	last := map[string]time.Time{}
+func (l *leading) progress(ctx context.Context) (map[string]Record, error) {
+	records := map[string]Record{}
 	for pass := 0; pass < 3; pass++ {
 		if pass > 0 {
 			select {
@@ -453,16 +464,16 @@ func (l *leading) progress(ctx context.Context) (map[string]time.Time, error) {
 		}
 		missing := false
 		for _, sc := range l.s.cfg.Schedules {
-			if _, ok := last[sc.Name]; ok {
+			if _, ok := records[sc.Name]; ok {
 				continue
 			}
-			d, ok, err := rd.Get(Name(sc.Name))
+			r, ok, err := ReadProgress(rd, sc.Name)
 			if err != nil {
 				_ = rd.Close()
 				return nil, err
 			}
-			if at, isRecord := fireAt(d, ok); isRecord {
-				last[sc.Name] = at
+			if ok {
+				records[sc.Name] = r
 			} else {
 				missing = true
 			}
@@ -472,8 +483,12 @@ func (l *leading) progress(ctx context.Context) (map[string]time.Time, error) {
 			break
 		}
 	}
-	return last, nil
+	return records, nil
 }
+
+// clockSlack is how far ahead of this process's clock a recorded fire may
+// be before the scheduler says the clocks disagree.
+const clockSlack = 2 * time.Second
 
 // Record is a schedule's progress record as read from its queue.
 type Record struct {

@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/internal/scheduler"
@@ -260,5 +264,55 @@ func TestMissedFiresFollowThePolicy(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A leader whose clock runs a minute ahead fires by it; the next leader,
+// on a right clock, finds the last fire recorded in its future and says
+// so, naming the process that recorded it.
+func TestLeaderReportsAProgressRecordFromAClockAhead(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q, election := b.Queue("fires"), b.Queue("election")
+	name := strings.TrimSuffix(b.Queue("skewed"), ".")
+	b.Track(scheduler.Name(name))
+	t.Cleanup(func() { _ = b.Channel().ExchangeDelete(scheduler.Name(name), false, false) })
+	sched, err := schedule.New(schedule.Entry{Name: name, Task: task.Task{Name: "tick"}, Every: time.Second, Queue: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(now func() time.Time, logger *zap.Logger, fired chan<- struct{}) (stop func()) {
+		s, err := scheduler.New(scheduler.Config{Conn: conn.Config{URL: b.URL, Logger: logger}, Schedules: []*schedule.Schedule{sched},
+			Election: election, Now: now, OnFire: func(*schedule.Schedule, time.Time, string) {
+				select {
+				case fired <- struct{}{}:
+				default:
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	fired := make(chan struct{}, 1)
+	stop := run(func() time.Time { return time.Now().Add(time.Minute) }, nil, fired)
+	select {
+	case <-fired:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the leader a minute ahead did not fire")
+	}
+	stop()
+
+	core, logs := observer.New(zapcore.WarnLevel)
+	defer run(nil, zap.New(core), make(chan struct{}, 1))()
+	brokertest.Eventually(t, 30*time.Second, func() bool {
+		return len(logs.FilterMessageSnippet("ahead of this process's clock").All()) > 0
+	}, "the next leader did not report the record from a clock ahead")
+	f := logs.FilterMessageSnippet("ahead of this process's clock").All()[0].ContextMap()
+	if f["schedule"] != name || f["recorded_by"] == "" || f["ahead"].(time.Duration) < 50*time.Second {
+		t.Errorf("warning fields: %v", f)
 	}
 }
