@@ -316,3 +316,54 @@ func TestLeaderReportsAProgressRecordFromAClockAhead(t *testing.T) {
 		t.Errorf("warning fields: %v", f)
 	}
 }
+
+// Changing a schedule's times and restarting keeps its progress: the new
+// leader goes on from the last fire under the new times, and no fire time
+// is made twice.
+func TestChangedScheduleGoesOnFromItsLastFire(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q, election := b.Queue("fires"), b.Queue("election")
+	name := strings.TrimSuffix(b.Queue("changed"), ".")
+	b.Track(scheduler.Name(name))
+	t.Cleanup(func() { _ = b.Channel().ExchangeDelete(scheduler.Name(name), false, false) })
+	run := func(every time.Duration, fired chan<- time.Time) (stop func()) {
+		sched, err := schedule.New(schedule.Entry{Name: name, Task: task.Task{Name: "tick"}, Every: every, Queue: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := scheduler.New(scheduler.Config{Conn: conn.Config{URL: b.URL}, Schedules: []*schedule.Schedule{sched}, Election: election,
+			OnFire: func(_ *schedule.Schedule, at time.Time, _ string) { fired <- at }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	next := func(c <-chan time.Time) time.Time {
+		select {
+		case at := <-c:
+			return at
+		case <-time.After(30 * time.Second):
+			t.Fatal("no fire")
+			return time.Time{}
+		}
+	}
+	first := make(chan time.Time, 100)
+	stop := run(time.Second, first)
+	next(first)
+	last := next(first)
+	stop()
+	for len(first) > 0 {
+		last = <-first
+	}
+	second := make(chan time.Time, 100)
+	defer run(2*time.Second, second)()
+	at := next(second)
+	if !at.After(last) || at.Unix()%2 != 0 {
+		t.Errorf("after the change the first fire is %v; want a time after the last fire %v, on the new 2 s grid", at, last)
+	}
+	t.Logf("last fire every 1s: %s; first fire every 2s: %s", last.Format("15:04:05"), at.Format("15:04:05"))
+}
