@@ -211,6 +211,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	offered := false
 	renew := time.NewTicker(s.cfg.Renew)
 	defer renew.Stop()
+	clock := time.NewTicker(10 * time.Minute) // the leader's clock, again now and then
+	defer clock.Stop()
 	for {
 		if !offered && cons.Consuming() {
 			// No token waiting: put one in. One held by a leader is not
@@ -231,6 +233,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return nil
 		case d := <-cons.Deliveries():
 			l.token(d)
+		case <-clock.C:
+			if l.held != nil {
+				s.checkClock(ctx)
+			}
 		case <-renew.C:
 			if l.held != nil && !s.loseRenewals.Load() {
 				if err := s.publishToken(ctx); err != nil {
@@ -411,6 +417,7 @@ func (l *leading) load(ctx context.Context) error {
 	if err := l.s.sup.Redeclare(ctx); err != nil {
 		return err
 	}
+	l.s.checkClock(ctx)
 	records, err := l.progress(ctx)
 	if err != nil {
 		return err
@@ -487,8 +494,34 @@ func (l *leading) progress(ctx context.Context) (map[string]Record, error) {
 }
 
 // clockSlack is how far ahead of this process's clock a recorded fire may
-// be before the scheduler says the clocks disagree.
+// be, or how far this clock may be off the broker's, before the scheduler
+// says the clocks disagree.
 const clockSlack = 2 * time.Second
+
+// checkClock compares this process's clock, by which it fires, with the
+// broker's (to the second: see broker.BrokerTime), and warns when they
+// differ by more than clockSlack: every fire would be that early or late.
+func (s *Scheduler) checkClock(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	before := s.cfg.Now()
+	bt, err := s.sup.BrokerTime(ctx)
+	if err != nil {
+		s.log.Debug("scheduler: reading the broker's clock failed", zap.Error(err))
+		return
+	}
+	after := s.cfg.Now()
+	// The broker's second holds the moment it dead-lettered the probe,
+	// between before and after: off only if outside that, with slack.
+	switch {
+	case bt.Add(time.Second).Before(before.Add(-clockSlack)):
+		s.log.Warn("scheduler: this process's clock runs ahead of the broker's: fires will be early; synchronise the hosts' clocks (NTP)",
+			zap.Duration("ahead", before.Sub(bt.Add(time.Second))), zap.Time("broker_time", bt))
+	case bt.After(after.Add(clockSlack)):
+		s.log.Warn("scheduler: this process's clock runs behind the broker's: fires will be late; synchronise the hosts' clocks (NTP)",
+			zap.Duration("behind", bt.Sub(after)), zap.Time("broker_time", bt))
+	}
+}
 
 // Record is a schedule's progress record as read from its queue.
 type Record struct {

@@ -367,3 +367,53 @@ func TestChangedScheduleGoesOnFromItsLastFire(t *testing.T) {
 	}
 	t.Logf("last fire every 1s: %s; first fire every 2s: %s", last.Format("15:04:05"), at.Format("15:04:05"))
 }
+
+// A leader whose clock runs a minute ahead of the broker's, or behind it,
+// says so when it takes the lead; one on the broker's clock (this
+// machine's) says nothing of clocks by its first fire.
+func TestLeaderReportsItsClockOffTheBrokers(t *testing.T) {
+	t.Parallel()
+	for _, off := range []time.Duration{time.Minute, -time.Minute, 0} {
+		b := brokertest.New(t)
+		q, election := b.Queue("fires"), b.Queue("election")
+		name := strings.TrimSuffix(b.Queue("offclock"), ".")
+		b.Track(scheduler.Name(name))
+		t.Cleanup(func() { _ = b.Channel().ExchangeDelete(scheduler.Name(name), false, false) })
+		sched, err := schedule.New(schedule.Entry{Name: name, Task: task.Task{Name: "tick"}, Every: time.Second, Queue: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		core, logs := observer.New(zapcore.WarnLevel)
+		fired := make(chan struct{}, 1)
+		s, err := scheduler.New(scheduler.Config{Conn: conn.Config{URL: b.URL, Logger: zap.New(core)}, Schedules: []*schedule.Schedule{sched},
+			Election: election, Now: func() time.Time { return time.Now().Add(off) },
+			OnFire: func(*schedule.Schedule, time.Time, string) {
+				select {
+				case fired <- struct{}{}:
+				default:
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		if off == 0 {
+			select {
+			case <-fired: // the clock was checked on taking the lead, before
+			case <-time.After(30 * time.Second):
+				t.Fatal("no fire")
+			}
+			if n := len(logs.FilterMessageSnippet("the broker's").All()); n != 0 {
+				t.Errorf("a leader on the broker's clock warned of clocks %d times", n)
+			}
+		} else {
+			want := map[bool]string{true: "runs ahead of the broker's", false: "runs behind the broker's"}[off > 0]
+			brokertest.Eventually(t, 30*time.Second, func() bool { return len(logs.FilterMessageSnippet(want).All()) > 0 },
+				"a leader %v off the broker's clock did not say it %s", off, want)
+		}
+		cancel()
+		<-done
+	}
+}
