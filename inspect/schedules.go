@@ -28,8 +28,12 @@ type ScheduleState struct {
 
 // ScheduleReport is the answer of Schedules.
 type ScheduleReport struct {
-	Election   string // the election queue
-	Candidates int    // workers taking part (its consumers)
+	Election string // the election queue
+	// Consuming says whether a worker consumes the election queue: a
+	// leader, or a candidate about to lead. RabbitMQ 3.10 counts only the
+	// active consumer of a single-active-consumer queue, so how many
+	// candidates stand by is not known here.
+	Consuming bool
 	// Leader is the process that made the latest fire or baseline of any
 	// schedule: the leader then, and most likely now.
 	Leader    string
@@ -54,7 +58,7 @@ func (i *Inspector) Schedules(ctx context.Context, group string, ss []*schedule.
 	st, err := sup.InspectQueue(cctx, rep.Election)
 	switch {
 	case err == nil:
-		rep.Candidates = st.Consumers
+		rep.Consuming = st.Consumers > 0
 	case !broker.IsNotFound(err):
 		return nil, err
 	}
@@ -94,10 +98,21 @@ func (i *Inspector) Schedules(ctx context.Context, group string, ss []*schedule.
 	return rep, nil
 }
 
+// shortDuration writes d as a file would: 5m, not 5m0s.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}
+
 // when says when s fires, as its file would.
 func when(s *schedule.Schedule) string {
 	if s.Cron == "" {
-		return "every " + s.Every.String()
+		return "every " + shortDuration(s.Every)
 	}
 	if s.Location != nil && s.Location != time.UTC {
 		return s.Cron + " " + s.Location.String()

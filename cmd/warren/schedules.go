@@ -39,31 +39,41 @@ func runSchedules(ctx context.Context, e *env, args []string) error {
 	}
 	if o.json {
 		type row struct {
-			Name     string     `json:"name"`
-			Task     string     `json:"task"`
-			When     string     `json:"when"`
-			Queue    string     `json:"queue,omitempty"`
-			Last     *time.Time `json:"last_fire,omitempty"`
-			Baseline bool       `json:"last_is_baseline,omitempty"`
-			FiredBy  string     `json:"fired_by,omitempty"`
-			Next     *time.Time `json:"next_fire,omitempty"`
+			Name      string     `json:"name"`
+			Task      string     `json:"task"`
+			When      string     `json:"when"`
+			Queue     string     `json:"queue,omitempty"`
+			Last      *time.Time `json:"last_fire,omitempty"`
+			FirstSeen *time.Time `json:"first_seen,omitempty"` // seen by a leader, not fired yet
+			By        string     `json:"by,omitempty"`         // the process that wrote last_fire or first_seen
+			Next      *time.Time `json:"next_fire,omitempty"`
 		}
 		out := struct {
-			Election   string `json:"election"`
-			Candidates int    `json:"candidates"`
-			Leader     string `json:"leader,omitempty"`
-			Schedules  []row  `json:"schedules"`
-		}{rep.Election, rep.Candidates, rep.Leader, []row{}}
+			Election  string `json:"election"`
+			Consuming bool   `json:"consuming"`
+			Leader    string `json:"leader,omitempty"`
+			Schedules []row  `json:"schedules"`
+		}{rep.Election, rep.Consuming, rep.Leader, []row{}}
 		for _, s := range rep.Schedules {
-			out.Schedules = append(out.Schedules, row{s.Name, s.Task, s.When, s.Queue, timeOrNil(s.Last), s.Baseline, s.FiredBy, timeOrNil(s.Next)})
+			r := row{Name: s.Name, Task: s.Task, When: s.When, Queue: s.Queue, By: s.FiredBy, Next: timeOrNil(s.Next)}
+			if s.Baseline {
+				r.FirstSeen = timeOrNil(s.Last)
+			} else {
+				r.Last = timeOrNil(s.Last)
+			}
+			out.Schedules = append(out.Schedules, r)
 		}
 		return writeJSON(e.stdout, out)
+	}
+	consuming := "a worker is consuming it"
+	if !rep.Consuming {
+		consuming = "no worker is consuming it"
 	}
 	leader := "the latest fire was made by " + rep.Leader
 	if rep.Leader == "" {
 		leader = "no fire names its leader yet"
 	}
-	fmt.Fprintf(e.stdout, "election %s: %d candidates; %s\n", rep.Election, rep.Candidates, leader)
+	fmt.Fprintf(e.stdout, "election %s: %s; %s\n", rep.Election, consuming, leader)
 	tw := newTable(e.stdout)
 	fmt.Fprintln(tw, "NAME\tTASK\tWHEN\tQUEUE\tLAST FIRE\tNEXT FIRE")
 	for _, s := range rep.Schedules {
@@ -87,9 +97,11 @@ func runSchedules(ctx context.Context, e *env, args []string) error {
 	return tw.Flush()
 }
 
+// timeOrNil returns t in UTC, as the table prints it, or nil if zero.
 func timeOrNil(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
+	t = t.UTC()
 	return &t
 }

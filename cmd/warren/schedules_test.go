@@ -36,7 +36,7 @@ func TestSchedules(t *testing.T) {
 
 	// Before any worker ran the file: nothing fired, no candidate.
 	r := cli(t, nil, "schedules", file, "-group", group, "-broker", b.URL).want(t, exitOK)
-	if !strings.Contains(r.stdout, "0 candidates") || !strings.Contains(r.stdout, "no fire names its leader yet") || !strings.Contains(r.stdout, "30 2 * * * Europe/Paris") {
+	if !strings.Contains(r.stdout, "no worker is consuming it") || !strings.Contains(r.stdout, "no fire names its leader yet") || !strings.Contains(r.stdout, "30 2 * * * Europe/Paris") {
 		t.Errorf("before any worker:\n%s", r.stdout)
 	}
 
@@ -66,30 +66,30 @@ func TestSchedules(t *testing.T) {
 
 	r = cli(t, nil, "schedules", file, "-group", group, "-json", "-broker", b.URL).want(t, exitOK)
 	var got struct {
-		Election   string `json:"election"`
-		Candidates int    `json:"candidates"`
-		Leader     string `json:"leader"`
-		Schedules  []struct {
-			Name     string     `json:"name"`
-			When     string     `json:"when"`
-			Last     *time.Time `json:"last_fire"`
-			Baseline bool       `json:"last_is_baseline"`
-			Next     *time.Time `json:"next_fire"`
+		Election  string `json:"election"`
+		Consuming bool   `json:"consuming"`
+		Leader    string `json:"leader"`
+		Schedules []struct {
+			Name      string     `json:"name"`
+			When      string     `json:"when"`
+			Last      *time.Time `json:"last_fire"`
+			FirstSeen *time.Time `json:"first_seen"`
+			Next      *time.Time `json:"next_fire"`
 		} `json:"schedules"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("%v\n%s", err, r.stdout)
 	}
-	if got.Candidates != 1 || got.Leader == "" || len(got.Schedules) != 2 {
+	if !got.Consuming || got.Leader == "" || len(got.Schedules) != 2 {
 		t.Fatalf("report: %s", r.stdout)
 	}
 	tick, rep := got.Schedules[0], got.Schedules[1]
-	if tick.When != "every 1s" || tick.Last == nil || tick.Last.Before(last) || tick.Baseline || tick.Next == nil || !tick.Next.After(*tick.Last) {
+	if tick.When != "every 1s" || tick.Last == nil || tick.Last.Before(last) || tick.FirstSeen != nil || tick.Next == nil || !tick.Next.After(*tick.Last) {
 		t.Errorf("the firing schedule: %s (last fire seen %v)", r.stdout, last)
 	}
 	// The nightly one has not fired: its record is the leader's baseline,
 	// and its next fire is 02:30 in Paris.
-	if rep.Last == nil || !rep.Baseline || rep.Next == nil || rep.Next.In(mustZone(t, "Europe/Paris")).Format("15:04") != "02:30" {
+	if rep.Last != nil || rep.FirstSeen == nil || rep.Next == nil || rep.Next.In(mustZone(t, "Europe/Paris")).Format("15:04") != "02:30" {
 		t.Errorf("the nightly schedule: %s", r.stdout)
 	}
 

@@ -13,17 +13,17 @@ import (
 // time of the broker's, but dead-lettering stamps one: a probe published
 // into a queue of its own with a message TTL of 0 is dead-lettered at once
 // into another, and the x-death header the broker adds holds the time it
-// did so. Both queues are exclusive and server-named, gone with the
-// channel's connection if not before.
+// did so. Both queues are exclusive and server-named, deleted when done,
+// and else by the broker a minute after (x-expires) or with the connection.
 func (s *Supervisor) BrokerTime(ctx context.Context) (time.Time, error) {
 	return onChannelValue(ctx, s, func(ch *amqp.Channel) (time.Time, error) {
-		back, err := ch.QueueDeclare("", false, true, true, false, nil)
+		back, err := ch.QueueDeclare("", false, true, true, false, amqp.Table{"x-expires": int32(60000)})
 		if err != nil {
 			return time.Time{}, err
 		}
 		defer func() { _, _ = ch.QueueDelete(back.Name, false, false, false) }()
 		probe, err := ch.QueueDeclare("", false, true, true, false, amqp.Table{
-			"x-message-ttl": int32(0), "x-dead-letter-exchange": "", "x-dead-letter-routing-key": back.Name,
+			"x-message-ttl": int32(0), "x-dead-letter-exchange": "", "x-dead-letter-routing-key": back.Name, "x-expires": int32(60000),
 		})
 		if err != nil {
 			return time.Time{}, err

@@ -117,6 +117,8 @@ type Scheduler struct {
 	// consumer's channel, which is what the lease guards against on a
 	// cluster.
 	loseRenewals atomic.Bool
+
+	probes sync.WaitGroup // clock checks running
 }
 
 // New checks cfg and returns a candidate; Run makes it take part.
@@ -196,6 +198,7 @@ func (s *Scheduler) Leader() bool { return s.leader.Load() }
 func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.sup.Close()
 	defer s.pub.Close()
+	defer s.probes.Wait()
 	cons := s.sup.NewConsumer(s.cfg.Election, 4, nil)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -235,7 +238,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			l.token(d)
 		case <-clock.C:
 			if l.held != nil {
-				s.checkClock(ctx)
+				s.checkClockSoon(ctx)
 			}
 		case <-renew.C:
 			if l.held != nil && !s.loseRenewals.Load() {
@@ -417,7 +420,7 @@ func (l *leading) load(ctx context.Context) error {
 	if err := l.s.sup.Redeclare(ctx); err != nil {
 		return err
 	}
-	l.s.checkClock(ctx)
+	l.s.checkClockSoon(ctx)
 	records, err := l.progress(ctx)
 	if err != nil {
 		return err
@@ -498,6 +501,16 @@ func (l *leading) progress(ctx context.Context) (map[string]Record, error) {
 // says the clocks disagree.
 const clockSlack = 2 * time.Second
 
+// checkClockSoon runs checkClock beside the run loop, which must not wait
+// for it: fires and renewals go on meanwhile. Run waits for it on return.
+func (s *Scheduler) checkClockSoon(ctx context.Context) {
+	s.probes.Add(1)
+	go func() {
+		defer s.probes.Done()
+		s.checkClock(ctx)
+	}()
+}
+
 // checkClock compares this process's clock, by which it fires, with the
 // broker's (to the second: see broker.BrokerTime), and warns when they
 // differ by more than clockSlack: every fire would be that early or late.
@@ -507,7 +520,9 @@ func (s *Scheduler) checkClock(ctx context.Context) {
 	before := s.cfg.Now()
 	bt, err := s.sup.BrokerTime(ctx)
 	if err != nil {
-		s.log.Debug("scheduler: reading the broker's clock failed", zap.Error(err))
+		if ctx.Err() == nil {
+			s.log.Info("scheduler: reading the broker's clock failed; the leader's clock is not checked this time", zap.Error(err))
+		}
 		return
 	}
 	after := s.cfg.Now()
