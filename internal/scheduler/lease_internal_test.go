@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/schedule"
-	"github.com/warrenq/warren/task"
 )
 
 // TestLeaderStepsDownWithoutItsLease loses the leader's renewals, as when
@@ -20,33 +18,18 @@ import (
 func TestLeaderStepsDownWithoutItsLease(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	q, election := b.Queue("fires"), b.Queue("election")
-	name := strings.TrimSuffix(b.Queue("leased"), ".")
-	b.Track(Name(name))
-	t.Cleanup(func() { _ = b.Channel().ExchangeDelete(Name(name), false, false) })
-	sched, err := schedule.New(schedule.Entry{Name: name, Task: task.Task{Name: "tick"}, Every: time.Second, Queue: q})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sched, election := NewTestSchedule(t, b, "leased", schedule.Entry{})
 	const renew = 300 * time.Millisecond
 	var mu sync.Mutex
 	var changes []string
 	cands := make([]*Scheduler, 2)
 	for n := range cands {
-		s, err := New(Config{Conn: conn.Config{URL: b.URL}, Schedules: []*schedule.Schedule{sched}, Election: election, Renew: renew,
+		cands[n], _ = Start(t, Config{Conn: conn.Config{URL: b.URL}, Schedules: []*schedule.Schedule{sched}, Election: election, Renew: renew,
 			OnLeader: func(on bool) {
 				mu.Lock()
 				defer mu.Unlock()
 				changes = append(changes, map[bool]string{true: "+", false: "-"}[on]+string(rune('0'+n)))
 			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cands[n] = s
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
 	}
 	leader := -1
 	brokertest.Eventually(t, 30*time.Second, func() bool {

@@ -528,6 +528,7 @@ func (s *Scheduler) checkClock(ctx context.Context) {
 	after := s.cfg.Now()
 	// The broker's second holds the moment it dead-lettered the probe,
 	// between before and after: off only if outside that, with slack.
+	s.log.Debug("scheduler: clock checked against the broker's", zap.Time("broker_time", bt), zap.Time("local_time", after))
 	switch {
 	case bt.Add(time.Second).Before(before.Add(-clockSlack)):
 		s.log.Warn("scheduler: this process's clock runs ahead of the broker's: fires will be early; synchronise the hosts' clocks (NTP)",

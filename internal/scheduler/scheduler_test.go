@@ -1,10 +1,8 @@
 package scheduler_test
 
 import (
-	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,10 +22,9 @@ import (
 // candidate is one scheduler process, reached through a proxy so that the
 // test can kill its connection as a kill -9 would.
 type candidate struct {
-	n      int
-	px     *tcpproxy.Proxy
-	cancel context.CancelFunc
-	done   chan error
+	n    int
+	px   *tcpproxy.Proxy
+	stop func()
 }
 
 // fireLog records the fires the work queue received, and leader changes.
@@ -85,15 +82,8 @@ func (l *fireLog) leaderSince(old int, t time.Time) (time.Time, bool) {
 func TestFailoverFiresEachTimeOnce(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	q := b.Queue("fires")
-	election := b.Queue("election")
-	name := strings.TrimSuffix(b.Queue("every-second"), ".")
-	b.Track(scheduler.Name(name))
-	t.Cleanup(func() { _ = b.Channel().ExchangeDelete(scheduler.Name(name), false, false) })
-	sched, err := schedule.New(schedule.Entry{Name: name, Task: task.Task{Name: "tick", Payload: map[string]int{"n": 1}}, Every: time.Second, Queue: q})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sched, election := scheduler.NewTestSchedule(t, b, "every-second", schedule.Entry{Task: task.Task{Name: "tick", Payload: map[string]int{"n": 1}}})
+	q := sched.Queue
 
 	log := &fireLog{}
 	var cands []*candidate
@@ -103,19 +93,12 @@ func TestFailoverFiresEachTimeOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = px.Close() })
-		s, err := scheduler.New(scheduler.Config{
+		_, stop := scheduler.Start(t, scheduler.Config{
 			Conn:      conn.Config{URL: brokertest.WithHost(b.URL, px.Addr())},
 			Schedules: []*schedule.Schedule{sched}, Election: election,
 			OnLeader: func(on bool) { log.leader(n, on) },
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		c := &candidate{n: n, px: px, cancel: cancel, done: make(chan error, 1)}
-		go func() { c.done <- s.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-c.done })
-		return c
+		return &candidate{n: n, px: px, stop: stop}
 	}
 	for n := range 3 {
 		cands = append(cands, start(n))
@@ -134,7 +117,7 @@ func TestFailoverFiresEachTimeOnce(t *testing.T) {
 			took = at.Sub(killed)
 			return ok
 		}, "no new leader after candidate %d was killed", old)
-		cands[old].cancel()
+		cands[old].stop()
 		t.Logf("candidate %d killed; the next leader took over in %v", old, took.Round(time.Millisecond))
 		return took
 	}
@@ -144,7 +127,7 @@ func TestFailoverFiresEachTimeOnce(t *testing.T) {
 	took2 := kill()
 	time.Sleep(7 * time.Second)
 	for _, c := range cands {
-		c.cancel()
+		c.stop()
 	}
 	for _, took := range []time.Duration{took1, took2} {
 		if took > 5*time.Second {
@@ -202,28 +185,15 @@ func TestMissedFiresFollowThePolicy(t *testing.T) {
 		t.Run(policy.String(), func(t *testing.T) {
 			t.Parallel()
 			b := brokertest.New(t)
-			q, election := b.Queue("fires"), b.Queue("election")
-			name := strings.TrimSuffix(b.Queue("missed"), ".")
-			b.Track(scheduler.Name(name))
-			t.Cleanup(func() { _ = b.Channel().ExchangeDelete(scheduler.Name(name), false, false) })
-			sched, err := schedule.New(schedule.Entry{Name: name, Task: task.Task{Name: "tick"}, Every: time.Second, Queue: q, Missed: policy})
-			if err != nil {
-				t.Fatal(err)
-			}
+			sched, election := scheduler.NewTestSchedule(t, b, "missed", schedule.Entry{Missed: policy})
 			type fire struct{ at, made time.Time }
 			run := func(fires chan<- fire) (stop func()) {
-				s, err := scheduler.New(scheduler.Config{
+				_, stop = scheduler.Start(t, scheduler.Config{
 					Conn: conn.Config{URL: b.URL}, Schedules: []*schedule.Schedule{sched}, Election: election,
 					Grace:  100 * time.Millisecond,
 					OnFire: func(_ *schedule.Schedule, at time.Time, _ string) { fires <- fire{at, time.Now()} },
 				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan error, 1)
-				go func() { done <- s.Run(ctx) }()
-				return func() { cancel(); <-done }
+				return stop
 			}
 			first := make(chan fire, 100)
 			stop := run(first)
@@ -273,29 +243,17 @@ func TestMissedFiresFollowThePolicy(t *testing.T) {
 func TestLeaderReportsAProgressRecordFromAClockAhead(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	q, election := b.Queue("fires"), b.Queue("election")
-	name := strings.TrimSuffix(b.Queue("skewed"), ".")
-	b.Track(scheduler.Name(name))
-	t.Cleanup(func() { _ = b.Channel().ExchangeDelete(scheduler.Name(name), false, false) })
-	sched, err := schedule.New(schedule.Entry{Name: name, Task: task.Task{Name: "tick"}, Every: time.Second, Queue: q})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sched, election := scheduler.NewTestSchedule(t, b, "skewed", schedule.Entry{})
+	name := sched.Name
 	run := func(now func() time.Time, logger *zap.Logger, fired chan<- struct{}) (stop func()) {
-		s, err := scheduler.New(scheduler.Config{Conn: conn.Config{URL: b.URL, Logger: logger}, Schedules: []*schedule.Schedule{sched},
+		_, stop = scheduler.Start(t, scheduler.Config{Conn: conn.Config{URL: b.URL, Logger: logger}, Schedules: []*schedule.Schedule{sched},
 			Election: election, Now: now, OnFire: func(*schedule.Schedule, time.Time, string) {
 				select {
 				case fired <- struct{}{}:
 				default:
 				}
 			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		return func() { cancel(); <-done }
+		return stop
 	}
 	fired := make(chan struct{}, 1)
 	stop := run(func() time.Time { return time.Now().Add(time.Minute) }, nil, fired)
@@ -323,24 +281,17 @@ func TestLeaderReportsAProgressRecordFromAClockAhead(t *testing.T) {
 func TestChangedScheduleGoesOnFromItsLastFire(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	q, election := b.Queue("fires"), b.Queue("election")
-	name := strings.TrimSuffix(b.Queue("changed"), ".")
-	b.Track(scheduler.Name(name))
-	t.Cleanup(func() { _ = b.Channel().ExchangeDelete(scheduler.Name(name), false, false) })
+	everySecond, election := scheduler.NewTestSchedule(t, b, "changed", schedule.Entry{})
 	run := func(every time.Duration, fired chan<- time.Time) (stop func()) {
-		sched, err := schedule.New(schedule.Entry{Name: name, Task: task.Task{Name: "tick"}, Every: every, Queue: q})
+		e := everySecond.Entry
+		e.Every = every
+		sched, err := schedule.New(e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := scheduler.New(scheduler.Config{Conn: conn.Config{URL: b.URL}, Schedules: []*schedule.Schedule{sched}, Election: election,
+		_, stop = scheduler.Start(t, scheduler.Config{Conn: conn.Config{URL: b.URL}, Schedules: []*schedule.Schedule{sched}, Election: election,
 			OnFire: func(_ *schedule.Schedule, at time.Time, _ string) { fired <- at }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		return func() { cancel(); <-done }
+		return stop
 	}
 	next := func(c <-chan time.Time) time.Time {
 		select {
@@ -375,45 +326,21 @@ func TestLeaderReportsItsClockOffTheBrokers(t *testing.T) {
 	t.Parallel()
 	for _, off := range []time.Duration{time.Minute, -time.Minute, 0} {
 		b := brokertest.New(t)
-		q, election := b.Queue("fires"), b.Queue("election")
-		name := strings.TrimSuffix(b.Queue("offclock"), ".")
-		b.Track(scheduler.Name(name))
-		t.Cleanup(func() { _ = b.Channel().ExchangeDelete(scheduler.Name(name), false, false) })
-		sched, err := schedule.New(schedule.Entry{Name: name, Task: task.Task{Name: "tick"}, Every: time.Second, Queue: q})
-		if err != nil {
-			t.Fatal(err)
+		sched, election := scheduler.NewTestSchedule(t, b, "offclock", schedule.Entry{})
+		core, logs := observer.New(zapcore.DebugLevel)
+		_, stop := scheduler.Start(t, scheduler.Config{Conn: conn.Config{URL: b.URL, Logger: zap.New(core)}, Schedules: []*schedule.Schedule{sched},
+			Election: election, Now: func() time.Time { return time.Now().Add(off) }})
+		brokertest.Eventually(t, 30*time.Second, func() bool { return len(logs.FilterMessageSnippet("clock checked").All()) > 0 },
+			"the leader never checked its clock")
+		warned := func(s string) int { return len(logs.FilterLevelExact(zapcore.WarnLevel).FilterMessageSnippet(s).All()) }
+		switch {
+		case off == 0 && warned("the broker's") != 0:
+			t.Errorf("a leader on the broker's clock warned of clocks %d times", warned("the broker's"))
+		case off > 0 && warned("runs ahead of the broker's") != 1:
+			t.Errorf("a leader %v off the broker's clock did not say it runs ahead", off)
+		case off < 0 && warned("runs behind the broker's") != 1:
+			t.Errorf("a leader %v off the broker's clock did not say it runs behind", off)
 		}
-		core, logs := observer.New(zapcore.WarnLevel)
-		fired := make(chan struct{}, 1)
-		s, err := scheduler.New(scheduler.Config{Conn: conn.Config{URL: b.URL, Logger: zap.New(core)}, Schedules: []*schedule.Schedule{sched},
-			Election: election, Now: func() time.Time { return time.Now().Add(off) },
-			OnFire: func(*schedule.Schedule, time.Time, string) {
-				select {
-				case fired <- struct{}{}:
-				default:
-				}
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		if off == 0 {
-			select {
-			case <-fired: // the clock was checked on taking the lead, before
-			case <-time.After(30 * time.Second):
-				t.Fatal("no fire")
-			}
-			if n := len(logs.FilterMessageSnippet("the broker's").All()); n != 0 {
-				t.Errorf("a leader on the broker's clock warned of clocks %d times", n)
-			}
-		} else {
-			want := map[bool]string{true: "runs ahead of the broker's", false: "runs behind the broker's"}[off > 0]
-			brokertest.Eventually(t, 30*time.Second, func() bool { return len(logs.FilterMessageSnippet(want).All()) > 0 },
-				"a leader %v off the broker's clock did not say it %s", off, want)
-		}
-		cancel()
-		<-done
+		stop()
 	}
 }
