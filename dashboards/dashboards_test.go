@@ -55,6 +55,7 @@ var wantAlerts = []string{
 	"WarrenBacklogGrowing",
 	"WarrenQueueNoConsumer",
 	"WarrenReconnectStorm",
+	"WarrenSchedulerNoLeader",
 }
 
 // ---- the dashboard ----
@@ -667,7 +668,7 @@ func TestReferencedMetricsAreExported(t *testing.T) {
 		QueueDepthInterval: 200 * time.Millisecond,
 		ShutdownTimeout:    5 * time.Second,
 		Schedules:          []*schedule.Schedule{tick},
-		SchedulerGroup:     schedulerGroup(b),
+		SchedulerGroup:     schedulerGroup(b, "group"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -856,10 +857,10 @@ func scheduled(t *testing.T, b *brokertest.Broker, base string) *schedule.Schedu
 	return s
 }
 
-// schedulerGroup returns a scheduler group of its own for a test, whose
-// election queue the broker's cleanup deletes.
-func schedulerGroup(b *brokertest.Broker) string {
-	g := strings.TrimSuffix(b.Queue("group"), ".")
+// schedulerGroup returns a scheduler group named for the test from base,
+// whose election queue the broker's cleanup deletes.
+func schedulerGroup(b *brokertest.Broker, base string) string {
+	g := strings.TrimSuffix(b.Queue(base), ".")
 	b.Track(scheduler.ElectionQueue + "." + g)
 	return g
 }

@@ -460,7 +460,7 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 	tick := scheduled(t, b, "prom-tick")
 	tick.Queue = qFail
 	busy := startWatched(t, nil, worker.Config{Conn: conn.Config{URL: amqpURL}, Queues: []string{qFail}, Concurrency: 4,
-		Schedules: []*schedule.Schedule{tick}, SchedulerGroup: schedulerGroup(b)},
+		Schedules: []*schedule.Schedule{tick}, SchedulerGroup: schedulerGroup(b, "group-busy")},
 		task.Define[pay]("dash_tick").Handler(func(context.Context, pay) error { return nil }),
 		okTask.Handler(func(context.Context, pay) error { return nil }),
 		flaky.Handler(func(ctx context.Context, _ pay) error {
@@ -499,13 +499,26 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 	storm := startWatched(t, nil, worker.Config{Conn: conn.Config{URL: brokertest.WithHost(amqpURL, px.Addr())}, Queues: []string{qStorm}},
 		okTask.Handler(func(context.Context, pay) error { return nil }))
 
+	// The lonely worker: the only candidate of its scheduler group, through
+	// a proxy the test shuts.
+	pxLone, err := tcpproxy.Start(brokertest.Addr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pxLone.Close() })
+	lonelyTick, lonelyGroup := scheduled(t, b, "prom-lone"), schedulerGroup(b, "group-lone")
+	lonelyTick.Queue = b.Queue("lone")
+	lonely := startWatched(t, nil, worker.Config{Conn: conn.Config{URL: brokertest.WithHost(amqpURL, pxLone.Addr())}, Queues: []string{lonelyTick.Queue},
+		Schedules: []*schedule.Schedule{lonelyTick}, SchedulerGroup: lonelyGroup},
+		task.Define[pay]("dash_tick").Handler(func(context.Context, pay) error { return nil }))
+
 	preg := prometheus.NewRegistry()
 	pm := serveMetrics(t, preg)
 	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: amqpURL, Metrics: preg}, Routes: routing.NewTable().SetDefault(routing.ToQueue(qFail))})
 	ctx := warrentest.Context(t, 15*time.Minute)
 
 	prom := startPrometheus(t, rulesFile, map[string][]string{
-		"worker":   {busy.metrics.addr, backlog.metrics.addr, gone.metrics.addr, storm.metrics.addr},
+		"worker":   {busy.metrics.addr, backlog.metrics.addr, gone.metrics.addr, storm.metrics.addr, lonely.metrics.addr},
 		"producer": {pm.addr},
 	})
 	t.Logf("rules as shipped, time compressed %dx: a minute of alerts.yaml is a second here", timeScale)
@@ -596,6 +609,25 @@ func TestAlertsFireInPrometheus(t *testing.T) {
 			stuck.Handler(func(context.Context, pay) error { return nil }))
 		r := prom.awaitResolved(t, back, "WarrenQueueNoConsumer", "queue", qGone)
 		t.Logf("WarrenQueueNoConsumer: resolved %v after a worker came back", r.Round(time.Second))
+	})
+
+	t.Run("no worker leads a scheduler group: WarrenSchedulerNoLeader", func(t *testing.T) {
+		t.Parallel()
+		leads := fmt.Sprintf(`warren_scheduler_leader{group=%q} == 1`, lonelyGroup)
+		brokertest.Eventually(t, time.Minute, func() bool {
+			n, err := prom.query(leads)
+			return err == nil && n > 0
+		}, "prometheus never saw the lonely worker lead its group")
+		// Its connection goes, and stays gone: it keeps running and
+		// reporting, but cannot hold the lead.
+		cut := time.Now()
+		pxLone.SetRefuse(true)
+		pxLone.Cut()
+		firing(t, prom, cut, "WarrenSchedulerNoLeader", "group", lonelyGroup)
+		back := time.Now()
+		pxLone.SetRefuse(false)
+		r := prom.awaitResolved(t, back, "WarrenSchedulerNoLeader", "group", lonelyGroup)
+		t.Logf("WarrenSchedulerNoLeader: resolved %v after the broker could be reached again", r.Round(time.Second))
 	})
 
 	t.Run("the connection keeps dropping: WarrenReconnectStorm", func(t *testing.T) {

@@ -59,8 +59,8 @@ type Metrics struct {
 	ScheduleFires  *prometheus.CounterVec // schedule: fires this process made
 	ScheduleMissed *prometheus.CounterVec // schedule: fires missed while no scheduler ran, never made
 	ScheduleNext   *prometheus.GaugeVec   // schedule: the next fire, Unix seconds; set by the leader only
-	Leader         prometheus.Gauge       // 1 while this process fires the schedules
-	LeaderChanges  prometheus.Counter     // times this process became the leader
+	Leader         *prometheus.GaugeVec   // group: 1 while this process fires the group's schedules, else 0
+	LeaderChanges  *prometheus.CounterVec // group: times this process became the group's leader
 }
 
 // New registers the collectors on reg and returns them; nil reg gives nil
@@ -116,12 +116,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		ScheduleNext: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "warren_schedule_next_fire_timestamp_seconds", Help: "When a periodic task fires next, in Unix seconds; exported by the leading scheduler only.",
 		}, []string{"schedule"}),
-		Leader: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "warren_scheduler_leader", Help: "1 while this process is the elected scheduler that fires the periodic tasks, else 0.",
-		}),
-		LeaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "warren_scheduler_leader_changes_total", Help: "Times this process became the elected scheduler.",
-		}),
+		Leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "warren_scheduler_leader", Help: "1 while this process is the elected scheduler that fires its group's periodic tasks, else 0.",
+		}, []string{"group"}),
+		LeaderChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_scheduler_leader_changes_total", Help: "Times this process became its group's elected scheduler.",
+		}, []string{"group"}),
 	}
 	var err error
 	register := func(c prometheus.Collector) prometheus.Collector {
@@ -148,8 +148,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.ScheduleFires = register(m.ScheduleFires).(*prometheus.CounterVec)
 	m.ScheduleMissed = register(m.ScheduleMissed).(*prometheus.CounterVec)
 	m.ScheduleNext = register(m.ScheduleNext).(*prometheus.GaugeVec)
-	m.Leader = register(m.Leader).(prometheus.Gauge)
-	m.LeaderChanges = register(m.LeaderChanges).(prometheus.Counter)
+	m.Leader = register(m.Leader).(*prometheus.GaugeVec)
+	m.LeaderChanges = register(m.LeaderChanges).(*prometheus.CounterVec)
 	if err != nil {
 		return nil, err
 	}
@@ -161,9 +161,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// ForSchedules creates the fire and miss series of each schedule at 0.
-func (m *Metrics) ForSchedules(names []string) *Metrics {
+// ForSchedules creates the fire and miss series of each schedule, and the
+// leader series of group (a scheduler group, "default" for the default
+// one), at 0.
+func (m *Metrics) ForSchedules(group string, names []string) *Metrics {
 	if m != nil {
+		m.Leader.WithLabelValues(group)
+		m.LeaderChanges.WithLabelValues(group)
 		for _, n := range names {
 			m.ScheduleFires.WithLabelValues(n)
 			m.ScheduleMissed.WithLabelValues(n)
@@ -202,18 +206,18 @@ func (m *Metrics) NextFire(schedule string, at time.Time) {
 	m.ScheduleNext.WithLabelValues(schedule).Set(float64(at.UnixNano()) / 1e9)
 }
 
-// Leading records whether this process leads the schedulers now, and
+// Leading records whether this process leads group's schedulers now, and
 // counts each time it starts to.
-func (m *Metrics) Leading(on bool) {
+func (m *Metrics) Leading(group string, on bool) {
 	if m == nil {
 		return
 	}
 	if on {
-		m.Leader.Set(1)
-		m.LeaderChanges.Inc()
+		m.Leader.WithLabelValues(group).Set(1)
+		m.LeaderChanges.WithLabelValues(group).Inc()
 		return
 	}
-	m.Leader.Set(0)
+	m.Leader.WithLabelValues(group).Set(0)
 }
 
 // ForRole creates the reconnect series of role at 0 and returns m.

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,7 +151,7 @@ func New(cfg Config) (*Scheduler, error) {
 	for i, sc := range cfg.Schedules {
 		names[i] = sc.Name
 	}
-	cfg.Metrics.ForSchedules(names).Leading(false)
+	cfg.Metrics.ForSchedules(group(cfg.Election), names).Leading(group(cfg.Election), false)
 	host, _ := os.Hostname()
 	return &Scheduler{
 		cfg: cfg, log: sup.Logger(), sup: sup, pub: broker.NewPublisher(sup, 1),
@@ -188,6 +189,18 @@ func topology(cfg Config) (routing.Topology, error) {
 		return t, fmt.Errorf("scheduler: %w", err)
 	}
 	return t, nil
+}
+
+// group is the metrics' name for the group electing through queue
+// election: what follows "warren.scheduler.", or "default".
+func group(election string) string {
+	if g, ok := strings.CutPrefix(election, ElectionQueue+"."); ok && g != "" {
+		return g
+	}
+	if election == ElectionQueue {
+		return "default"
+	}
+	return election
 }
 
 // Leader reports whether this process fires the schedules now.
@@ -271,7 +284,7 @@ func (s *Scheduler) setLeader(v bool) {
 	if s.leader.Swap(v) == v {
 		return
 	}
-	s.cfg.Metrics.Leading(v)
+	s.cfg.Metrics.Leading(group(s.cfg.Election), v)
 	if !v {
 		for _, sc := range s.cfg.Schedules {
 			s.cfg.Metrics.NextFire(sc.Name, time.Time{}) // the leader's to say
