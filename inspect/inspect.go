@@ -53,6 +53,9 @@ type Config struct {
 	// HTTPClient asks the management API. Defaults to a client with
 	// Conn.TLS for https.
 	HTTPClient *http.Client
+	// PresenceWait is how long the first call of Workers waits for the
+	// workers' answers to its ping. Defaults to DefaultPresenceWait.
+	PresenceWait time.Duration
 }
 
 // Queue is what is known of one queue. A nil field is not known from
@@ -111,6 +114,7 @@ type Inspector struct {
 
 	mu     sync.Mutex
 	sup    *broker.Supervisor // made on first need
+	watch  *watch             // made by the first Workers
 	closed bool
 }
 
@@ -119,6 +123,9 @@ func New(cfg Config) (*Inspector, error) {
 	cfg.Conn = cfg.Conn.WithDefaults()
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.PresenceWait <= 0 {
+		cfg.PresenceWait = DefaultPresenceWait
 	}
 	if err := broker.CheckURL(cfg.Conn.URL); err != nil {
 		return nil, fmt.Errorf("inspect: %w", err)
@@ -139,10 +146,14 @@ func (i *Inspector) Close() error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.closed = true
-	if i.sup == nil {
-		return nil
+	var err error
+	if i.watch != nil {
+		err = i.watch.close()
 	}
-	return i.sup.Close()
+	if i.sup != nil {
+		err = errors.Join(err, i.sup.Close())
+	}
+	return err
 }
 
 // Management returns the address of the management API the inspector

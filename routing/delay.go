@@ -48,6 +48,21 @@ const (
 // ReplyPrefix starts the name of every reply queue (package result).
 const ReplyPrefix = "warren.reply."
 
+// Worker presence (docs/protocol.md): workers publish their heartbeats to
+// PresenceExchange and take commands, such as a ping, from
+// ControlExchange through a queue of their own; whoever watches them
+// (package inspect) binds a queue of its own to PresenceExchange.
+const (
+	// PresenceExchange is the fanout exchange of worker heartbeats.
+	PresenceExchange = "warren.presence"
+	// ControlExchange is the fanout exchange of commands to every worker.
+	ControlExchange = "warren.control"
+	// WorkerQueuePrefix starts the name of a worker's command queue.
+	WorkerQueuePrefix = "warren.worker."
+	// WatchQueuePrefix starts the name of a watcher's heartbeat queue.
+	WatchQueuePrefix = "warren.watch."
+)
+
 // DelayLevelName returns the exchange and queue name of level l.
 func DelayLevelName(l int) string { return DelayPrefix + strconv.Itoa(l) }
 

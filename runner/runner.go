@@ -76,6 +76,9 @@ type Options struct {
 	// SchedulerGroup names the election of workers with schedules
 	// (worker.Config.SchedulerGroup).
 	SchedulerGroup string
+	// PresenceInterval is the worker's heartbeat interval
+	// (worker.Config.PresenceInterval); negative turns presence off.
+	PresenceInterval time.Duration
 }
 
 // ParseFlags parses the worker contract's flags from args. On -h it
@@ -120,6 +123,7 @@ func parseFlags(args []string, output io.Writer, tasks []string) (Options, error
 	fs.BoolVar(&o.Quorum, "quorum", false, "declare the queues of -queues that the program's topology does not name as quorum queues (delivery limit 20, dead letters to <queue>.dead): the production setting on a cluster")
 	fs.StringVar(&o.Schedules, "schedules", "", "a schedule `file` (YAML) of periodic tasks to fire: one worker at a time, elected through the broker, fires them")
 	fs.StringVar(&o.SchedulerGroup, "scheduler-group", "", "the election among workers with -schedules (empty: the default); workers of one group need the same file")
+	fs.DurationVar(&o.PresenceInterval, "presence-interval", 2*time.Second, "how often the worker announces itself (warren workers, warren ui); a dead worker drops off after about three; negative: off")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -241,6 +245,8 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 		ConsumerTimeout: o.ConsumerTimeout,
 		Schedules:       schedules,
 		SchedulerGroup:  o.SchedulerGroup,
+
+		PresenceInterval: o.PresenceInterval,
 	})
 	if err != nil {
 		log.Error("cannot start worker", zap.Error(err))

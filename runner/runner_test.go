@@ -24,12 +24,13 @@ import (
 
 func TestParseFlags(t *testing.T) {
 	t.Setenv(runner.EnvBrokerURL, "amqp://u:p@broker:5672/")
-	o, err := runner.ParseFlags([]string{"-queues", "video, audio", "-concurrency", "4", "-prefetch", "100", "-shutdown-timeout", "5s", "-log-format", "console"}, io.Discard)
+	o, err := runner.ParseFlags([]string{"-queues", "video, audio", "-concurrency", "4", "-prefetch", "100", "-shutdown-timeout", "5s", "-log-format", "console", "-presence-interval", "500ms"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(o.Queues, "|") != "video|audio" || o.Concurrency != 4 || o.Prefetch != 100 ||
-		o.ShutdownTimeout != 5*time.Second || o.LogFormat != "console" || o.Broker != "amqp://u:p@broker:5672/" || o.MetricsAddr != ":9090" {
+		o.ShutdownTimeout != 5*time.Second || o.LogFormat != "console" || o.Broker != "amqp://u:p@broker:5672/" || o.MetricsAddr != ":9090" ||
+		o.PresenceInterval != 500*time.Millisecond {
 		t.Errorf("parsed %+v", o)
 	}
 	bad := [][]string{

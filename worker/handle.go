@@ -51,6 +51,7 @@ type delivery struct {
 	msg     task.Message  // kept here so that a delivery costs one allocation
 	label   string        // task label for metrics: the name, or unknownTaskLabel
 	log     taskLog
+	started time.Time       // when a handler took it
 	decided bool            // v is set; false only while the handler runs
 	v       verdict.Verdict // what settle does
 	why     string          // v.Cause's text, cut to maxErrorHeader, for headers and the caller
@@ -61,11 +62,13 @@ type delivery struct {
 // makes it so. Settling is deferred, so that a handler that ends its
 // goroutine with runtime.Goexit still has its delivery settled, as a
 // failure, rather than left unacked for good.
-func (w *Worker) handle(ctx context.Context, d *broker.Delivery) {
+func (w *Worker) handle(ctx context.Context, d *broker.Delivery, running *slot) {
 	w.received.Add(1)
 	w.metrics.InFlightAdd(d.Queue, 1)
 	defer w.metrics.InFlightAdd(d.Queue, -1)
 	t := w.read(d)
+	t.started = time.Now()
+	running.Store(t) // for heartbeats: t's fields that they read are set
 	defer func() {
 		if !t.decided {
 			// The handler called runtime.Goexit (its run is missing from
@@ -80,6 +83,7 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery) {
 		o := w.settle(t)
 		w.count(o)
 		w.metrics.Outcome(t.label, d.Queue, o)
+		running.Store(nil)
 	}()
 	t.v = w.decide(ctx, t)
 	t.decided = true

@@ -12,6 +12,7 @@ import (
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/internal/presence"
 	"github.com/warrenq/warren/internal/scheduler"
 	"github.com/warrenq/warren/internal/verdict"
 	"github.com/warrenq/warren/metrics"
@@ -101,6 +102,14 @@ type Config struct {
 	// part in: empty means the default one. Deployments that share a
 	// broker (or vhost) but not their schedules need a group each.
 	SchedulerGroup string
+
+	// PresenceInterval is how often the worker announces itself on the
+	// broker (host, pid, queues, the tasks it runs, its counts), so that
+	// `warren workers`, the web UI and package inspect list the workers
+	// alive; it answers their pings at once and says goodbye when it
+	// stops, and a worker that dies drops off the list after about three
+	// intervals. Defaults to 2s; negative turns presence off.
+	PresenceInterval time.Duration
 }
 
 // Stats counts delivery outcomes since the worker started.
@@ -127,6 +136,11 @@ type Stats struct {
 // Worker consumes queues and runs their tasks. Make one with New and call
 // Run; two workers in one process do not share anything.
 type Worker struct {
+	id       string               // names this run in heartbeats
+	ann      *presence.Announcer  // nil: presence off
+	slots    []slot               // what each handler goroutine runs
+	started  time.Time            // when Run began
+	version  string               // warren's, for heartbeats
 	sched    *scheduler.Scheduler // nil without schedules
 	cfg      Config
 	sup      *broker.Supervisor
@@ -209,6 +223,10 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.QueueDepthInterval == 0 {
 		cfg.QueueDepthInterval = 15 * time.Second
 	}
+	id := presence.NewID()
+	if cfg.PresenceInterval >= 0 {
+		topo = topo.Merge(presence.Topology(id))
+	}
 	m, err := metrics.New(cfg.Conn.Metrics)
 	m = m.ForRole("worker")
 	if err != nil {
@@ -224,6 +242,9 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{
+		id:       id,
+		slots:    make([]slot, cfg.Concurrency),
+		version:  presence.Version(),
 		sched:    sched,
 		cfg:      cfg,
 		sup:      sup,
@@ -233,6 +254,7 @@ func New(cfg Config) (*Worker, error) {
 		defaults: defaults,
 	}
 	w.judge = verdict.Judge{Registry: cfg.Registry, Retry: cfg.Retry, Limit: w.runLimit}
+	w.ann = w.newAnnouncer()
 	return w, nil
 }
 
@@ -246,6 +268,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return errors.New("worker: Run called twice")
 	}
 	defer w.sup.Close()
+	w.started = time.Now()
 
 	// Handlers get hardCtx: it outlives ctx by the shutdown timeout.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -261,8 +284,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	// publishing, stay grown.
 	deliveries := make(chan *broker.Delivery)
 	var pool, consumers sync.WaitGroup
-	var handler func()
-	handler = func() {
+	var handler func(running *slot)
+	handler = func(running *slot) {
 		returned := false
 		defer func() {
 			if !returned {
@@ -270,18 +293,18 @@ func (w *Worker) Run(ctx context.Context) error {
 				// t.FailNow does; handle settled its delivery on the way
 				// out): replace it, or the pool would shrink.
 				pool.Add(1)
-				go handler()
+				go handler(running)
 			}
 			pool.Done()
 		}()
 		for d := range deliveries {
-			w.handle(hardCtx, d)
+			w.handle(hardCtx, d, running)
 		}
 		returned = true
 	}
 	pool.Add(w.cfg.Concurrency)
-	for range w.cfg.Concurrency {
-		go handler()
+	for i := range w.cfg.Concurrency {
+		go handler(&w.slots[i])
 	}
 	for _, q := range w.cfg.Queues {
 		c := w.sup.NewConsumer(q, w.cfg.Prefetch, deliveries)
@@ -298,6 +321,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	pollDone := make(chan struct{})
 	go func() { defer close(pollDone); w.pollDepth(ctx) }()
 	defer func() { <-pollDone }()
+	// Presence outlives ctx: a stopping worker still says what it runs
+	// until its handlers are done, then says goodbye.
+	presCtx, presCancel := context.WithCancel(context.WithoutCancel(ctx))
+	presDone := make(chan struct{})
+	go func() { defer close(presDone); w.runPresence(presCtx) }()
+	defer func() { presCancel(); <-presDone }()
 	if w.sched != nil {
 		// Stops firing when ctx is done, before the handlers drain; the
 		// next candidate takes the lead when its connection closes.
@@ -311,6 +340,9 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	w.stopping.Store(true)
+	if w.ann != nil {
+		w.ann.Poke() // says "stopping" now, not at the next heartbeat
+	}
 	deadline := time.After(w.cfg.ShutdownTimeout) // from the signal, not after the cancel
 	w.log.Info("worker stopping: no new deliveries; waiting for in-flight tasks", zap.Duration("timeout", w.cfg.ShutdownTimeout))
 	consumers.Wait()  // cancelled; deliveries no handler took are requeued
@@ -329,6 +361,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Warn("handlers ignored cancellation; closing channels requeues their tasks")
 		}
 	}
+	presCancel() // the goodbye, while the connection is still up
+	<-presDone
 	w.mu.Lock()
 	for _, c := range w.consumers {
 		c.Close()

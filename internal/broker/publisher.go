@@ -12,7 +12,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// Publishing is one message to publish, persistent and mandatory.
+// Publishing is one message to publish, persistent and mandatory unless
+// Transient.
 type Publishing struct {
 	Exchange      string
 	Key           string
@@ -36,6 +37,9 @@ type Publishing struct {
 	// the producer gives each shard of a sharded task its lane, and a
 	// channel then feeds fewer queues. 0: channels in turn.
 	Lane int
+	// Transient publishes the message non-persistent: for messages worth
+	// nothing after a restart, such as heartbeats, which need no disk.
+	Transient bool
 }
 
 // Publisher publishes with publisher confirms over a few channels of one
@@ -438,11 +442,15 @@ func (pc *pubChannel) send(c *Confirm) bool {
 			headers[HeaderPublishSeq] = int64(seq)
 		}
 	}
+	mode := amqp.Persistent
+	if m.Transient {
+		mode = amqp.Transient
+	}
 	err := pc.ch.Publish(m.Exchange, m.Key, true, false, amqp.Publishing{
 		Headers:         headers,
 		ContentType:     m.ContentType,
 		ContentEncoding: m.Encoding,
-		DeliveryMode:    amqp.Persistent,
+		DeliveryMode:    mode,
 		Priority:        m.Priority,
 		CorrelationId:   m.CorrelationID,
 		ReplyTo:         m.ReplyTo,

@@ -1,0 +1,143 @@
+package inspect_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/warrenq/warren/inspect"
+	"github.com/warrenq/warren/producer"
+	"github.com/warrenq/warren/routing"
+	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/warrentest"
+	"github.com/warrenq/warren/worker"
+)
+
+var hold = task.Define[struct{}]("presence_hold")
+
+// find returns the worker id among ws.
+func find(ws []inspect.Worker, id string) (inspect.Worker, bool) {
+	for _, w := range ws {
+		if w.ID == id {
+			return w, true
+		}
+	}
+	return inspect.Worker{}, false
+}
+
+// A worker is listed with what it is; a task it runs shows up with its id
+// while it runs, also while the worker stops; once the worker has
+// stopped, the list does not show it.
+func TestWorkersShowsWhatRuns(t *testing.T) {
+	t.Parallel()
+	b := warrentest.NewBroker(t)
+	q := b.Queue("presence")
+	topo := routing.Topology{Queues: []routing.Queue{{Name: q}}}
+	started, release := make(chan struct{}), make(chan struct{})
+	reg := task.NewRegistry()
+	reg.MustRegister(hold.Handler(func(ctx context.Context, _ struct{}) error {
+		close(started)
+		<-release
+		return nil
+	}))
+	w, err := worker.New(worker.Config{Conn: b.Conn(), Queues: []string{q}, Registry: reg, Topology: topo,
+		Concurrency: 3, Prefetch: 5, PresenceInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := warrentest.Run(t, w)
+	insp := newInspector(t, inspect.Config{Conn: b.Conn(), NoManagement: true})
+	ctx := warrentest.Context(t, 30*time.Second)
+
+	ws, err := insp.Workers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, ok := find(ws, w.ID())
+	if !ok {
+		t.Fatalf("worker %s not listed among %d", w.ID(), len(ws))
+	}
+	host, _ := os.Hostname()
+	if me.Host != host || me.PID != os.Getpid() || me.Version == "" || me.State != inspect.WorkerRunning ||
+		len(me.Queues) != 1 || me.Queues[0] != q || me.Concurrency != 3 || me.Prefetch != 5 ||
+		me.Interval != 200*time.Millisecond || me.Started.IsZero() || me.RunningCount != 0 || me.Node == "" {
+		t.Errorf("listed as %+v", me)
+	}
+
+	p := warrentest.NewProducer(t, producer.Config{Conn: b.Conn(), Routes: routing.NewTable().Add(hold.Name(), routing.ToQueue(q))})
+	id, err := producer.Enqueue(ctx, p, hold, struct{}{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	running := func(state string) func() bool {
+		return func() bool {
+			ws, err := insp.Workers(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			me, _ = find(ws, w.ID())
+			return me.State == state && me.RunningCount == 1 && len(me.Running) == 1 && me.Running[0].ID == id
+		}
+	}
+	warrentest.Eventually(t, 5*time.Second, running(inspect.WorkerRunning), "task %s never listed as running: %+v", id, me)
+	if r := me.Running[0]; r.Task != hold.Name() || r.Queue != q || r.Attempt != 1 || time.Since(r.Started) > 10*time.Second {
+		t.Errorf("running task %+v", r)
+	}
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); stop() }()
+	warrentest.Eventually(t, 5*time.Second, running(inspect.WorkerStopping), "stopping worker not listed with its task: %+v", me)
+	close(release)
+	<-stopped
+	warrentest.Eventually(t, 5*time.Second, func() bool {
+		ws, err := insp.Workers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := find(ws, w.ID())
+		return !ok
+	}, "worker %s still listed after it stopped", w.ID())
+}
+
+// A watcher that starts after the worker learns of it from its answer to
+// the ping, not from a heartbeat; and a worker that stops leaves the list
+// at once on its goodbye, not three heartbeats later.
+func TestWorkersPingAndGoodbye(t *testing.T) {
+	t.Parallel()
+	b := warrentest.NewBroker(t)
+	q := b.Queue("presence")
+	reg := task.NewRegistry()
+	reg.MustRegister(hold.Handler(func(context.Context, struct{}) error { return nil }))
+	w, err := worker.New(worker.Config{Conn: b.Conn(), Queues: []string{q}, Registry: reg,
+		Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}, PresenceInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := warrentest.Run(t, w)
+	quiet := warrentest.StartWorker(t, worker.Config{Conn: b.Conn(), Queues: []string{q},
+		Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}, PresenceInterval: -1},
+		hold.Handler(func(context.Context, struct{}) error { return nil }))
+	insp := newInspector(t, inspect.Config{Conn: b.Conn(), NoManagement: true, PresenceWait: 2 * time.Second})
+	ctx := warrentest.Context(t, 30*time.Second)
+	ws, err := insp.Workers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := find(ws, w.ID()); !ok {
+		t.Fatalf("worker %s did not answer the ping (%d listed)", w.ID(), len(ws))
+	}
+	if _, ok := find(ws, quiet.ID()); ok {
+		t.Errorf("worker %s with presence off is listed", quiet.ID())
+	}
+	stop()
+	// An hour's heartbeats: only the goodbye takes it off the list now.
+	warrentest.Eventually(t, 5*time.Second, func() bool {
+		ws, err := insp.Workers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := find(ws, w.ID())
+		return !ok
+	}, "worker %s still listed after it stopped", w.ID())
+}
