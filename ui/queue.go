@@ -14,6 +14,10 @@ type queueData struct {
 	Next    []message
 	NextErr string
 	Limit   int
+	// Peeked is true when the page was asked to peek: a peek is a
+	// delivery (it marks messages redelivered and, on a quorum queue,
+	// counts towards its delivery limit), so it is not done on every view.
+	Peeked bool
 }
 
 func (s *server) queue(w http.ResponseWriter, r *http.Request) {
@@ -34,7 +38,8 @@ func (s *server) queue(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, "Queue "+name, errors.New("no such queue: a worker declares its queues when it starts"))
 		return
 	}
-	if d.Queue.Ready > 0 {
+	d.Peeked = r.URL.Query().Get("peek") == "1"
+	if d.Peeked && d.Queue.Ready > 0 {
 		d.Next, err = s.peek(ctx, name, PeekLimit)
 		if err != nil {
 			d.NextErr = s.scrub(err)

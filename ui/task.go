@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/warrenq/warren/inspect"
 )
 
 // hit is one place a task was found.
@@ -26,7 +28,7 @@ type taskData struct {
 }
 
 // task looks a task up by id where warren can see it: the tasks live
-// workers run, the next ScanLimit ready messages and the oldest ScanLimit
+// workers run, the next inspect.MaxPeek ready messages and the oldest ScanLimit
 // dead letters of each queue the overview shows. A task that succeeded,
 // or waits in the delay levels, is in none of them.
 func (s *server) task(w http.ResponseWriter, r *http.Request) {
@@ -62,7 +64,7 @@ func (s *server) task(w http.ResponseWriter, r *http.Request) {
 			}
 			names = append(names, q.Name)
 			if q.Ready > 0 {
-				msgs, err := s.peek(ctx, q.Name, ScanLimit)
+				msgs, err := s.peek(ctx, q.Name, inspect.MaxPeek)
 				if err != nil {
 					d.Errs = append(d.Errs, q.Name+": "+s.scrub(err))
 				}
@@ -95,7 +97,7 @@ func searched(workers int, queues []string) string {
 	b.WriteString("the tasks running on ")
 	b.WriteString(plural(workers, "live worker"))
 	if len(queues) > 0 {
-		fmt.Fprintf(&b, ", and the next %d ready messages and the oldest %d dead letters of each of %s", ScanLimit, ScanLimit, strings.Join(queues, ", "))
+		fmt.Fprintf(&b, ", and the next %d ready messages and the oldest %d dead letters of each of %s", inspect.MaxPeek, ScanLimit, strings.Join(queues, ", "))
 	}
 	return b.String()
 }

@@ -34,8 +34,8 @@ const (
 	PeekLimit = 20
 	// DeadLimit is how many dead letters a queue's dead-letter page lists.
 	DeadLimit = 100
-	// ScanLimit is how many ready messages and dead letters of each queue
-	// a task lookup reads, and how many dead letters of each queue the
+	// ScanLimit is how many dead letters of each queue a task lookup
+	// reads (and inspect.MaxPeek ready messages), and how many the
 	// overview reads to count the failures of the last hour.
 	ScanLimit = 200
 )

@@ -269,3 +269,40 @@ func TestNewChecksItsConfig(t *testing.T) {
 		t.Error("New without an Inspector and DeadLetters returned no error")
 	}
 }
+
+func TestQueuePagePeeksOnlyWhenAsked(t *testing.T) {
+	f := newFixture(t, ui.Config{})
+	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "next-1", Body: []byte(`{"n":"<i>1</i>"}`),
+		Headers: amqp.Table{task.HeaderTask: "charge"}})
+
+	_, body := f.get(t, "/queue?q="+url.QueryEscape(f.queue))
+	if strings.Contains(body, "next-1") || !strings.Contains(body, `id="peek"`) {
+		t.Errorf("the queue page peeked unasked, or offers no peek:\n%s", body)
+	}
+	d, ok := f.b.Get(f.queue)
+	if !ok || d.Redelivered {
+		t.Fatalf("the message is gone or was delivered by a view of the page (ok=%v redelivered=%v)", ok, d.Redelivered)
+	}
+	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "next-1", Body: d.Body, Headers: d.Headers})
+
+	_, body = f.get(t, "/queue?q="+url.QueryEscape(f.queue)+"&peek=1")
+	if !strings.Contains(body, `data-id="next-1"`) || !strings.Contains(body, "&lt;i&gt;1&lt;/i&gt;") {
+		t.Errorf("the peek does not show the next message, escaped:\n%s", body)
+	}
+	if n := f.b.Ready(f.queue); n != 1 {
+		t.Errorf("after a peek the queue holds %d ready, want 1", n)
+	}
+}
+
+func TestTaskLookup(t *testing.T) {
+	f := newFixture(t, ui.Config{})
+	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "ready-7", Body: []byte(`{}`), Headers: amqp.Table{task.HeaderTask: "charge"}})
+	f.deadLetter("dead-7", []byte(`{}`))
+
+	for id, want := range map[string]string{"ready-7": `data-where="ready"`, "dead-7": `data-where="dead"`, "nowhere-7": `id="not-found"`} {
+		code, body := f.get(t, "/task?id="+id)
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("lookup of %s: status %d, want %s in:\n%s", id, code, want, body)
+		}
+	}
+}
