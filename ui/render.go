@@ -152,7 +152,7 @@ func showBody(b []byte) shownBody {
 	text := string(b)
 	var ind bytes.Buffer
 	if json.Valid(b) && json.Indent(&ind, b, "", "  ") == nil {
-		text = ind.String()
+		text = unescapeHTML(ind.String())
 	}
 	if len(text) > maxText {
 		cut := maxText
@@ -164,6 +164,37 @@ func showBody(b []byte) shownBody {
 	out.Text = text
 	out.Short = oneLine(string(b), maxShort)
 	return out
+}
+
+// unescapeHTML turns the escapes Go's JSON encoder writes for <, > and &
+// back into the characters, so that a payload reads as it was meant; the
+// template escapes them for the page. A backslash pair is copied as it is,
+// so "\\u003c" (a backslash, then "u003c") stays.
+func unescapeHTML(s string) string {
+	if !strings.Contains(s, `\u00`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch rest := s[i:]; {
+		case strings.HasPrefix(rest, `\u003c`):
+			b.WriteByte('<')
+		case strings.HasPrefix(rest, `\u003e`):
+			b.WriteByte('>')
+		case strings.HasPrefix(rest, `\u0026`):
+			b.WriteByte('&')
+		default:
+			b.WriteString(s[i : i+2])
+			i++
+			continue
+		}
+		i += 5
+	}
+	return b.String()
 }
 
 // isText reports whether b is UTF-8 without control characters other
