@@ -5,11 +5,11 @@ import "testing"
 func TestUnescapeHTML(t *testing.T) {
 	for in, want := range map[string]string{
 		`"\u003cscript\u003e a \u0026 b"`: `"<script> a & b"`,
-		`"\\u003c"`:                        `"\\u003c"`, // a backslash, then the text u003c
-		`"\\\u003c"`:                       `"\\<"`,
-		`"\u00e9 \n"`:                      `"\u00e9 \n"`,
-		`plain`:                            `plain`,
-		`ends with \`:                      `ends with \`,
+		`"\\u003c"`:                       `"\\u003c"`, // a backslash, then the text u003c
+		`"\\\u003c"`:                      `"\\<"`,
+		`"\u00e9 \n"`:                     `"\u00e9 \n"`,
+		`plain`:                           `plain`,
+		`ends with \`:                     `ends with \`,
 	} {
 		if got := unescapeHTML(in); got != want {
 			t.Errorf("unescapeHTML(%s) = %s, want %s", in, got, want)
