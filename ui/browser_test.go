@@ -297,3 +297,33 @@ func TestBrowserScriptPayloadIsText(t *testing.T) {
 	}
 	shot(t, ctx, "script-payload")
 }
+
+// The overview counts the dead letters of the last hour as failures, and
+// its screenshot is the README's (docs/ui.png, from WARREN_UI_SCREENSHOTS).
+func TestBrowserFailuresLastHour(t *testing.T) {
+	l := newLive(t)
+	l.broken.Store(true)
+	for _, note := range []string{`{"file":"/tmp/lolcat1.avi"}`, `{"file":"/tmp/lolcat2.avi"}`} {
+		l.enqueue(t, l.work, Order{Note: note})
+	}
+	for range 4 {
+		l.enqueue(t, l.idle, Order{Note: "waiting"})
+	}
+	brokertest.Eventually(t, 15*time.Second, func() bool { return l.b.Ready(l.work+".dead") == 2 }, "the poison tasks never reached %s.dead", l.work)
+	ctx := browser(t, 60*time.Second)
+	// Reloaded until right: the management API, where it is on, counts a
+	// few seconds late.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		do(t, ctx, "open the overview", chromedp.Navigate(l.page("/")), chromedp.WaitVisible(chromedp.CSS("#failures")))
+		failures, dead := text(t, ctx, "#failures"), text(t, ctx, `tr[data-queue="`+l.work+`"] td.dead`)
+		if failures == "2" && dead == "2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the overview counts %q failures in the last hour and %q dead letters of %s; want 2 and 2", failures, dead, l.work)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	shot(t, ctx, "ui")
+}
