@@ -1,5 +1,5 @@
-// Package deadletter lists, replays and purges the dead letters of a work
-// queue (<queue>.dead), N at a time. Replay publishes each copy back to its
+// Package deadletter lists, replays, deletes and purges the dead letters
+// of a work queue (<queue>.dead), N at a time. Replay publishes each copy back to its
 // original queue and waits for the broker's confirm before it removes the
 // dead letter, so a crash in the middle duplicates at most, never loses.
 package deadletter
@@ -54,6 +54,7 @@ type Letter struct {
 	Queue       string         // the work queue it died in
 	Reason      outcome.Reason // why it died: outcome.ReasonExhausted, ReasonPermanent...
 	Error       string         // the last error's text
+	FirstError  string         // the first failure's text; it differs from Error when retries failed otherwise
 	Attempts    int
 	DiedAt      time.Time
 	ContentType string
@@ -80,6 +81,7 @@ func letterOf(d *broker.Delivery, queue string) Letter {
 	if e, ok := d.Headers[task.HeaderError].(string); ok {
 		l.Error = e
 	}
+	l.FirstError, _ = d.Headers[task.HeaderFirstError].(string)
 	if q, ok := d.Headers[task.HeaderQueue].(string); ok && q != "" {
 		l.Queue = q
 	}
@@ -173,6 +175,51 @@ func (c *Client) republish(ctx context.Context, d *broker.Delivery, queue string
 		return err
 	}
 	return cf.Wait(ctx)
+}
+
+// Delete removes up to n dead letters of queue for which keep returns true
+// (nil: the first n), for good: a letter to drop (keep matches its ID), a
+// chosen few (a set of IDs), or all of them. It reads as Replay does, so
+// the letters it leaves stay in place and in order. It returns how many it
+// removed; ctx is checked between letters, so a deadline stops it with a
+// true count.
+func (c *Client) Delete(ctx context.Context, queue string, n int, keep func(Letter) bool) (int, error) {
+	r, err := c.sup.OpenReader(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("deadletter: %w", err)
+	}
+	removed, err := deleteFrom(ctx, r, queue, n, keep)
+	// Letters not chosen go back, in order. AMQP does not confirm acks; the
+	// broker's close-ok does: it answers after the acks before it.
+	if cerr := r.Close(); cerr != nil && err == nil && removed > 0 {
+		err = fmt.Errorf("deadletter: delete: the broker did not confirm the removal of %d letters (they may come back): %w", removed, cerr)
+	}
+	return removed, err
+}
+
+func deleteFrom(ctx context.Context, r *broker.Reader, queue string, n int, keep func(Letter) bool) (int, error) {
+	removed := 0
+	for removed < n {
+		if err := ctx.Err(); err != nil {
+			return removed, fmt.Errorf("deadletter: delete: %w", err)
+		}
+		d, ok, err := r.Get(routing.DeadQueue(queue))
+		if err != nil {
+			return removed, fmt.Errorf("deadletter: delete: %w", err)
+		}
+		if !ok {
+			break
+		}
+		if keep != nil && !keep(letterOf(d, queue)) {
+			continue
+		}
+		if err := d.Ack(); err != nil {
+			// Not removed: it comes back when the channel closes.
+			return removed, fmt.Errorf("deadletter: delete %s: %w", d.MessageID, err)
+		}
+		removed++
+	}
+	return removed, nil
 }
 
 // Purge deletes every dead letter of queue and returns how many.

@@ -3,6 +3,7 @@ package deadletter_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -241,5 +242,105 @@ func TestBrokerDeadLettersPastTheDeliveryLimit(t *testing.T) {
 	if l.ID != id || l.Task != charge.Name() || l.Queue != q || l.Reason != outcome.ReasonDeliveryLimit || l.Error == "" {
 		t.Errorf("letter = id %q task %q queue %q reason %q error %q; want %q %q %q %q and an explanation",
 			l.ID, l.Task, l.Queue, l.Reason, l.Error, id, charge.Name(), q, outcome.ReasonDeliveryLimit)
+	}
+}
+
+// ids lists the IDs of queue's dead letters, oldest first.
+func ids(t *testing.T, dl *deadletter.Client, q string) []string {
+	t.Helper()
+	ls, err := dl.List(warrentest.Context(t, 10*time.Second), q, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range ls {
+		out = append(out, l.ID)
+	}
+	return out
+}
+
+func TestDeleteOne(t *testing.T) {
+	t.Parallel()
+	_, q, dl, _, _ := setup(t, 4)
+	before := ids(t, dl, q)
+	victim := before[2]
+	n, err := dl.Delete(warrentest.Context(t, 10*time.Second), q, 1, func(l deadletter.Letter) bool { return l.ID == victim })
+	if err != nil || n != 1 {
+		t.Fatalf("Delete = %d, %v; want 1", n, err)
+	}
+	want := []string{before[0], before[1], before[3]}
+	if got := ids(t, dl, q); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("left %v, want %v (the others, in order)", got, want)
+	}
+}
+
+func TestDeleteSelection(t *testing.T) {
+	t.Parallel()
+	_, q, dl, _, _ := setup(t, 5)
+	before := ids(t, dl, q)
+	chosen := map[string]bool{before[0]: true, before[3]: true, "no-such-id": true}
+	n, err := dl.Delete(warrentest.Context(t, 10*time.Second), q, len(chosen), func(l deadletter.Letter) bool { return chosen[l.ID] })
+	if err != nil || n != 2 {
+		t.Fatalf("Delete = %d, %v; want the 2 that exist", n, err)
+	}
+	want := []string{before[1], before[2], before[4]}
+	if got := ids(t, dl, q); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("left %v, want %v", got, want)
+	}
+}
+
+func TestDeleteFirstNThenAll(t *testing.T) {
+	t.Parallel()
+	b, q, dl, _, _ := setup(t, 5)
+	before := ids(t, dl, q)
+	n, err := dl.Delete(warrentest.Context(t, 10*time.Second), q, 2, nil)
+	if err != nil || n != 2 {
+		t.Fatalf("Delete(2, nil) = %d, %v; want 2", n, err)
+	}
+	if got := ids(t, dl, q); strings.Join(got, ",") != strings.Join(before[2:], ",") {
+		t.Errorf("left %v, want the newest 3 %v", got, before[2:])
+	}
+	n, err = dl.Delete(warrentest.Context(t, 10*time.Second), q, math.MaxInt, nil)
+	if err != nil || n != 3 {
+		t.Fatalf("Delete(all) = %d, %v; want 3", n, err)
+	}
+	if r := b.Ready(routing.DeadQueue(q)); r != 0 {
+		t.Errorf("%d dead letters left", r)
+	}
+	if _, err := dl.Delete(warrentest.Context(t, 10*time.Second), "no-such-queue-"+q, 1, nil); !errors.Is(err, conn.ErrNotFound) {
+		t.Errorf("Delete in a missing queue: %v, want ErrNotFound", err)
+	}
+}
+
+// A task that failed once and then for good: the letter carries both
+// errors, first and last.
+func TestFirstError(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("orders")
+	var runs atomic.Int32
+	warrentest.StartWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}},
+		charge.Handler(func(ctx context.Context, o Order) error {
+			if runs.Add(1) == 1 {
+				return retry.After(time.Second, errors.New("bank timed out"))
+			}
+			return retry.Permanent(errors.New("card declined"))
+		}))
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Routes: routing.NewTable().SetDefault(routing.ToQueue(q))})
+	if _, err := producer.Enqueue(warrentest.Context(t, 10*time.Second), p, charge, Order{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	warrentest.Eventually(t, 20*time.Second, func() bool { return b.Ready(routing.DeadQueue(q)) == 1 }, "no dead letter")
+	dl, err := deadletter.New(deadletter.Config{Conn: conn.Config{URL: b.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dl.Close() })
+	ls, err := dl.List(warrentest.Context(t, 10*time.Second), q, 1)
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("List = %v, %v", ls, err)
+	}
+	if l := ls[0]; !strings.Contains(l.FirstError, "bank timed out") || l.Error != "card declined" || l.Attempts != 2 {
+		t.Errorf("first error %q, last %q, attempts %d; want bank timed out, card declined, 2", l.FirstError, l.Error, l.Attempts)
 	}
 }

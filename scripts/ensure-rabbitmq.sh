@@ -4,13 +4,15 @@
 # the README's demo and test commands and CI call it on every run, on a
 # machine that may be fresh.
 #
-# Usage: scripts/ensure-rabbitmq.sh [--with-kombu] [--with-management] [--with-prometheus]
+# Usage: scripts/ensure-rabbitmq.sh [--with-kombu] [--with-management] [--with-prometheus] [--with-chromium]
 #   --with-kombu       also Debian's python3-kombu, importable by /usr/bin/python3
 #                      (the interoperability tests talk to warren from Celery's
 #                      transport library)
 #   --with-management  also enable the rabbitmq_management plugin
 #   --with-prometheus  also Debian's prometheus (the server and promtool), which
 #                      the dashboards' tests run; its service is not needed
+#   --with-chromium    also Debian's chromium, which the web UI's browser tests
+#                      drive headless
 set -euo pipefail
 
 host=127.0.0.1
@@ -20,13 +22,15 @@ start_timeout=90 # seconds for a detached node to boot and open its port
 with_kombu=0
 with_management=0
 with_prometheus=0
+with_chromium=0
 for arg in "$@"; do
 	case "$arg" in
 	--with-kombu) with_kombu=1 ;;
 	--with-management) with_management=1 ;;
 	--with-prometheus) with_prometheus=1 ;;
+	--with-chromium) with_chromium=1 ;;
 	-h | --help)
-		sed -n '2,13s/^# \{0,1\}//p' "$0"
+		sed -n '2,15s/^# \{0,1\}//p' "$0"
 		exit 0
 		;;
 	*)
@@ -166,5 +170,18 @@ if [ "$with_prometheus" = 1 ]; then
 		if have systemctl && [ -d /run/systemd/system ]; then
 			"${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
 		fi
+	fi
+fi
+
+# --- Chromium -------------------------------------------------------------
+# The UI's browser tests (ui/browser_test.go) look for /usr/bin/chromium and
+# run it headless, off the network; without recommends it stays small.
+if [ "$with_chromium" = 1 ]; then
+	if [ -x /usr/bin/chromium ]; then
+		log "chromium at /usr/bin/chromium"
+	else
+		apt_install --no-install-recommends chromium
+		[ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is missing"
+		log "$(/usr/bin/chromium --version 2>/dev/null || echo chromium installed)"
 	fi
 fi

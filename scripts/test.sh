@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The test command (README, CI): starts RabbitMQ if none answers (installing
-# it, Kombu and Prometheus from Debian's packages where missing), checks
-# formatting and vet, runs every package's tests with -race (the dashboards'
-# among them run a Prometheus server of their own), then the fault suite,
+# it, Kombu, Prometheus and Chromium from Debian's packages where missing),
+# checks formatting and vet, runs every package's tests with -race (the
+# dashboards' among them run a Prometheus server of their own, the web UI's
+# a headless Chromium), then the fault suite,
 # which stops and restarts the broker and so runs alone, after the main
 # suite.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
-scripts/ensure-rabbitmq.sh --with-kombu --with-prometheus
+scripts/ensure-rabbitmq.sh --with-kombu --with-prometheus --with-chromium
 
 echo "== gofmt, go vet"
 unformatted=$(gofmt -l .)

@@ -184,7 +184,12 @@ func (o *opts) inspector(cfg inspect.Config) (*inspect.Inspector, error) {
 // -timeout, so that an unreachable broker fails fast with a clear
 // message, and a refused login at once. The caller closes it.
 func (o *opts) dial(ctx context.Context) (*inspect.Inspector, error) {
-	insp, err := o.inspector(inspect.Config{NoManagement: true})
+	return o.dialWith(ctx, inspect.Config{NoManagement: true})
+}
+
+// dialWith is dial with cfg's management settings.
+func (o *opts) dialWith(ctx context.Context, cfg inspect.Config) (*inspect.Inspector, error) {
+	insp, err := o.inspector(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,8 @@
 // Command warren is the operator's tool for warren task queues on
 // RabbitMQ: enqueue tasks by name, see queues and their dead letters,
 // replay or purge dead letters, purge a work queue, delete one no program
-// uses any more, see periodic tasks' last and next fires.
+// uses any more, see periodic tasks' last and next fires; or serve the web
+// UI that does the same in a browser.
 //
 //	warren enqueue process_media -queue video -json '{"name":"/tmp/a.avi","size":1}'
 //	warren queues
@@ -9,6 +10,7 @@
 //	warren dead replay video -task process_media
 //	warren purge video -yes
 //	warren schedules schedules.yaml
+//	warren ui -addr 127.0.0.1:8080
 //
 // Every subcommand takes -broker (env WARREN_BROKER_URL, as the worker;
 // amqps:// reads the worker's WARREN_TLS_CA, WARREN_TLS_CERT and
@@ -91,6 +93,11 @@ func commands() map[string]command {
 			synopsis: deleteSynopsis,
 			summary:  "remove a work queue and its dead-letter queue, messages and all",
 			run:      runDelete,
+		},
+		"ui": {
+			synopsis: uiSynopsis,
+			summary:  "serve the web UI: queues, dead letters (replay, delete), workers, tasks by id",
+			run:      runUI,
 		},
 		"schedules": {
 			synopsis: schedulesSynopsis,
