@@ -1,12 +1,13 @@
 // Command warren is the operator's tool for warren task queues on
 // RabbitMQ: enqueue tasks by name, see queues and their dead letters,
-// replay or purge dead letters, purge a work queue, delete one no program
-// uses any more, see periodic tasks' last and next fires.
+// replay, delete or purge dead letters, purge a work queue, delete one no
+// program uses any more, see periodic tasks' last and next fires.
 //
 //	warren enqueue process_media -queue video -json '{"name":"/tmp/a.avi","size":1}'
 //	warren queues
 //	warren dead list video
 //	warren dead replay video -task process_media
+//	warren dead delete video -id 01966f2e-7c1b-7a3e-8f00-3b9d2c4e5a61
 //	warren purge video -yes
 //	warren schedules schedules.yaml
 //
@@ -78,8 +79,8 @@ func commands() map[string]command {
 			run:      runQueues,
 		},
 		"dead": {
-			synopsis: "list|replay|purge QUEUE [flags]",
-			summary:  "list, replay or purge the dead letters of a work queue",
+			synopsis: deadSynopsis,
+			summary:  "list, replay, delete or purge the dead letters of a work queue",
 			run:      runDead,
 		},
 		"purge": {
