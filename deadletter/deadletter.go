@@ -54,7 +54,7 @@ type Letter struct {
 	Queue       string         // the work queue it died in
 	Reason      outcome.Reason // why it died: outcome.ReasonExhausted, ReasonPermanent...
 	Error       string         // the last error's text
-	FirstError  string         // the first failure's text; it differs from Error when retries failed otherwise
+	FirstError  string         // the first failure's text, kept from the first retry on; empty when it died on its first run (Error is then the only one)
 	Attempts    int
 	DiedAt      time.Time
 	ContentType string

@@ -365,6 +365,12 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// isJSON reports whether a body of content type ct is JSON to show as is.
+func isJSON(ct string, body []byte) bool {
+	ct = strings.ToLower(ct)
+	return (ct == "" || strings.HasPrefix(ct, "application/json")) && json.Valid(body)
+}
+
 func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 }

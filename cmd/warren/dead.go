@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,9 +16,10 @@ import (
 )
 
 const (
-	deadSynopsis       = "list|replay|purge QUEUE [flags]"
+	deadSynopsis       = "list|replay|delete|purge QUEUE [flags]"
 	deadListSynopsis   = "QUEUE [-n N] [-json]"
 	deadReplaySynopsis = "QUEUE [-n N] [-task T] [-json]"
+	deadDeleteSynopsis = "QUEUE [-id ID ...|-all] [-yes] [-json]"
 	deadPurgeSynopsis  = "QUEUE [-yes] [-json]"
 )
 
@@ -27,7 +29,7 @@ func runDead(ctx context.Context, e *env, args []string) error {
 			deadUsage(e.stderr)
 			return nil
 		}
-		return &usageError{cmd: "dead", synopsis: deadSynopsis, msg: "name an action: list, replay or purge"}
+		return &usageError{cmd: "dead", synopsis: deadSynopsis, msg: "name an action: list, replay, delete or purge"}
 	}
 	var err error
 	switch args[0] {
@@ -35,10 +37,12 @@ func runDead(ctx context.Context, e *env, args []string) error {
 		err = runDeadList(ctx, e, args[1:])
 	case "replay":
 		err = runDeadReplay(ctx, e, args[1:])
+	case "delete":
+		err = runDeadDelete(ctx, e, args[1:])
 	case "purge":
 		err = runDeadPurge(ctx, e, args[1:])
 	default:
-		return &usageError{cmd: "dead", synopsis: deadSynopsis, msg: fmt.Sprintf("unknown action %q: want list, replay or purge", args[0])}
+		return &usageError{cmd: "dead", synopsis: deadSynopsis, msg: fmt.Sprintf("unknown action %q: want list, replay, delete or purge", args[0])}
 	}
 	if err != nil {
 		return &namedError{cmd: "dead " + args[0], err: err}
@@ -53,7 +57,8 @@ func deadUsage(w io.Writer) {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "  list %s\tthe oldest N (default 20): id, task, reason, attempts, time of death, last error\n", deadListSynopsis)
 	fmt.Fprintf(tw, "  replay %s\tmove them back to QUEUE, attempts reset (all, or N; only task T)\n", deadReplaySynopsis)
-	fmt.Fprintf(tw, "  purge %s\tdelete them (asks first unless -yes)\n", deadPurgeSynopsis)
+	fmt.Fprintf(tw, "  delete %s\tdelete the letters with these ids, or all (asks first unless -yes)\n", deadDeleteSynopsis)
+	fmt.Fprintf(tw, "  purge %s\tdelete them all at once (asks first unless -yes)\n", deadPurgeSynopsis)
 	_ = tw.Flush()
 	fmt.Fprint(w, "\nQUEUE is the work queue (video), not its dead-letter queue (video.dead).\n"+
 		"A replay confirms each copy before it removes the dead letter: a crash may duplicate a task, never lose one.\n"+
@@ -95,6 +100,7 @@ type letterJSON struct {
 	Queue       string          `json:"queue"`
 	Reason      string          `json:"reason"`
 	Error       string          `json:"error"`
+	FirstError  string          `json:"first_error,omitempty"`
 	Attempts    int             `json:"attempts"`
 	DiedAt      *time.Time      `json:"died_at"`
 	ContentType string          `json:"content_type,omitempty"`
@@ -176,13 +182,12 @@ func dash(s string) string {
 }
 
 func toLetterJSON(l deadletter.Letter) letterJSON {
-	j := letterJSON{ID: l.ID, Task: l.Task, Queue: l.Queue, Reason: string(l.Reason), Error: l.Error, Attempts: l.Attempts, ContentType: l.ContentType}
+	j := letterJSON{ID: l.ID, Task: l.Task, Queue: l.Queue, Reason: string(l.Reason), Error: l.Error, FirstError: l.FirstError, Attempts: l.Attempts, ContentType: l.ContentType}
 	if !l.DiedAt.IsZero() {
 		t := l.DiedAt.UTC()
 		j.DiedAt = &t
 	}
-	ct := strings.ToLower(l.ContentType)
-	if (ct == "" || strings.HasPrefix(ct, "application/json")) && json.Valid(l.Body) {
+	if isJSON(l.ContentType, l.Body) {
 		j.Payload = l.Body
 	} else {
 		j.Body = l.Body
@@ -248,6 +253,118 @@ func runDeadReplay(ctx context.Context, e *env, args []string) error {
 		return deadErr(o, q, err)
 	}
 	return nil
+}
+
+// idList is a flag that may be given many times (-id a -id b).
+type idList []string
+
+func (l *idList) String() string      { return strings.Join(*l, ",") }
+func (l *idList) Set(id string) error { *l = append(*l, id); return nil }
+
+func runDeadDelete(ctx context.Context, e *env, args []string) error {
+	fs, o := e.flagSet("dead delete", deadDeleteSynopsis, true)
+	var ids idList
+	fs.Var(&ids, "id", "delete the dead letter with this task `ID` (repeat for more)")
+	all := fs.Bool("all", false, "delete every dead letter there is when asked")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	q, err := o.oneQueue(o.parse(fs, args))
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(ids) == 0 && !*all:
+		return o.usagef("say which dead letters: -id ID (repeat for more) or -all")
+	case len(ids) > 0 && *all:
+		return o.usagef("-id and -all exclude each other")
+	}
+	// want holds the ids not yet found; each is removed once, so a letter
+	// duplicated by an interrupted replay loses one copy per -id.
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if id == "" {
+			return o.usagef("-id is empty")
+		}
+		want[id] = true
+	}
+	dl, err := openDead(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer dl.Close()
+	abort := func() { _ = dl.Close() }
+	dq := routing.DeadQueue(q)
+
+	cctx, cancel := o.call(ctx)
+	count, err := bounded(cctx, abort, func() (int, error) { return dl.Count(cctx, q) })
+	cancel()
+	if err != nil {
+		return deadErr(o, q, err)
+	}
+	// -all deletes the letters counted and asked about, not those that
+	// die meanwhile.
+	n, keep := count, func(deadletter.Letter) bool { return true }
+	question := fmt.Sprintf("delete the %d dead letters in %s? They cannot be replayed afterwards", count, dq)
+	if !*all {
+		n = len(want)
+		keep = func(l deadletter.Letter) bool {
+			if !want[l.ID] {
+				return false
+			}
+			delete(want, l.ID)
+			return true
+		}
+		question = fmt.Sprintf("delete %d dead letters (%s) from %s? They cannot be replayed afterwards", len(want), strings.Join(unique(ids), ", "), dq)
+	}
+	deleted := 0
+	if count > 0 {
+		if err := e.confirm(o, *yes, question); err != nil {
+			return err
+		}
+		// Delete honours its context between letters, like Replay, so a
+		// timeout still counts what went.
+		cctx, cancel := o.call(ctx)
+		deleted, err = dl.Delete(cctx, q, n, keep)
+		cancel()
+	}
+	var missing []string
+	if err == nil && !*all {
+		missing = unique(ids)
+		missing = slices.DeleteFunc(missing, func(id string) bool { return !want[id] })
+	}
+	if o.json {
+		out := struct {
+			Queue   string   `json:"queue"`
+			Deleted int      `json:"deleted"`
+			Missing []string `json:"missing,omitempty"`
+			Error   string   `json:"error,omitempty"`
+		}{Queue: q, Deleted: deleted, Missing: missing}
+		if err != nil {
+			out.Error = deadErr(o, q, err).Error()
+		}
+		if werr := writeJSON(e.stdout, out); werr != nil {
+			return werr
+		}
+	} else if deleted > 0 || err == nil {
+		fmt.Fprintf(e.stdout, "deleted %d dead letters from %s\n", deleted, dq)
+	}
+	switch {
+	case err != nil:
+		return deadErr(o, q, err)
+	case len(missing) > 0:
+		return fmt.Errorf("no dead letter with id %s in %s (\"warren dead list %s\" shows their ids)", strings.Join(missing, ", "), dq, q)
+	}
+	return nil
+}
+
+// unique returns ids without repeats, in the order first given.
+func unique(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func runDeadPurge(ctx context.Context, e *env, args []string) error {

@@ -29,20 +29,24 @@ func deadSetup(t *testing.T, letters ...letter) (*brokertest.Broker, string) {
 	q := workQueue(t, b, "orders")
 	died := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for _, l := range letters {
+		h := amqp.Table{
+			task.HeaderTask:     l.task,
+			task.HeaderID:       l.id,
+			task.HeaderRetries:  l.attempts - 1,
+			task.HeaderReason:   l.reason,
+			task.HeaderError:    l.err,
+			task.HeaderAttempts: l.attempts,
+			task.HeaderQueue:    q,
+			task.HeaderDiedAt:   died.Format(time.RFC3339),
+		}
+		if l.attempts > 1 {
+			h[task.HeaderFirstError] = "first: " + l.err // a worker writes it on the first retry
+		}
 		b.Publish("", q+".dead", amqp.Publishing{
 			MessageId:   l.id,
 			ContentType: task.ContentTypeJSON,
 			Body:        []byte(`{"order":"` + l.id + `"}`),
-			Headers: amqp.Table{
-				task.HeaderTask:     l.task,
-				task.HeaderID:       l.id,
-				task.HeaderRetries:  l.attempts - 1,
-				task.HeaderReason:   l.reason,
-				task.HeaderError:    l.err,
-				task.HeaderAttempts: l.attempts,
-				task.HeaderQueue:    q,
-				task.HeaderDiedAt:   died.Format(time.RFC3339),
-			},
+			Headers:     h,
 		})
 	}
 	return b, q
@@ -90,7 +94,7 @@ func TestDeadList(t *testing.T) {
 	}
 	first := out.Letters[0]
 	if first.ID != "id-1" || first.Task != "charge" || first.Queue != q || first.Reason != "exhausted" || first.Attempts != 5 ||
-		first.Error != "card declined\nretry later" || first.DiedAt == nil || !first.DiedAt.Equal(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) ||
+		first.Error != "card declined\nretry later" || first.FirstError != "first: card declined\nretry later" || out.Letters[1].FirstError != "" || first.DiedAt == nil || !first.DiedAt.Equal(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) ||
 		compact(first.Payload) != `{"order":"id-1"}` {
 		t.Errorf("first letter %+v", first)
 	}
@@ -120,6 +124,7 @@ func TestDeadListEmptyAndMissing(t *testing.T) {
 		{"dead", "list", missing},
 		{"dead", "replay", missing},
 		{"dead", "purge", missing, "-yes"},
+		{"dead", "delete", missing, "-all", "-yes"},
 	} {
 		r := cli(t, nil, append(args, "-broker", b.URL)...).want(t, exitFailed)
 		if !strings.Contains(r.stderr, `"`+missing+`.dead" does not exist`) || !strings.Contains(r.stderr, "warren queues") {
@@ -315,4 +320,84 @@ func TestDeadReplayConnectionCut(t *testing.T) {
 		}
 		return c
 	}())
+}
+
+// deadIDs takes every dead letter of q and returns their ids in order.
+func deadIDs(b *brokertest.Broker, q string) []string {
+	var ids []string
+	for {
+		d, ok := b.Get(q + ".dead")
+		if !ok {
+			return ids
+		}
+		ids = append(ids, d.MessageId)
+	}
+}
+
+func TestDeadDelete(t *testing.T) {
+	t.Parallel()
+	b, q := deadSetup(t, threeLetters...)
+	dq := q + ".dead"
+
+	// No terminal, no -yes: refused, nothing deleted.
+	r := cli(t, nil, "dead", "delete", q, "-id", "id-2", "-broker", b.URL).want(t, exitUsage)
+	if !strings.Contains(r.stderr, "pass -yes") || !strings.Contains(r.stderr, "id-2") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	// A terminal that says no.
+	r = cli(t, tty{strings.NewReader("n\n")}, "dead", "delete", q, "-id", "id-2", "-broker", b.URL).want(t, exitFailed)
+	if !strings.Contains(r.stderr, "delete 1 dead letters (id-2) from "+dq+"?") || !strings.Contains(r.stderr, "nothing was deleted") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	if n := b.Ready(dq); n != 3 {
+		t.Fatalf("dead queue holds %d after refusals, want 3", n)
+	}
+
+	// One by id, from the middle: the others stay, in order.
+	r = cli(t, nil, "dead", "delete", q, "-id", "id-2", "-yes", "-broker", b.URL).want(t, exitOK)
+	if r.stdout != "deleted 1 dead letters from "+dq+"\n" {
+		t.Errorf("output %q", r.stdout)
+	}
+	r = cli(t, nil, "dead", "list", q, "-json", "-broker", b.URL).want(t, exitOK)
+	var list struct{ Letters []letterJSON }
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list.Letters) != 2 ||
+		list.Letters[0].ID != "id-1" || list.Letters[1].ID != "id-3" {
+		t.Fatalf("left %s (%v), want id-1 then id-3", r.stdout, err)
+	}
+
+	// An id that is not there fails the command, after deleting the rest.
+	r = cli(t, nil, "dead", "delete", q, "-id", "id-3", "-id", "nope", "-id", "id-3", "-yes", "-json", "-broker", b.URL).want(t, exitFailed)
+	var out struct {
+		Queue   string
+		Deleted int
+		Missing []string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || out.Queue != q || out.Deleted != 1 || len(out.Missing) != 1 || out.Missing[0] != "nope" {
+		t.Errorf("output %s (%v)", r.stdout, err)
+	}
+	if !strings.Contains(r.stderr, "no dead letter with id nope in "+dq) {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	if ids := deadIDs(b, q); len(ids) != 1 || ids[0] != "id-1" {
+		t.Errorf("left %v, want [id-1]", ids)
+	}
+}
+
+func TestDeadDeleteAll(t *testing.T) {
+	t.Parallel()
+	b, q := deadSetup(t, threeLetters...)
+	dq := q + ".dead"
+	publishN(b, q, 1) // the work queue is not touched
+	r := cli(t, tty{strings.NewReader("y\n")}, "dead", "delete", q, "-all", "-broker", b.URL).want(t, exitOK)
+	if !strings.Contains(r.stderr, "delete the 3 dead letters in "+dq+"?") || r.stdout != "deleted 3 dead letters from "+dq+"\n" {
+		t.Errorf("stdout %q stderr:\n%s", r.stdout, r.stderr)
+	}
+	if b.Ready(dq) != 0 || b.Ready(q) != 1 {
+		t.Errorf("dead %d, work %d; want 0 and 1", b.Ready(dq), b.Ready(q))
+	}
+	// Nothing left: nothing to ask, nothing deleted.
+	r = cli(t, nil, "dead", "delete", q, "-all", "-json", "-broker", b.URL).want(t, exitOK)
+	if strings.Join(strings.Fields(r.stdout), "") != `{"queue":"`+q+`","deleted":0}` {
+		t.Errorf("output %q", r.stdout)
+	}
 }

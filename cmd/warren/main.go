@@ -1,13 +1,16 @@
 // Command warren is the operator's tool for warren task queues on
-// RabbitMQ: enqueue tasks by name, see queues and their dead letters,
-// replay or purge dead letters, purge a work queue, delete one no program
-// uses any more, see periodic tasks' last and next fires; or serve the web
-// UI that does the same in a browser.
+// RabbitMQ: enqueue tasks by name, see queues, their next messages and
+// their dead letters, replay, delete or purge dead letters, purge a work
+// queue, delete one no program uses any more, list the workers alive, see
+// periodic tasks' last and next fires; or serve the web UI that does the
+// same in a browser.
 //
 //	warren enqueue process_media -queue video -json '{"name":"/tmp/a.avi","size":1}'
 //	warren queues
+//	warren peek video -n 5
 //	warren dead list video
 //	warren dead replay video -task process_media
+//	warren dead delete video -id 01966f2e-7c1b-7a3e-8f00-3b9d2c4e5a61
 //	warren purge video -yes
 //	warren schedules schedules.yaml
 //	warren ui -addr 127.0.0.1:8080
@@ -80,9 +83,14 @@ func commands() map[string]command {
 			run:      runQueues,
 		},
 		"dead": {
-			synopsis: "list|replay|purge QUEUE [flags]",
-			summary:  "list, replay or purge the dead letters of a work queue",
+			synopsis: deadSynopsis,
+			summary:  "list, replay, delete or purge the dead letters of a work queue",
 			run:      runDead,
+		},
+		"peek": {
+			synopsis: peekSynopsis,
+			summary:  "the next ready messages of a work queue, left in place (marked redelivered)",
+			run:      runPeek,
 		},
 		"purge": {
 			synopsis: "QUEUE [-yes]",
