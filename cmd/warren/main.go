@@ -12,6 +12,7 @@
 //	warren dead replay video -task process_media
 //	warren dead delete video -id 01966f2e-7c1b-7a3e-8f00-3b9d2c4e5a61
 //	warren purge video -yes
+//	warren workers -queue video
 //	warren schedules schedules.yaml
 //	warren ui -addr 127.0.0.1:8080
 //
@@ -101,6 +102,11 @@ func commands() map[string]command {
 			synopsis: deleteSynopsis,
 			summary:  "remove a work queue and its dead-letter queue, messages and all",
 			run:      runDelete,
+		},
+		"workers": {
+			synopsis: workersSynopsis,
+			summary:  "the workers alive: what each consumes and runs now, and its counts",
+			run:      runWorkers,
 		},
 		"ui": {
 			synopsis: uiSynopsis,
