@@ -67,6 +67,9 @@ type params struct {
 	// Quorum declares the one queue quorum, as routing.Queue{Quorum: true}
 	// does (delivery limit, at-least-once dead-lettering).
 	Quorum bool
+	// Presence is warren's worker.Config.PresenceInterval: 0 the default
+	// heartbeat, negative off, to measure what presence costs.
+	Presence time.Duration
 }
 
 // result is one phase of one side.
@@ -102,6 +105,7 @@ func main() {
 	flag.StringVar(&p.Queue, "queue", "bench.q", "internal: queue name")
 	flag.IntVar(&p.Shards, "shards", 0, "internal: queues the spread phase uses")
 	flag.IntVar(&p.QueueVersion, "queue-version", 0, "internal: x-queue-version of the spread phase's queues")
+	flag.DurationVar(&p.Presence, "presence-interval", 0, "warren's worker heartbeat interval (0: the default, 2s; negative: presence off), to measure what presence costs")
 	flag.BoolVar(&p.Quorum, "quorum", false, "declare the queue quorum, as routing.Queue{Quorum: true} does, on both sides")
 	spread := flag.String("spread", "", "measure enqueue and drain spread over each of these numbers of queues instead (e.g. 1,2,4), raw and warren's routing.Shards")
 	versions := flag.String("queue-versions", "1,2", "with -spread: the classic queue versions to measure (x-queue-version); ignored with -quorum")
@@ -338,7 +342,7 @@ func childRun(ctx context.Context, side string, p params) (result, error) {
 	cmd := exec.CommandContext(ctx, exe, "-child", side, "-broker", p.URL, "-n", fmt.Sprint(p.N), "-payload", fmt.Sprint(p.Payload),
 		"-concurrency", fmt.Sprint(p.Concurrency), "-prefetch", fmt.Sprint(p.Prefetch), "-ack-every", fmt.Sprint(p.AckEvery),
 		"-exchange", p.Exchange, "-queue", p.Queue, "-shards", fmt.Sprint(p.Shards), "-queue-version", fmt.Sprint(p.QueueVersion),
-		"-quorum="+fmt.Sprint(p.Quorum))
+		"-quorum="+fmt.Sprint(p.Quorum), "-presence-interval", p.Presence.String())
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -146,7 +146,7 @@ func warrenConsume(ctx context.Context, p params, n int, started chan<- struct{}
 	}))
 	w, err := worker.New(worker.Config{Conn: conn.Config{URL: listFrom(p, 1)},
 		Queues: []string{p.Queue}, Registry: reg, Topology: topology(p),
-		Concurrency: p.Concurrency, Prefetch: p.Prefetch})
+		Concurrency: p.Concurrency, Prefetch: p.Prefetch, PresenceInterval: p.Presence})
 	if err != nil {
 		return result{}, nil, err
 	}
