@@ -51,7 +51,7 @@ func startHeld(t *testing.T, f *fixture) *held {
 		return nil
 	}))
 	w, err := worker.New(worker.Config{Conn: conn.Config{URL: f.b.URL}, Queues: []string{f.queue}, Registry: reg,
-		Concurrency: 2, PresenceInterval: 200 * time.Millisecond})
+		Concurrency: 2, Prefetch: 5, PresenceInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,8 @@ func TestWorkersPage(t *testing.T) {
 		slowCharge.Name() + " on ",
 		"attempt 1, for ",
 		`<td class="state">running</td>`,
-		`title="running / concurrency (prefetch `, ">1/2</td>",
+		`<td class="n slots" title="prefetch 5">1/2</td>`,
+		"1 received, 0 succeeded",
 	} {
 		if !strings.Contains(tr, want) {
 			t.Errorf("the worker's row has no %q:\n%s", want, tr)
