@@ -37,6 +37,10 @@ type overviewData struct {
 	WorkersErr    string
 	Failures      int
 	AtLeast       bool
+	// NoQueues: there is no queue to show, because the management API is
+	// off or did not answer, no queue was named to the UI and no live
+	// worker consumes one. The page then says how to get some.
+	NoQueues bool
 }
 
 func (s *server) overview(w http.ResponseWriter, r *http.Request) {
@@ -56,11 +60,14 @@ func (s *server) overview(w http.ResponseWriter, r *http.Request) {
 			d.ManagementErr = s.scrub(rep.ManagementErr)
 		}
 	}
+	if errors.Is(err, inspect.ErrNeedsManagement) {
+		// Not a failure of the page: a state to explain.
+		d.NoQueues = true
+		s.render(w, r, http.StatusOK, "overview", v)
+		return
+	}
 	if err != nil {
 		v.Err = s.scrub(err)
-		if errors.Is(err, inspect.ErrNeedsManagement) {
-			v.Err = "No queue to show: without the management API the UI shows the queues live workers consume and those it was given (warren ui -queues video,audio). " + v.Err
-		}
 		s.render(w, r, http.StatusOK, "overview", v)
 		return
 	}
