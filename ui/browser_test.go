@@ -298,8 +298,9 @@ func TestBrowserScriptPayloadIsText(t *testing.T) {
 	shot(t, ctx, "script-payload")
 }
 
-// The overview counts the dead letters of the last hour as failures, and
-// its screenshot is the README's (docs/ui.png, from WARREN_UI_SCREENSHOTS).
+// The overview counts the dead letters of the last hour as failures and
+// the live worker on its queue, and its screenshot is the README's
+// (docs/ui.png, from WARREN_UI_SCREENSHOTS).
 func TestBrowserFailuresLastHour(t *testing.T) {
 	l := newLive(t)
 	l.broken.Store(true)
@@ -317,11 +318,12 @@ func TestBrowserFailuresLastHour(t *testing.T) {
 	for {
 		do(t, ctx, "open the overview", chromedp.Navigate(l.page("/")), chromedp.WaitVisible(chromedp.CSS("#failures")))
 		failures, dead := text(t, ctx, "#failures"), text(t, ctx, `tr[data-queue="`+l.work+`"] td.dead`)
-		if failures == "2" && dead == "2" {
+		workers := text(t, ctx, `tr[data-queue="`+l.work+`"] td.workers`)
+		if failures == "2" && dead == "2" && workers == "1" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the overview counts %q failures in the last hour and %q dead letters of %s; want 2 and 2", failures, dead, l.work)
+			t.Fatalf("the overview counts %q failures in the last hour, %q dead letters of %s and %q workers on it; want 2, 2 and 1", failures, dead, l.work, workers)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

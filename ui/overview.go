@@ -23,6 +23,9 @@ type queueRow struct {
 	AtLeast  bool
 	// FailuresErr says why Failures is not known.
 	FailuresErr string
+	// Workers counts the live workers that consume it: unlike Consumers,
+	// it leaves out other AMQP clients and counts a worker once.
+	Workers int
 }
 
 type overviewData struct {
@@ -30,10 +33,14 @@ type overviewData struct {
 	Management    string // the management API's address, "" when off
 	ManagementErr string
 	Queues        []queueRow
-	Workers       []worker
+	Workers       []inspect.Worker
 	WorkersErr    string
 	Failures      int
 	AtLeast       bool
+	// NoQueues: there is no queue to show, because the management API is
+	// off or did not answer, no queue was named to the UI and no live
+	// worker consumes one. The page then says how to get some.
+	NoQueues bool
 }
 
 func (s *server) overview(w http.ResponseWriter, r *http.Request) {
@@ -53,16 +60,19 @@ func (s *server) overview(w http.ResponseWriter, r *http.Request) {
 			d.ManagementErr = s.scrub(rep.ManagementErr)
 		}
 	}
+	if errors.Is(err, inspect.ErrNeedsManagement) {
+		// Not a failure of the page: a state to explain.
+		d.NoQueues = true
+		s.render(w, r, http.StatusOK, "overview", v)
+		return
+	}
 	if err != nil {
 		v.Err = s.scrub(err)
-		if errors.Is(err, inspect.ErrNeedsManagement) {
-			v.Err = "No queue to show: without the management API the UI shows the queues live workers consume and those it was given (warren ui -queues video,audio). " + v.Err
-		}
 		s.render(w, r, http.StatusOK, "overview", v)
 		return
 	}
 	for _, q := range rep.Queues {
-		d.Queues = append(d.Queues, queueRow{Queue: q})
+		d.Queues = append(d.Queues, queueRow{Queue: q, Workers: consuming(workers, q.Name)})
 	}
 	s.countFailures(ctx, d.Queues)
 	for _, q := range d.Queues {
@@ -82,7 +92,7 @@ func (s *server) refresh() int {
 
 // names returns the queues to show by name: the configured ones, then
 // those the live workers consume, each once.
-func (s *server) names(workers []worker) []string {
+func (s *server) names(workers []inspect.Worker) []string {
 	names := slices.Clone(s.cfg.Queues)
 	var fromWorkers []string
 	for _, w := range workers {
@@ -100,7 +110,7 @@ func (s *server) names(workers []worker) []string {
 // queues reads the queues to show in one call where it can: every work
 // queue from the management API (plus named queues it did not list as
 // work queues), else the named ones by passive declares.
-func (s *server) queues(ctx context.Context, workers []worker) (*inspect.Report, error) {
+func (s *server) queues(ctx context.Context, workers []inspect.Worker) (*inspect.Report, error) {
 	names := s.names(workers)
 	if url, _ := s.cfg.Inspector.Management(); url != "" {
 		rep, err := s.cfg.Inspector.Queues(ctx, inspect.Filter{})

@@ -51,7 +51,8 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format(time.RFC3339)
 	},
-	"join": strings.Join,
+	"join":  strings.Join,
+	"minus": func(a, b int) int { return a - b },
 	"deref": func(p *int) int {
 		if p == nil {
 			return 0

@@ -13,8 +13,8 @@ import (
 type hit struct {
 	Where   string // running, ready, dead
 	Queue   string
-	Worker  *worker
-	Running *running
+	Worker  *inspect.Worker
+	Running *inspect.RunningTask
 	Message *message
 	Letter  *letter
 	Pos     int // 1-based position among the ready messages read
@@ -47,6 +47,9 @@ func (s *server) task(w http.ResponseWriter, r *http.Request) {
 	}
 	for k := range workers {
 		wk := &workers[k]
+		if wk.RunningCount > len(wk.Running) {
+			d.Errs = append(d.Errs, fmt.Sprintf("worker %s runs %d tasks and reports the oldest %d: the others were not searched", wk.ID, wk.RunningCount, len(wk.Running)))
+		}
 		for j := range wk.Running {
 			if rt := &wk.Running[j]; rt.ID == id {
 				d.Hits = append(d.Hits, hit{Where: "running", Queue: rt.Queue, Worker: wk, Running: rt})

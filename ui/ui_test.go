@@ -24,6 +24,8 @@ type fixture struct {
 	b     *brokertest.Broker
 	queue string
 	h     http.Handler
+	insp  *inspect.Inspector
+	dl    *deadletter.Client
 }
 
 // newFixture declares a work queue and its dead-letter queue and returns
@@ -50,7 +52,7 @@ func newFixture(t *testing.T, cfg ui.Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{b: b, queue: q, h: h}
+	return &fixture{b: b, queue: q, h: h, insp: insp, dl: dl}
 }
 
 // deadLetter puts a dead letter with body into the queue's .dead, as a

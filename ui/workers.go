@@ -2,41 +2,32 @@ package ui
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"time"
+	"slices"
+
+	"github.com/warrenq/warren/inspect"
 )
 
-// worker is a live worker as the pages show it.
-// (Until inspect reports workers, the UI knows none.)
-type worker struct {
-	ID, Host      string
-	PID           int
-	Version, Node string
-	Queues        []string
-	Concurrency   int
-	Prefetch      int
-	Started, Seen time.Time
-	State         string
-	Leading       bool
-	Running       []running
-	Counts        struct{ Succeeded, Retried, Dead uint64 }
+// liveWorkers returns the workers alive now. The inspector's first call
+// waits for the answers to its ping (inspect.Config.PresenceWait); later
+// ones return what its watcher knows at once.
+func (s *server) liveWorkers(ctx context.Context) ([]inspect.Worker, error) {
+	return s.cfg.Inspector.Workers(ctx)
 }
 
-type running struct {
-	ID, Task, Queue string
-	Attempt         int
-	Started         time.Time
-}
-
-var errNoPresence = errors.New("this version of warren does not report workers yet")
-
-func (s *server) liveWorkers(ctx context.Context) ([]worker, error) {
-	return nil, errNoPresence
+// consuming counts the workers in ws that consume queue.
+func consuming(ws []inspect.Worker, queue string) int {
+	n := 0
+	for _, w := range ws {
+		if slices.Contains(w.Queues, queue) {
+			n++
+		}
+	}
+	return n
 }
 
 type workersData struct {
-	Workers []worker
+	Workers []inspect.Worker
 	Err     string
 }
 

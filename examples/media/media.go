@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
 )
@@ -47,9 +48,17 @@ func Routes() *routing.Table {
 // Process handles one media file. The file need not exist (the example
 // enqueues made-up names); when it is a regular file, Process reads it
 // through as a transcoder would, and honours ctx while it does.
+//
+// A negative size is a corrupt upload record: no retry can mend it, so
+// Process fails permanently and the task goes to video.dead at once, with
+// the reason permanent. scripts/demo.sh enqueues one such task, so that
+// the demo leaves a dead letter to look at in warren ui.
 func Process(ctx context.Context, m Media) error {
 	if m.Name == "" {
 		return errors.New("process_media: payload has no name")
+	}
+	if m.Size < 0 {
+		return retry.Permanent(fmt.Errorf("process_media: %s: negative size %d: a corrupt upload record", m.Name, m.Size))
 	}
 	f, err := os.Open(m.Name)
 	if err != nil {
