@@ -26,6 +26,19 @@ func find(ws []inspect.Worker, id string) (inspect.Worker, bool) {
 	return inspect.Worker{}, false
 }
 
+// waitGone waits until id is not listed any more.
+func waitGone(ctx context.Context, t *testing.T, insp *inspect.Inspector, id string) {
+	t.Helper()
+	warrentest.Eventually(t, 5*time.Second, func() bool {
+		ws, err := insp.Workers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := find(ws, id)
+		return !ok
+	}, "worker %s still listed after it stopped", id)
+}
+
 // A worker is listed with what it is; a task it runs shows up with its id
 // while it runs, also while the worker stops; once the worker has
 // stopped, the list does not show it.
@@ -90,14 +103,7 @@ func TestWorkersShowsWhatRuns(t *testing.T) {
 	warrentest.Eventually(t, 5*time.Second, running(inspect.WorkerStopping), "stopping worker not listed with its task: %+v", me)
 	close(release)
 	<-stopped
-	warrentest.Eventually(t, 5*time.Second, func() bool {
-		ws, err := insp.Workers(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, ok := find(ws, w.ID())
-		return !ok
-	}, "worker %s still listed after it stopped", w.ID())
+	waitGone(ctx, t, insp, w.ID())
 }
 
 // A watcher that starts after the worker learns of it from its answer to
@@ -132,12 +138,5 @@ func TestWorkersPingAndGoodbye(t *testing.T) {
 	}
 	stop()
 	// An hour's heartbeats: only the goodbye takes it off the list now.
-	warrentest.Eventually(t, 5*time.Second, func() bool {
-		ws, err := insp.Workers(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, ok := find(ws, w.ID())
-		return !ok
-	}, "worker %s still listed after it stopped", w.ID())
+	waitGone(ctx, t, insp, w.ID())
 }

@@ -81,6 +81,25 @@ func openDead(ctx context.Context, o *opts) (*deadletter.Client, error) {
 	return dl, nil
 }
 
+// openCounted connects a deadletter client and counts q's dead letters,
+// for the actions that ask before they remove any. abort closes the
+// client, to end a call that outlives -timeout.
+func openCounted(ctx context.Context, o *opts, q string) (dl *deadletter.Client, abort func(), count int, err error) {
+	dl, err = openDead(ctx, o)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	abort = func() { _ = dl.Close() }
+	cctx, cancel := o.call(ctx)
+	defer cancel()
+	count, err = bounded(cctx, abort, func() (int, error) { return dl.Count(cctx, q) })
+	if err != nil {
+		_ = dl.Close()
+		return nil, nil, 0, deadErr(o, q, err)
+	}
+	return dl, abort, count, nil
+}
+
 // deadErr says what to do about a failed dead-letter call on queue.
 func deadErr(o *opts, queue string, err error) error {
 	if errors.Is(err, conn.ErrUnroutable) {
@@ -286,20 +305,12 @@ func runDeadDelete(ctx context.Context, e *env, args []string) error {
 		}
 		want[id] = true
 	}
-	dl, err := openDead(ctx, o)
+	dl, _, count, err := openCounted(ctx, o, q)
 	if err != nil {
 		return err
 	}
 	defer dl.Close()
-	abort := func() { _ = dl.Close() }
 	dq := routing.DeadQueue(q)
-
-	cctx, cancel := o.call(ctx)
-	count, err := bounded(cctx, abort, func() (int, error) { return dl.Count(cctx, q) })
-	cancel()
-	if err != nil {
-		return deadErr(o, q, err)
-	}
 	// -all deletes the letters counted and asked about, not those that
 	// die meanwhile.
 	n, keep := count, func(deadletter.Letter) bool { return true }
@@ -374,20 +385,12 @@ func runDeadPurge(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	dl, err := openDead(ctx, o)
+	dl, abort, count, err := openCounted(ctx, o, q)
 	if err != nil {
 		return err
 	}
 	defer dl.Close()
-	abort := func() { _ = dl.Close() }
 	dq := routing.DeadQueue(q)
-
-	cctx, cancel := o.call(ctx)
-	count, err := bounded(cctx, abort, func() (int, error) { return dl.Count(cctx, q) })
-	cancel()
-	if err != nil {
-		return deadErr(o, q, err)
-	}
 	purged := 0
 	if count > 0 {
 		if err := e.confirm(o, *yes, fmt.Sprintf("delete the %d dead letters in %s? They cannot be replayed afterwards", count, dq)); err != nil {
