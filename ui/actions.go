@@ -84,11 +84,17 @@ func flash(r *http.Request) string {
 	}
 	switch r.URL.Query().Get("done") {
 	case "purged":
-		return fmt.Sprintf("Purged %d ready messages.", n)
+		return fmt.Sprintf("Purged %s.", count(n, "ready message"))
 	case "replayed":
-		return fmt.Sprintf("Replayed %d dead letters: they are back in their work queue.", n)
+		if n == 0 {
+			return "Nothing replayed: no dead letter matched (another operator or a replay may have moved it)."
+		}
+		return fmt.Sprintf("Replayed %s: back in the work queue.", count(n, "dead letter"))
 	case "deleted":
-		return fmt.Sprintf("Deleted %d dead letters.", n)
+		if n == 0 {
+			return "Nothing deleted: no dead letter matched."
+		}
+		return fmt.Sprintf("Deleted %s.", count(n, "dead letter"))
 	}
 	return ""
 }

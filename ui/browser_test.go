@@ -250,7 +250,7 @@ func TestBrowserReplayDeadLetter(t *testing.T) {
 	}
 	shot(t, ctx, "confirm")
 	do(t, ctx, "confirm", chromedp.Click(chromedp.CSS(`#confirm`)), chromedp.WaitVisible(chromedp.CSS(`.flash`)))
-	if f := text(t, ctx, ".flash"); !strings.Contains(f, "Replayed 1 dead letters") {
+	if f := text(t, ctx, ".flash"); !strings.Contains(f, "Replayed 1 dead letter:") {
 		t.Errorf("after the replay the page says %q", f)
 	}
 	select {

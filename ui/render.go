@@ -31,6 +31,7 @@ type pages struct {
 }
 
 var funcs = template.FuncMap{
+	"count": count,
 	"ago":   ago,
 	"since": since,
 	"opt": func(p *int) string {
@@ -259,4 +260,12 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// count is "1 thing" or "n things", for a page that says how many.
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

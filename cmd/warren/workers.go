@@ -56,7 +56,7 @@ func runWorkers(ctx context.Context, e *env, args []string) error {
 		if *queue != "" {
 			fmt.Fprintf(e.stdout, " that consumes %s", *queue)
 		}
-		fmt.Fprintln(e.stdout, " (workers older than presence, or started with -presence-interval -1, never answer)")
+		fmt.Fprintln(e.stdout, " (a worker announces itself unless started with -presence-interval -1 or built with a warren older than presence)")
 		return nil
 	}
 	now := time.Now()
