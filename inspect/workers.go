@@ -68,6 +68,16 @@ type Worker struct {
 	RunningCount int           `json:"running_count"`
 	// Counts are the worker's delivery outcomes since it started.
 	Counts WorkerCounts `json:"counts"`
+	// Limits are the limits in force on the worker's queues.
+	Limits []QueueLimit `json:"limits,omitempty"`
+}
+
+// QueueLimit is a limit a worker holds one of its queues to (its
+// worker.Limit).
+type QueueLimit struct {
+	Queue string `json:"queue"`
+	// PerWorker caps the queue's tasks running at once in the worker.
+	PerWorker int `json:"per_worker,omitempty"`
 }
 
 // RunningTask is one task a worker runs now.

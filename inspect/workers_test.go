@@ -55,7 +55,8 @@ func TestWorkersShowsWhatRuns(t *testing.T) {
 		return nil
 	}))
 	w, err := worker.New(worker.Config{Conn: b.Conn(), Queues: []string{q}, Registry: reg, Topology: topo,
-		Concurrency: 3, Prefetch: 5, PresenceInterval: 200 * time.Millisecond})
+		Concurrency: 3, Prefetch: 5, PresenceInterval: 200 * time.Millisecond,
+		Limits: []worker.Limit{{Queue: q, PerWorker: 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,8 @@ func TestWorkersShowsWhatRuns(t *testing.T) {
 	host, _ := os.Hostname()
 	if me.Host != host || me.PID != os.Getpid() || me.Version == "" || me.State != inspect.WorkerRunning ||
 		len(me.Queues) != 1 || me.Queues[0] != q || me.Concurrency != 3 || me.Prefetch != 5 ||
-		me.Interval != 200*time.Millisecond || me.Started.IsZero() || me.RunningCount != 0 || me.Node == "" {
+		me.Interval != 200*time.Millisecond || me.Started.IsZero() || me.RunningCount != 0 || me.Node == "" ||
+		len(me.Limits) != 1 || me.Limits[0] != (inspect.QueueLimit{Queue: q, PerWorker: 2}) {
 		t.Errorf("listed as %+v", me)
 	}
 

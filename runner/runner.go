@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -79,6 +80,9 @@ type Options struct {
 	// PresenceInterval is the worker's heartbeat interval
 	// (worker.Config.PresenceInterval); negative turns presence off.
 	PresenceInterval time.Duration
+	// Limits hold back some queues' tasks (worker.Config.Limits), from
+	// -limit QUEUE:per-worker=N.
+	Limits []worker.Limit
 }
 
 // ParseFlags parses the worker contract's flags from args. On -h it
@@ -123,6 +127,13 @@ func parseFlags(args []string, output io.Writer, tasks []string) (Options, error
 	fs.BoolVar(&o.Quorum, "quorum", false, "declare the queues of -queues that the program's topology does not name as quorum queues (delivery limit 20, dead letters to <queue>.dead): the production setting on a cluster")
 	fs.StringVar(&o.Schedules, "schedules", "", "a schedule `file` (YAML) of periodic tasks to fire: one worker at a time, elected through the broker, fires them")
 	fs.StringVar(&o.SchedulerGroup, "scheduler-group", "", "the election among workers with -schedules (empty: the default); workers of one group need the same file")
+	fs.Func("limit", "`QUEUE:per-worker=N`: at most N of QUEUE's tasks run at once in this worker (repeat for more queues); give a limited task a queue of its own", func(v string) error {
+		l, err := parseLimit(v)
+		if err == nil {
+			o.Limits = append(o.Limits, l)
+		}
+		return err
+	})
 	fs.DurationVar(&o.PresenceInterval, "presence-interval", 2*time.Second, "how often the worker announces itself (warren workers, warren ui); a dead worker drops off after about three; negative: off")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -151,6 +162,30 @@ func parseFlags(args []string, output io.Writer, tasks []string) (Options, error
 		return o, fmt.Errorf("-log-level: %w", err)
 	}
 	return o, nil
+}
+
+// parseLimit reads -limit's QUEUE:key=value[,key=value...].
+func parseLimit(v string) (worker.Limit, error) {
+	q, spec, ok := strings.Cut(v, ":")
+	q = strings.TrimSpace(q)
+	if !ok || q == "" || spec == "" {
+		return worker.Limit{}, fmt.Errorf("want QUEUE:per-worker=N, e.g. video:per-worker=2")
+	}
+	l := worker.Limit{Queue: q}
+	for _, kv := range strings.Split(spec, ",") {
+		k, val, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch k {
+		case "per-worker":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 {
+				return l, fmt.Errorf("per-worker=%q: want a whole number of at least 1", val)
+			}
+			l.PerWorker = n
+		default:
+			return l, fmt.Errorf("unknown limit %q: want per-worker=N", k)
+		}
+	}
+	return l, nil
 }
 
 // flagError is a flag the flag package rejected and has already reported.
@@ -247,6 +282,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 		SchedulerGroup:  o.SchedulerGroup,
 
 		PresenceInterval: o.PresenceInterval,
+		Limits:           o.Limits,
 	})
 	if err != nil {
 		log.Error("cannot start worker", zap.Error(err))

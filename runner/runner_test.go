@@ -20,17 +20,20 @@ import (
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/runner"
 	"github.com/warrenq/warren/task"
+	"github.com/warrenq/warren/worker"
 )
 
 func TestParseFlags(t *testing.T) {
 	t.Setenv(runner.EnvBrokerURL, "amqp://u:p@broker:5672/")
-	o, err := runner.ParseFlags([]string{"-queues", "video, audio", "-concurrency", "4", "-prefetch", "100", "-shutdown-timeout", "5s", "-log-format", "console", "-presence-interval", "500ms"}, io.Discard)
+	o, err := runner.ParseFlags([]string{"-queues", "video, audio", "-concurrency", "4", "-prefetch", "100", "-shutdown-timeout", "5s", "-log-format", "console", "-presence-interval", "500ms",
+		"-limit", "video:per-worker=2", "-limit", "audio: per-worker=1"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(o.Queues, "|") != "video|audio" || o.Concurrency != 4 || o.Prefetch != 100 ||
 		o.ShutdownTimeout != 5*time.Second || o.LogFormat != "console" || o.Broker != "amqp://u:p@broker:5672/" || o.MetricsAddr != ":9090" ||
-		o.PresenceInterval != 500*time.Millisecond {
+		o.PresenceInterval != 500*time.Millisecond ||
+		len(o.Limits) != 2 || o.Limits[0] != (worker.Limit{Queue: "video", PerWorker: 2}) || o.Limits[1] != (worker.Limit{Queue: "audio", PerWorker: 1}) {
 		t.Errorf("parsed %+v", o)
 	}
 	bad := [][]string{
@@ -41,6 +44,10 @@ func TestParseFlags(t *testing.T) {
 		{"-queues", "q", "-log-level", "loud"},
 		{"-queues", "q", "extra"},
 		{"-nope"},
+		{"-queues", "q", "-limit", "q"},
+		{"-queues", "q", "-limit", "q:per-worker=0"},
+		{"-queues", "q", "-limit", "q:rate=5"},
+		{"-queues", "q", "-limit", ":per-worker=1"},
 	}
 	for _, args := range bad {
 		if _, err := runner.ParseFlags(args, io.Discard); err == nil {

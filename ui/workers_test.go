@@ -51,7 +51,8 @@ func startHeld(t *testing.T, f *fixture) *held {
 		return nil
 	}))
 	w, err := worker.New(worker.Config{Conn: conn.Config{URL: f.b.URL}, Queues: []string{f.queue}, Registry: reg,
-		Concurrency: 2, Prefetch: 5, PresenceInterval: 200 * time.Millisecond})
+		Concurrency: 2, Prefetch: 5, PresenceInterval: 200 * time.Millisecond,
+		Limits: []worker.Limit{{Queue: f.queue, PerWorker: 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +120,7 @@ func TestWorkersPage(t *testing.T) {
 		`<td class="state">running</td>`,
 		`<td class="n slots" title="prefetch 5">1/2</td>`,
 		"1 received, 0 succeeded",
+		f.queue + ": at most 2 at once here",
 	} {
 		if !strings.Contains(tr, want) {
 			t.Errorf("the worker's row has no %q:\n%s", want, tr)

@@ -51,6 +51,9 @@ func (w *Worker) status() inspect.Worker {
 			Dead: st.Dead, Expired: st.Expired, Requeued: st.Requeued,
 		},
 	}
+	for _, l := range w.cfg.Limits {
+		s.Limits = append(s.Limits, inspect.QueueLimit{Queue: l.Queue, PerWorker: l.PerWorker})
+	}
 	if w.stopping.Load() {
 		s.State = inspect.WorkerStopping
 	}

@@ -103,6 +103,10 @@ type Config struct {
 	// broker (or vhost) but not their schedules need a group each.
 	SchedulerGroup string
 
+	// Limits hold back the tasks of some queues: at most PerWorker of a
+	// queue's tasks run at once in this worker.
+	Limits []Limit
+
 	// PresenceInterval is how often the worker announces itself on the
 	// broker (host, pid, queues, the tasks it runs, its counts), so that
 	// `warren workers`, the web UI and package inspect list the workers
@@ -220,6 +224,9 @@ func New(cfg Config) (*Worker, error) {
 			defaults[q] = spec.DefaultTask
 		}
 	}
+	if err := checkLimits(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.QueueDepthInterval == 0 {
 		cfg.QueueDepthInterval = 15 * time.Second
 	}
@@ -307,7 +314,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		go handler(&w.slots[i])
 	}
 	for _, q := range w.cfg.Queues {
-		c := w.sup.NewConsumer(q, w.cfg.Prefetch, deliveries)
+		c := w.sup.NewConsumer(q, w.prefetch(q), deliveries)
 		c.OnConsumerTimeout(func(d time.Duration) { w.consumerTimedOut(q, d) })
 		w.mu.Lock()
 		w.consumers = append(w.consumers, c)
