@@ -123,7 +123,7 @@ func TestReplayResetsAttempts(t *testing.T) {
 	}
 	d.Headers[task.HeaderQueue] = other
 	d.Headers["retries"] = int64(4)
-	b.Publish("", routing.DeadQueue(other), amqp.Publishing{MessageId: d.MessageId, Headers: d.Headers, ContentType: d.ContentType, Body: d.Body})
+	b.Publish("", routing.DeadQueue(other), amqp.Publishing{MessageId: d.MessageId, Headers: d.Headers, ContentType: d.ContentType, Body: d.Body, Priority: 3})
 	if n, err := dl.Replay(warrentest.Context(t, 10*time.Second), other, 1, nil); err != nil || n != 1 {
 		t.Fatalf("Replay = %d, %v", n, err)
 	}
@@ -141,6 +141,9 @@ func TestReplayResetsAttempts(t *testing.T) {
 	}
 	if r.Headers["x-warren-max-attempts"] != int64(3) {
 		t.Errorf("per-enqueue max attempts lost: %v", r.Headers["x-warren-max-attempts"])
+	}
+	if r.Priority != 3 {
+		t.Errorf("priority %d, want the dead letter's 3", r.Priority)
 	}
 }
 

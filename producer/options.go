@@ -16,6 +16,7 @@ type options struct {
 	id          string
 	route       *routing.Route
 	priority    uint8
+	hasPriority bool // WithPriority was given: it wins over the task's, even with 0
 	headers     map[string]any
 	eta         time.Time     // WithETA
 	delay       time.Duration // WithDelay: from the enqueue
@@ -77,8 +78,12 @@ func (o *options) message(t task.Task, id string, now time.Time) (task.Message, 
 	if o.delay > 0 {
 		eta = now.Add(o.delay)
 	}
+	priority := t.Priority
+	if o.hasPriority {
+		priority = o.priority
+	}
 	m := task.Message{ID: id, Task: t.Name, ContentType: contentType, Body: body, Timestamp: now, ETA: eta,
-		Expires: o.expires, Priority: o.priority, MaxAttempts: o.maxAttempts, EnqueuedAt: now, ReplyTo: o.replyTo}
+		Expires: o.expires, Priority: priority, MaxAttempts: o.maxAttempts, EnqueuedAt: now, ReplyTo: o.replyTo}
 	m.Headers = m.BuildHeaders(o.headers)
 	return m, nil
 }
@@ -100,9 +105,14 @@ func WithRoute(exchange, key string) Option {
 	return func(o *options) { o.route = &routing.Route{Exchange: exchange, Key: key} }
 }
 
-// WithPriority sets the AMQP priority (0-255; queues honour it only when
-// declared with x-max-priority).
-func WithPriority(p uint8) Option { return func(o *options) { o.priority = p } }
+// WithPriority sets the AMQP priority, over the task definition's
+// (task.WithPriority), even with 0. Only a priority queue
+// (routing.Queue.MaxPriority) delivers higher priorities first, among the
+// tasks it holds ready; a priority above its maximum counts as the
+// maximum, and other queues ignore it.
+func WithPriority(p uint8) Option {
+	return func(o *options) { o.priority, o.hasPriority = p, true }
+}
 
 // WithHeaders adds application headers. They never override the protocol
 // headers (task, id, retries, eta, expires).

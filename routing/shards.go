@@ -55,6 +55,11 @@ type Shards struct {
 	// DeliveryLimit is each quorum shard's delivery limit
 	// (Queue.DeliveryLimit): 0 means DefaultDeliveryLimit.
 	DeliveryLimit int
+	// MaxPriority makes every shard a classic priority queue
+	// (Queue.MaxPriority). A task's priority orders it within its own
+	// shard only: a high-priority task jumps the tasks of its shard, not
+	// those of the others, which the worker takes in turn. Not with Quorum.
+	MaxPriority uint8
 }
 
 // Name returns the name of shard i, which is also its routing key.
@@ -101,7 +106,7 @@ func (s Shards) Topology() Topology {
 		t.Exchanges = []Exchange{{Name: s.Exchange, Kind: Direct}}
 	}
 	for _, name := range s.Names() {
-		t.Queues = append(t.Queues, Queue{Name: name, Args: s.Args, DefaultTask: s.DefaultTask, Quorum: s.Quorum, DeliveryLimit: s.DeliveryLimit})
+		t.Queues = append(t.Queues, Queue{Name: name, Args: s.Args, DefaultTask: s.DefaultTask, Quorum: s.Quorum, DeliveryLimit: s.DeliveryLimit, MaxPriority: s.MaxPriority})
 		if s.Exchange != "" {
 			t.Bindings = append(t.Bindings, Binding{Exchange: s.Exchange, Queue: name, Key: name})
 		}

@@ -94,6 +94,14 @@ func TestShardsTopology(t *testing.T) {
 			t.Errorf("quorum shard %s: arguments %v", sq.Name, args)
 		}
 	}
+
+	// Priority shards are classic priority queues, every one.
+	p := routing.Shards{Queue: "bulk", Count: 2, MaxPriority: 4}.Topology()
+	for _, sq := range p.Queues {
+		if args := sq.Arguments(); len(args) != 1 || args[routing.MaxPriorityArg] != int64(4) {
+			t.Errorf("priority shard %s: arguments %v", sq.Name, args)
+		}
+	}
 }
 
 func TestShardsValidate(t *testing.T) {
@@ -109,6 +117,7 @@ func TestShardsValidate(t *testing.T) {
 		"name too long":  {routing.Shards{Queue: strings.Repeat("q", routing.MaxQueueName-1), Count: 2}.Topology(), "leave no room"},
 		"shard missing":  {routing.Topology{Queues: ok.Topology().Queues[:3], Shards: []routing.Shards{ok}}, `shard queue "bulk.3" is not in the topology`},
 		"logical queued": {ok.Topology().Merge(routing.Topology{Queues: []routing.Queue{{Name: "bulk"}}}), "has the logical name too"},
+		"prio quorum":    {routing.Shards{Queue: "b", Count: 2, Quorum: true, MaxPriority: 3}.Topology(), `queue "b.0": MaxPriority with Quorum`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := tc.topo.Validate()

@@ -35,6 +35,16 @@ type Exchange struct {
 // same on 3.x, where quorum queues have no limit unless given one.
 const DefaultDeliveryLimit = 20
 
+// MaxPriorityArg is the queue argument that makes a classic queue a
+// priority queue: its value is the highest priority the queue tells apart.
+const MaxPriorityArg = "x-max-priority"
+
+// MaxPriority caps Queue.MaxPriority. Each level is a sub-queue inside the
+// broker, with its own memory and CPU cost; RabbitMQ recommends 2 to 4
+// levels and at most 10. A queue that needs more can still set
+// MaxPriorityArg in Args, where warren does not check it.
+const MaxPriority = 10
+
 // Queue is a durable work queue. With no Quorum and no Args it is declared
 // exactly as a plain client would declare it (durable, no arguments), so
 // Kombu's Queue('video', Exchange('media','direct'), routing_key='video')
@@ -60,6 +70,17 @@ type Queue struct {
 	// count. 0 means DefaultDeliveryLimit; negative, no limit. Ignored for
 	// classic queues.
 	DeliveryLimit int
+	// MaxPriority declares a classic priority queue (x-max-priority): a
+	// ready task with a higher priority (producer.WithPriority,
+	// task.WithPriority) is delivered before lower ones, and a priority
+	// above MaxPriority counts as MaxPriority. 0, the default, declares no
+	// priorities: every task is first in, first out, whatever its
+	// priority. At most the constant MaxPriority (10). Quorum queues on
+	// RabbitMQ 3.x have no priorities, so Validate refuses it with Quorum
+	// (docs/protocol.md, "Priorities", says what RabbitMQ 4 offers). A
+	// queue's priorities cannot change once declared; its .dead queue has
+	// none.
+	MaxPriority uint8
 	// Args are extra x-arguments; they must match any existing declaration.
 	Args map[string]any
 	// DefaultTask names the task run for a message that arrives on this
@@ -76,12 +97,16 @@ type Queue struct {
 }
 
 // Arguments returns the x-arguments the queue is declared with, or nil.
-// Args given in q.Args win over the ones Quorum implies, but for the type.
+// Args given in q.Args win over the ones Quorum and MaxPriority imply, but
+// for the type.
 func (q Queue) Arguments() map[string]any {
-	if !q.Quorum && len(q.Args) == 0 {
+	if !q.Quorum && q.MaxPriority == 0 && len(q.Args) == 0 {
 		return nil
 	}
-	args := make(map[string]any, len(q.Args)+6)
+	args := make(map[string]any, len(q.Args)+7)
+	if q.MaxPriority > 0 {
+		args[MaxPriorityArg] = int64(q.MaxPriority)
+	}
 	if q.Quorum {
 		args["x-queue-type"] = "quorum"
 		if !q.NoDeadLetters {
@@ -105,6 +130,55 @@ func (q Queue) Arguments() map[string]any {
 		args["x-queue-type"] = "quorum" // Quorum means it, whatever Args say
 	}
 	return args
+}
+
+// errQuorumPriority is why Validate refuses a quorum queue with a
+// MaxPriority: RabbitMQ 3.x refuses the argument on a quorum queue with
+// PRECONDITION_FAILED, and 4.0 to 4.2 as well, since there every quorum
+// queue has its two levels without it.
+var errQuorumPriority = errors.New("quorum queues take no x-max-priority on RabbitMQ 3.x; " +
+	"RabbitMQ 4 gives every quorum queue two levels without it (priority 5 and above is high, " +
+	"delivered two to one with the rest): leave MaxPriority 0, or use a classic queue")
+
+// validatePriority checks MaxPriority alone and against Quorum and Args.
+func (q Queue) validatePriority() error {
+	switch {
+	case q.MaxPriority == 0:
+		return nil
+	case q.Quorum:
+		return fmt.Errorf("routing: queue %q: MaxPriority with Quorum: %w", q.Name, errQuorumPriority)
+	case q.MaxPriority > MaxPriority:
+		return fmt.Errorf("routing: queue %q: MaxPriority %d is above %d: each level costs the broker memory and CPU (set %s in Args to go past it knowingly)", q.Name, q.MaxPriority, MaxPriority, MaxPriorityArg)
+	}
+	if v, ok := q.Args[MaxPriorityArg]; ok {
+		if n, ok := argInt(v); !ok || n != int64(q.MaxPriority) {
+			return fmt.Errorf("routing: queue %q: MaxPriority %d and Args[%q] = %v disagree; set one", q.Name, q.MaxPriority, MaxPriorityArg, v)
+		}
+	}
+	return nil
+}
+
+// argInt reads an integer queue argument of any Go integer type.
+func argInt(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int:
+		return int64(n), true
+	case int8:
+		return int64(n), true
+	case int16:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case int64:
+		return n, true
+	case uint8:
+		return int64(n), true
+	case uint16:
+		return int64(n), true
+	case uint32:
+		return int64(n), true
+	}
+	return 0, false
 }
 
 // Binding routes messages with Key from Exchange to Queue.
@@ -206,6 +280,9 @@ func (t Topology) Validate() error {
 			errs = append(errs, fmt.Errorf("routing: queue %q: names longer than %d bytes leave no room for delay routing keys", q.Name, MaxQueueName))
 		case strings.ContainsAny(q.Name, "*#"):
 			errs = append(errs, fmt.Errorf("routing: queue %q: '*' and '#' are topic wildcards and would break delayed delivery", q.Name))
+		}
+		if err := q.validatePriority(); err != nil {
+			errs = append(errs, err)
 		}
 		qs[q.Name] = true
 	}

@@ -39,6 +39,15 @@ func TestValidateAcceptsMediaTopology(t *testing.T) {
 	if err := mediaTopology().Validate(); err != nil {
 		t.Fatalf("Validate = %v", err)
 	}
+	prio := Topology{Queues: []Queue{
+		{Name: "a", MaxPriority: 1},
+		{Name: "b", MaxPriority: MaxPriority, Args: map[string]any{MaxPriorityArg: int32(MaxPriority)}}, // agree
+		{Name: "c", Args: map[string]any{MaxPriorityArg: 200}},                                          // Args: unchecked
+		{Name: "d", Quorum: true, Args: map[string]any{MaxPriorityArg: 31}},                             // the broker judges
+	}}
+	if err := prio.Validate(); err != nil {
+		t.Fatalf("priority queues: Validate = %v", err)
+	}
 	if err := (Topology{}).Validate(); err != nil {
 		t.Fatalf("empty topology: Validate = %v", err)
 	}
@@ -89,6 +98,23 @@ func TestValidateErrors(t *testing.T) {
 			name:   "queue name with a topic wildcard #",
 			change: func(t *Topology) { t.Queues = append(t.Queues, Queue{Name: "#"}) },
 			want:   []string{`queue "#"`, "wildcard"},
+		},
+		{
+			name:   "priorities on a quorum queue",
+			change: func(t *Topology) { t.Queues = append(t.Queues, Queue{Name: "urgent", Quorum: true, MaxPriority: 5}) },
+			want:   []string{`queue "urgent"`, "MaxPriority with Quorum", "RabbitMQ 4", "priority 5 and above is high"},
+		},
+		{
+			name:   "more priorities than recommended",
+			change: func(t *Topology) { t.Queues = append(t.Queues, Queue{Name: "urgent", MaxPriority: MaxPriority + 1}) },
+			want:   []string{`queue "urgent"`, "MaxPriority 11 is above 10", "x-max-priority"},
+		},
+		{
+			name: "MaxPriority and Args disagree",
+			change: func(t *Topology) {
+				t.Queues = append(t.Queues, Queue{Name: "urgent", MaxPriority: 3, Args: map[string]any{MaxPriorityArg: int32(4)}})
+			},
+			want: []string{`queue "urgent"`, "disagree"},
 		},
 		{
 			name: "exchange binding from an undeclared exchange",
@@ -172,6 +198,16 @@ func TestQueueArguments(t *testing.T) {
 			name: "args",
 			q:    Queue{Name: "video", Args: map[string]any{"x-max-priority": int32(10)}},
 			want: map[string]any{"x-max-priority": int32(10)},
+		},
+		{
+			name: "max priority",
+			q:    Queue{Name: "video", MaxPriority: 5},
+			want: map[string]any{"x-max-priority": int64(5)},
+		},
+		{
+			name: "max priority with other args",
+			q:    Queue{Name: "video", MaxPriority: 2, Args: ClassicV2()},
+			want: map[string]any{"x-max-priority": int64(2), QueueVersionArg: 2},
 		},
 		{
 			name: "quorum with args",

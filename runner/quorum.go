@@ -25,3 +25,13 @@ func withQuorum(topo routing.Topology, queues []string) (routing.Topology, []str
 	}
 	return topo, kept
 }
+
+// quorumWarning says why -quorum left spec, a queue the topology names, as
+// the topology declares it. A priority queue must stay classic: quorum
+// queues on RabbitMQ 3.x take no x-max-priority, so there is nothing to set.
+func quorumWarning(spec routing.Queue) string {
+	if _, ok := spec.Arguments()[routing.MaxPriorityArg]; ok {
+		return "-quorum leaves a priority queue classic, as the program's topology declares it: quorum queues on RabbitMQ 3.x have no priorities"
+	}
+	return "-quorum leaves a queue the program's topology names as it declares it, not quorum: set Quorum in its routing.Queue"
+}

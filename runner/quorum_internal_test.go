@@ -2,6 +2,7 @@ package runner
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/warrenq/warren/routing"
@@ -34,6 +35,23 @@ func TestWithQuorum(t *testing.T) {
 	}
 	if err := got.Validate(); err != nil {
 		t.Errorf("the topology with -quorum's queues: %v", err)
+	}
+}
+
+// A priority queue named by the topology stays classic, and the warning
+// does not advise setting Quorum, which Validate would refuse.
+func TestQuorumWarning(t *testing.T) {
+	for _, tc := range []struct {
+		q    routing.Queue
+		want string
+	}{
+		{routing.Queue{Name: "plain"}, "set Quorum"},
+		{routing.Queue{Name: "urgent", MaxPriority: 5}, "priority queue classic"},
+		{routing.Queue{Name: "raw", Args: map[string]any{routing.MaxPriorityArg: 3}}, "priority queue classic"},
+	} {
+		if got := quorumWarning(tc.q); !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q, want it to say %q", tc.q.Name, got, tc.want)
+		}
 	}
 }
 

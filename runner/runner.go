@@ -239,7 +239,8 @@ func Run(ctx context.Context, args []string, stderr io.Writer, reg *task.Registr
 		var kept []string
 		topo, kept = withQuorum(topo, o.Queues)
 		for _, q := range kept {
-			log.Warn("-quorum leaves a queue the program's topology names as it declares it, not quorum: set Quorum in its routing.Queue", zap.String("queue", q))
+			spec, _ := topo.Queue(q)
+			log.Warn(quorumWarning(spec), zap.String("queue", q))
 		}
 	}
 

@@ -15,6 +15,7 @@ type Def[T any] struct {
 	aliases  []string
 	codec    Codec
 	settings Settings
+	priority uint8
 }
 
 // Settings are how a worker runs one kind of task. Zero fields mean the
@@ -41,6 +42,7 @@ type defOptions struct {
 	aliases  []string
 	codec    Codec
 	settings Settings
+	priority uint8
 }
 
 // WithMaxAttempts caps the runs of the task, the first included.
@@ -64,6 +66,14 @@ func WithTimeout(d time.Duration) DefOption {
 // push notification.
 func WithDropExpired() DefOption {
 	return func(o *defOptions) { o.settings.DropExpired = true }
+}
+
+// WithPriority makes p the AMQP priority the task is enqueued with when the
+// enqueue sets none (producer.WithPriority wins, even with 0). Only a
+// priority queue orders by it (routing.Queue.MaxPriority); other queues
+// keep it on the message and ignore it.
+func WithPriority(p uint8) DefOption {
+	return func(o *defOptions) { o.priority = p }
 }
 
 // WithAliases lets a renamed task still accept messages sent under its old
@@ -94,7 +104,7 @@ func Define[T any](name string, opts ...DefOption) *Def[T] {
 	if o.codec == nil {
 		o.codec = JSON{}
 	}
-	return &Def[T]{name: name, aliases: o.aliases, codec: o.codec, settings: o.settings}
+	return &Def[T]{name: name, aliases: o.aliases, codec: o.codec, settings: o.settings, priority: o.priority}
 }
 
 // Settings returns how workers run this task.
@@ -103,9 +113,14 @@ func (d *Def[T]) Settings() Settings { return d.settings }
 // Name returns the task name sent in the "task" header.
 func (d *Def[T]) Name() string { return d.name }
 
-// New wraps a payload as a Task ready to enqueue.
+// Priority returns the priority the task is enqueued with unless the
+// enqueue sets one (WithPriority); 0 by default.
+func (d *Def[T]) Priority() uint8 { return d.priority }
+
+// New wraps a payload as a Task ready to enqueue, with the definition's
+// priority.
 func (d *Def[T]) New(payload T) Task {
-	return Task{Name: d.name, Payload: payload, Codec: d.codec}
+	return Task{Name: d.name, Payload: payload, Codec: d.codec, Priority: d.priority}
 }
 
 // Handler binds fn to this definition, for a Registry. The body is decoded
@@ -178,6 +193,10 @@ type Task struct {
 	Name    string
 	Payload any
 	Codec   Codec // nil means JSON
+	// Priority is the AMQP priority the task is enqueued with unless the
+	// enqueue sets one (producer.WithPriority); Def.New copies the
+	// definition's (WithPriority).
+	Priority uint8
 }
 
 // Encode returns the body and content type the task travels with.

@@ -89,6 +89,18 @@ func ExampleWithAliases() {
 	// encode_media handled by encode_media: a.avi
 }
 
+// A task that should go ahead of others in a priority queue
+// (routing.Queue.MaxPriority) carries its priority in its definition; an
+// enqueue may still set another with producer.WithPriority.
+func ExampleWithPriority() {
+	refund := task.Define[Media]("refund", task.WithPriority(5))
+	fmt.Println(refund.Priority(), refund.New(Media{}).Priority)
+	fmt.Println(ProcessMedia.New(Media{}).Priority) // none given: 0
+	// Output:
+	// 5 5
+	// 0
+}
+
 // A task id made by NewID carries its enqueue time, which IDTime reads back:
 // ids sort by enqueue time, and a worker measures how long a task waited
 // without an extra header.

@@ -48,3 +48,29 @@ func TestDeclareKeepsAnExistingQueueWhenTold(t *testing.T) {
 	// redeclaration, as it refused the opposite above.
 	b.DeclareQueue(q)
 }
+
+// A priority queue is what another client gets declaring x-max-priority
+// with the same value, whatever its integer type (Kombu sends a 32-bit
+// one); its .dead queue has no priorities.
+func TestDeclarePriorityQueue(t *testing.T) {
+	b := brokertest.New(t)
+	q := b.Queue("prio")
+	conn, err := amqp.Dial(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	b.Track(routing.DeadQueue(q))
+	if err := broker.Declare(conn, routing.Topology{Queues: []routing.Queue{{Name: q, MaxPriority: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	if !b.DeclaredWith(q, map[string]any{routing.MaxPriorityArg: int32(5)}) {
+		t.Errorf("%s does not match a plain declaration with x-max-priority 5", q)
+	}
+	if b.DeclaredWith(q, nil) {
+		t.Errorf("%s matches a declaration without priorities", q)
+	}
+	if !b.DeclaredWith(routing.DeadQueue(q), nil) {
+		t.Errorf("%s is not a plain queue", routing.DeadQueue(q))
+	}
+}
