@@ -78,6 +78,8 @@ type QueueLimit struct {
 	Queue string `json:"queue"`
 	// PerWorker caps the queue's tasks running at once in the worker.
 	PerWorker int `json:"per_worker,omitempty"`
+	// Concurrency caps them over every worker with the same limit.
+	Concurrency int `json:"concurrency,omitempty"`
 }
 
 // RunningTask is one task a worker runs now.

@@ -63,6 +63,17 @@ const (
 	WatchQueuePrefix = "warren.watch."
 )
 
+// LimitPrefix starts the names of the permit queues of a fleet-wide
+// concurrency limit (PermitQueue).
+const LimitPrefix = "warren.limit."
+
+// PermitQueue names permit queue i of a fleet-wide concurrency limit on
+// queue: a single-active-consumer queue whose token lets the one consumer
+// holding it run one of queue's tasks.
+func PermitQueue(queue string, i int) string {
+	return LimitPrefix + queue + "." + strconv.Itoa(i)
+}
+
 // DelayLevelName returns the exchange and queue name of level l.
 func DelayLevelName(l int) string { return DelayPrefix + strconv.Itoa(l) }
 

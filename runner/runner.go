@@ -127,7 +127,7 @@ func parseFlags(args []string, output io.Writer, tasks []string) (Options, error
 	fs.BoolVar(&o.Quorum, "quorum", false, "declare the queues of -queues that the program's topology does not name as quorum queues (delivery limit 20, dead letters to <queue>.dead): the production setting on a cluster")
 	fs.StringVar(&o.Schedules, "schedules", "", "a schedule `file` (YAML) of periodic tasks to fire: one worker at a time, elected through the broker, fires them")
 	fs.StringVar(&o.SchedulerGroup, "scheduler-group", "", "the election among workers with -schedules (empty: the default); workers of one group need the same file")
-	fs.Func("limit", "`QUEUE:per-worker=N`: at most N of QUEUE's tasks run at once in this worker (repeat for more queues); give a limited task a queue of its own", func(v string) error {
+	fs.Func("limit", "`QUEUE:per-worker=N,concurrency=M`: at most N of QUEUE's tasks run at once in this worker, at most M over all workers with the same limit (either or both; repeat for more queues); give a limited task a queue of its own", func(v string) error {
 		l, err := parseLimit(v)
 		if err == nil {
 			o.Limits = append(o.Limits, l)
@@ -169,20 +169,22 @@ func parseLimit(v string) (worker.Limit, error) {
 	q, spec, ok := strings.Cut(v, ":")
 	q = strings.TrimSpace(q)
 	if !ok || q == "" || spec == "" {
-		return worker.Limit{}, fmt.Errorf("want QUEUE:per-worker=N, e.g. video:per-worker=2")
+		return worker.Limit{}, fmt.Errorf("want QUEUE:per-worker=N,concurrency=N (either or both), e.g. video:concurrency=5")
 	}
 	l := worker.Limit{Queue: q}
 	for _, kv := range strings.Split(spec, ",") {
 		k, val, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 {
+			return l, fmt.Errorf("%s=%q: want a whole number of at least 1", k, val)
+		}
 		switch k {
 		case "per-worker":
-			n, err := strconv.Atoi(val)
-			if err != nil || n < 1 {
-				return l, fmt.Errorf("per-worker=%q: want a whole number of at least 1", val)
-			}
 			l.PerWorker = n
+		case "concurrency":
+			l.Concurrency = n
 		default:
-			return l, fmt.Errorf("unknown limit %q: want per-worker=N", k)
+			return l, fmt.Errorf("unknown limit %q: want per-worker=N or concurrency=N", k)
 		}
 	}
 	return l, nil

@@ -84,6 +84,9 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery, running *slot) 
 		w.count(o)
 		w.metrics.Outcome(t.label, d.Queue, o)
 		running.Store(nil)
+		if d.Settled != nil {
+			d.Settled()
+		}
 	}()
 	t.v = w.decide(ctx, t)
 	t.decided = true

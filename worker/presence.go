@@ -52,7 +52,7 @@ func (w *Worker) status() inspect.Worker {
 		},
 	}
 	for _, l := range w.cfg.Limits {
-		s.Limits = append(s.Limits, inspect.QueueLimit{Queue: l.Queue, PerWorker: l.PerWorker})
+		s.Limits = append(s.Limits, inspect.QueueLimit{Queue: l.Queue, PerWorker: l.PerWorker, Concurrency: l.Concurrency})
 	}
 	if w.stopping.Load() {
 		s.State = inspect.WorkerStopping

@@ -3,6 +3,8 @@ package worker
 import (
 	"fmt"
 	"slices"
+
+	"github.com/warrenq/warren/routing"
 )
 
 // Limit holds back the tasks of one queue. A limit applies to every task
@@ -19,7 +21,19 @@ type Limit struct {
 	// in the queue, where other workers can take them, not in this
 	// worker's prefetch window. 0: only Config.Concurrency caps them.
 	PerWorker int
+	// Concurrency caps the queue's tasks running at once over every
+	// worker that consumes it with this limit: fleet-wide, through
+	// permits the broker hands from worker to worker (routing.PermitQueue;
+	// docs/decisions.md). Such a queue is consumed one task per permit
+	// with basic.get, not through a prefetch window. At most
+	// MaxConcurrencyLimit; 0: no fleet-wide cap. Workers of one queue
+	// must agree on it: each uses the permits it knows of.
+	Concurrency int
 }
+
+// MaxConcurrencyLimit bounds Limit.Concurrency: each permit is a queue
+// on the broker and a channel in every worker.
+const MaxConcurrencyLimit = 256
 
 // checkLimits validates cfg.Limits against the queues cfg consumes, after
 // shards are expanded.
@@ -33,6 +47,8 @@ func checkLimits(cfg Config) error {
 			return fmt.Errorf("worker: two Limits for queue %q", l.Queue)
 		case l.PerWorker < 0:
 			return fmt.Errorf("worker: Limit for queue %q: PerWorker %d is negative", l.Queue, l.PerWorker)
+		case l.Concurrency < 0 || l.Concurrency > MaxConcurrencyLimit:
+			return fmt.Errorf("worker: Limit for queue %q: Concurrency %d is outside 0-%d", l.Queue, l.Concurrency, MaxConcurrencyLimit)
 		case !slices.Contains(cfg.Queues, l.Queue):
 			if len(cfg.Topology.Expand([]string{l.Queue})) > 1 {
 				return fmt.Errorf("worker: Limit for %q names sharded queues: name each shard queue (%s.0, ...) that needs one", l.Queue, l.Queue)
@@ -42,6 +58,30 @@ func checkLimits(cfg Config) error {
 		seen[l.Queue] = true
 	}
 	return nil
+}
+
+// limit returns the Limit on queue, if any.
+func (w *Worker) limit(queue string) (Limit, bool) {
+	for _, l := range w.cfg.Limits {
+		if l.Queue == queue {
+			return l, true
+		}
+	}
+	return Limit{}, false
+}
+
+// permitTopology returns the permit queues of cfg's fleet-wide limits.
+func permitTopology(cfg Config) routing.Topology {
+	var t routing.Topology
+	for _, l := range cfg.Limits {
+		for i := range l.Concurrency {
+			t.Queues = append(t.Queues, routing.Queue{
+				Name: routing.PermitQueue(l.Queue, i), Quorum: true, NoDeadLetters: true,
+				Args: map[string]any{"x-single-active-consumer": true},
+			})
+		}
+	}
+	return t
 }
 
 // prefetch is the prefetch of queue's consumer: Config.Prefetch, or less

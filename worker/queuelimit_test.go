@@ -9,6 +9,7 @@ import (
 
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker/brokertest"
+	"github.com/warrenq/warren/internal/tcpproxy"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -94,4 +95,123 @@ func TestLimitsChecked(t *testing.T) {
 			t.Errorf("Limits %+v: %v, want an error saying %q", c.limits, err, c.want)
 		}
 	}
+}
+
+// A fleet-wide limit of 2 over three workers of 4 handlers each: never
+// more than two of the queue's tasks run at once, two do run at once
+// (the limit is used, not only kept), more than one worker takes part,
+// and every task runs once.
+func TestFleetLimit(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("fleet")
+	for i := range 2 {
+		b.Track(routing.PermitQueue(q, i))
+	}
+	topo := routing.Topology{Queues: []routing.Queue{{Name: q}}}
+	probe := task.Define[int]("fleet_probe")
+	const n = 24
+
+	var mu sync.Mutex
+	running, most := 0, 0
+	ran := map[int]int{}      // task -> runs
+	byWorker := map[int]int{} // worker -> tasks run
+	for wi := range 3 {
+		warrentest.StartWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Topology: topo,
+			Concurrency: 4, Limits: []worker.Limit{{Queue: q, Concurrency: 2}}},
+			probe.Handler(func(ctx context.Context, i int) error {
+				mu.Lock()
+				running++
+				most = max(most, running)
+				ran[i]++
+				byWorker[wi]++
+				mu.Unlock()
+				time.Sleep(30 * time.Millisecond) // the task's work
+				mu.Lock()
+				running--
+				mu.Unlock()
+				return nil
+			}))
+	}
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo})
+	ctx := warrentest.Context(t, 60*time.Second)
+	start := time.Now()
+	for i := range n {
+		if _, err := producer.Enqueue(ctx, p, probe, i, producer.WithQueue(q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	warrentest.Eventually(t, 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ran) == n
+	}, "not every task ran")
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d tasks of 30ms under a fleet limit of 2 in %v; by worker: %v", n, time.Since(start).Round(time.Millisecond), byWorker)
+	if most != 2 {
+		t.Errorf("most running at once: %d, want 2", most)
+	}
+	for i, c := range ran {
+		if c != 1 {
+			t.Errorf("task %d ran %d times", i, c)
+		}
+	}
+	if len(byWorker) < 2 {
+		t.Errorf("only %d worker took part: %v", len(byWorker), byWorker)
+	}
+}
+
+// The connection of the worker that holds a fleet limit's only permit
+// dies while its task runs: the broker hands the permit to the other
+// worker, which runs the queue's tasks, the cut one's among them again.
+func TestFleetLimitPermitPassesWhenItsHolderIsCut(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	px, err := tcpproxy.Start(brokertest.Addr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = px.Close() })
+	q := b.Queue("fleetcut")
+	b.Track(routing.PermitQueue(q, 0))
+	topo := routing.Topology{Queues: []routing.Queue{{Name: q}}}
+	probe := task.Define[int]("fleet_cut")
+	limits := []worker.Limit{{Queue: q, Concurrency: 1}}
+
+	var mu sync.Mutex
+	done := map[int]bool{}
+	held, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	handler := func(cut bool) task.Handler {
+		return probe.Handler(func(ctx context.Context, i int) error {
+			if cut {
+				close(held) // the one task it runs: then its connection is cut
+				<-release
+				return nil
+			}
+			mu.Lock()
+			done[i] = true
+			mu.Unlock()
+			return nil
+		})
+	}
+	warrentest.StartWorker(t, worker.Config{Conn: conn.Config{URL: brokertest.WithHost(b.URL, px.Addr())}, Queues: []string{q},
+		Topology: topo, Limits: limits, ShutdownTimeout: time.Second}, handler(true))
+	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo})
+	ctx := warrentest.Context(t, 60*time.Second)
+	for i := range 5 {
+		if _, err := producer.Enqueue(ctx, p, probe, i, producer.WithQueue(q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-held
+	warrentest.StartWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q},
+		Topology: topo, Limits: limits}, handler(false))
+	px.Cut()
+	warrentest.Eventually(t, 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(done) == 5
+	}, "the other worker did not run every task after the permit holder was cut: %v", done)
 }

@@ -156,6 +156,7 @@ type Worker struct {
 
 	mu        sync.Mutex
 	consumers []*broker.Consumer
+	gates     []*gate // the queues under a fleet-wide limit
 	running   atomic.Bool
 	stopping  atomic.Bool
 
@@ -230,6 +231,7 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.QueueDepthInterval == 0 {
 		cfg.QueueDepthInterval = 15 * time.Second
 	}
+	topo = topo.Merge(permitTopology(cfg))
 	id := presence.NewID()
 	if cfg.PresenceInterval >= 0 {
 		topo = topo.Merge(presence.Topology(id))
@@ -313,7 +315,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	for i := range w.cfg.Concurrency {
 		go handler(&w.slots[i])
 	}
+	var sending, gated sync.WaitGroup // lanes that may send; lanes still holding permits
 	for _, q := range w.cfg.Queues {
+		if l, ok := w.limit(q); ok && l.Concurrency > 0 {
+			g := w.newGate(q, l, deliveries)
+			w.mu.Lock()
+			w.gates = append(w.gates, g)
+			w.mu.Unlock()
+			gated.Add(1)
+			go func() { defer gated.Done(); g.run(ctx, &sending) }()
+			continue
+		}
 		c := w.sup.NewConsumer(q, w.prefetch(q), deliveries)
 		c.OnConsumerTimeout(func(d time.Duration) { w.consumerTimedOut(q, d) })
 		w.mu.Lock()
@@ -353,6 +365,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	deadline := time.After(w.cfg.ShutdownTimeout) // from the signal, not after the cancel
 	w.log.Info("worker stopping: no new deliveries; waiting for in-flight tasks", zap.Duration("timeout", w.cfg.ShutdownTimeout))
 	consumers.Wait()  // cancelled; deliveries no handler took are requeued
+	sending.Wait()    // and the limits' lanes send no more
 	close(deliveries) // no consumer sends any more; the pool finishes and exits
 
 	done := make(chan struct{})
@@ -368,6 +381,16 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Warn("handlers ignored cancellation; closing channels requeues their tasks")
 		}
 	}
+	w.mu.Lock()
+	for _, g := range w.gates {
+		select {
+		case <-done:
+		default:
+			close(g.abandon) // handlers still run: their permits go back with the channels
+		}
+	}
+	w.mu.Unlock()
+	gated.Wait() // every permit passed on, or abandoned
 	presCancel() // the goodbye, while the connection is still up
 	<-presDone
 	w.mu.Lock()
@@ -392,11 +415,16 @@ func (w *Worker) Ready() bool {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.consumers) != len(w.cfg.Queues) {
+	if len(w.consumers)+len(w.gates) != len(w.cfg.Queues) {
 		return false
 	}
 	for _, c := range w.consumers {
 		if !c.Consuming() {
+			return false
+		}
+	}
+	for _, g := range w.gates {
+		if !g.ready() {
 			return false
 		}
 	}

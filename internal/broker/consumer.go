@@ -42,6 +42,10 @@ type Delivery struct {
 	Gen uint64 // generation of the channel it came on
 	Tag uint64 // delivery tag, meaningful on that channel only
 
+	// Settled, if set, is called by whoever settles the delivery once it
+	// has: a worker's limit waits for it to give its permit back.
+	Settled func()
+
 	ch *amqp.Channel
 	c  *Consumer // nil for a Reader's deliveries, whose channel the caller holds
 	a  *acker    // the channel's acker; nil for a Reader's deliveries
