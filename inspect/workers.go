@@ -80,6 +80,11 @@ type QueueLimit struct {
 	PerWorker int `json:"per_worker,omitempty"`
 	// Concurrency caps them over every worker with the same limit.
 	Concurrency int `json:"concurrency,omitempty"`
+	// Rate tasks start per Per over those workers, Burst at once after a
+	// quiet spell.
+	Rate  int           `json:"rate,omitempty"`
+	Per   time.Duration `json:"per_ns,omitempty"`
+	Burst int           `json:"burst,omitempty"`
 }
 
 // RunningTask is one task a worker runs now.

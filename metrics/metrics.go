@@ -61,6 +61,12 @@ type Metrics struct {
 	ScheduleNext   *prometheus.GaugeVec   // schedule: the next fire, Unix seconds; set by the leader only
 	Leader         *prometheus.GaugeVec   // group: 1 while this process fires the group's schedules, else 0
 	LeaderChanges  *prometheus.CounterVec // group: times this process became the group's leader
+
+	// LimitWaits is how long a task of a queue under a fleet-wide limit
+	// waited, once taken, for what the limit asks: kind "permit" (a
+	// concurrency permit) or "rate" (a rate token). Its count is the
+	// tokens waited for.
+	LimitWaits *prometheus.HistogramVec // queue, kind
 }
 
 // New registers the collectors on reg and returns them; nil reg gives nil
@@ -122,6 +128,9 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		LeaderChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warren_scheduler_leader_changes_total", Help: "Times this process became its group's elected scheduler.",
 		}, []string{"group"}),
+		LimitWaits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "warren_limit_wait_seconds", Help: "Time a queue's lane waited for a fleet-wide limit's permit or rate token (kind) before running a task.", Buckets: buckets,
+		}, []string{"queue", "kind"}),
 	}
 	var err error
 	register := func(c prometheus.Collector) prometheus.Collector {
@@ -150,6 +159,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.ScheduleNext = register(m.ScheduleNext).(*prometheus.GaugeVec)
 	m.Leader = register(m.Leader).(*prometheus.GaugeVec)
 	m.LeaderChanges = register(m.LeaderChanges).(*prometheus.CounterVec)
+	m.LimitWaits = register(m.LimitWaits).(*prometheus.HistogramVec)
 	if err != nil {
 		return nil, err
 	}
@@ -316,6 +326,15 @@ func (m *Metrics) QueueDepth(queue string, n int) {
 		return
 	}
 	m.QueueMessages.WithLabelValues(queue).Set(float64(n))
+}
+
+// LimitWait records a wait of kind ("permit" or "rate") for a task of
+// queue under a fleet-wide limit.
+func (m *Metrics) LimitWait(queue, kind string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.LimitWaits.WithLabelValues(queue, kind).Observe(d.Seconds())
 }
 
 // StaleAck counts a dropped stale ack.

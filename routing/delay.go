@@ -74,6 +74,15 @@ func PermitQueue(queue string, i int) string {
 	return LimitPrefix + queue + "." + strconv.Itoa(i)
 }
 
+// RateQueue names the bucket of a fleet-wide rate limit on queue: a queue
+// of at most the burst's tokens, one taken per task run.
+func RateQueue(queue string) string { return LimitPrefix + queue + ".rate" }
+
+// MinterQueue names the election of a rate limit's minter: a
+// single-active-consumer queue whose token lets its holder put tokens in
+// RateQueue.
+func MinterQueue(queue string) string { return LimitPrefix + queue + ".minter" }
+
 // DelayLevelName returns the exchange and queue name of level l.
 func DelayLevelName(l int) string { return DelayPrefix + strconv.Itoa(l) }
 

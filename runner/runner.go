@@ -127,7 +127,7 @@ func parseFlags(args []string, output io.Writer, tasks []string) (Options, error
 	fs.BoolVar(&o.Quorum, "quorum", false, "declare the queues of -queues that the program's topology does not name as quorum queues (delivery limit 20, dead letters to <queue>.dead): the production setting on a cluster")
 	fs.StringVar(&o.Schedules, "schedules", "", "a schedule `file` (YAML) of periodic tasks to fire: one worker at a time, elected through the broker, fires them")
 	fs.StringVar(&o.SchedulerGroup, "scheduler-group", "", "the election among workers with -schedules (empty: the default); workers of one group need the same file")
-	fs.Func("limit", "`QUEUE:per-worker=N,concurrency=M`: at most N of QUEUE's tasks run at once in this worker, at most M over all workers with the same limit (either or both; repeat for more queues); give a limited task a queue of its own", func(v string) error {
+	fs.Func("limit", "`QUEUE:per-worker=N,concurrency=M,rate=R/s,burst=B` (any of them): at most N of QUEUE's tasks run at once in this worker, at most M over all workers with the same limit, at most R start per second (or /m, /h) over them, B at once after a quiet spell (default 1); repeat for more queues; give a limited task a queue of its own", func(v string) error {
 		l, err := parseLimit(v)
 		if err == nil {
 			o.Limits = append(o.Limits, l)
@@ -169,11 +169,35 @@ func parseLimit(v string) (worker.Limit, error) {
 	q, spec, ok := strings.Cut(v, ":")
 	q = strings.TrimSpace(q)
 	if !ok || q == "" || spec == "" {
-		return worker.Limit{}, fmt.Errorf("want QUEUE:per-worker=N,concurrency=N (either or both), e.g. video:concurrency=5")
+		return worker.Limit{}, fmt.Errorf("want QUEUE:KEY=VALUE[,KEY=VALUE...] with per-worker=N, concurrency=N, rate=N/s, burst=N; e.g. video:concurrency=5,rate=20/s")
 	}
 	l := worker.Limit{Queue: q}
 	for _, kv := range strings.Split(spec, ",") {
 		k, val, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if k == "rate" {
+			// N/s, N/m, N/h, or N/DURATION (20/1500ms).
+			num, per, ok := strings.Cut(val, "/")
+			n, err := strconv.Atoi(num)
+			if !ok || err != nil || n < 1 {
+				return l, fmt.Errorf("rate=%q: want N/s, N/m, N/h or N/DURATION, e.g. rate=20/s", val)
+			}
+			switch per {
+			case "s":
+				l.Per = time.Second
+			case "m":
+				l.Per = time.Minute
+			case "h":
+				l.Per = time.Hour
+			default:
+				d, err := time.ParseDuration(per)
+				if err != nil || d <= 0 {
+					return l, fmt.Errorf("rate=%q: want N/s, N/m, N/h or N/DURATION, e.g. rate=20/s", val)
+				}
+				l.Per = d
+			}
+			l.Rate = n
+			continue
+		}
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 1 {
 			return l, fmt.Errorf("%s=%q: want a whole number of at least 1", k, val)
@@ -183,8 +207,10 @@ func parseLimit(v string) (worker.Limit, error) {
 			l.PerWorker = n
 		case "concurrency":
 			l.Concurrency = n
+		case "burst":
+			l.Burst = n
 		default:
-			return l, fmt.Errorf("unknown limit %q: want per-worker=N or concurrency=N", k)
+			return l, fmt.Errorf("unknown limit %q: want per-worker=N, concurrency=N, rate=N/s or burst=N", k)
 		}
 	}
 	return l, nil

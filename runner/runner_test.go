@@ -26,14 +26,14 @@ import (
 func TestParseFlags(t *testing.T) {
 	t.Setenv(runner.EnvBrokerURL, "amqp://u:p@broker:5672/")
 	o, err := runner.ParseFlags([]string{"-queues", "video, audio", "-concurrency", "4", "-prefetch", "100", "-shutdown-timeout", "5s", "-log-format", "console", "-presence-interval", "500ms",
-		"-limit", "video:per-worker=2", "-limit", "audio: per-worker=1,concurrency=3"}, io.Discard)
+		"-limit", "video:per-worker=2", "-limit", "audio: per-worker=1,concurrency=3,rate=20/s,burst=4", "-limit", "mail:rate=3/1500ms"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(o.Queues, "|") != "video|audio" || o.Concurrency != 4 || o.Prefetch != 100 ||
 		o.ShutdownTimeout != 5*time.Second || o.LogFormat != "console" || o.Broker != "amqp://u:p@broker:5672/" || o.MetricsAddr != ":9090" ||
 		o.PresenceInterval != 500*time.Millisecond ||
-		len(o.Limits) != 2 || o.Limits[0] != (worker.Limit{Queue: "video", PerWorker: 2}) || o.Limits[1] != (worker.Limit{Queue: "audio", PerWorker: 1, Concurrency: 3}) {
+		len(o.Limits) != 3 || o.Limits[2] != (worker.Limit{Queue: "mail", Rate: 3, Per: 1500 * time.Millisecond}) || o.Limits[0] != (worker.Limit{Queue: "video", PerWorker: 2}) || o.Limits[1] != (worker.Limit{Queue: "audio", PerWorker: 1, Concurrency: 3, Rate: 20, Per: time.Second, Burst: 4}) {
 		t.Errorf("parsed %+v", o)
 	}
 	bad := [][]string{
@@ -47,6 +47,8 @@ func TestParseFlags(t *testing.T) {
 		{"-queues", "q", "-limit", "q"},
 		{"-queues", "q", "-limit", "q:per-worker=0"},
 		{"-queues", "q", "-limit", "q:rate=5"},
+		{"-queues", "q", "-limit", "q:rate=5/fortnight"},
+		{"-queues", "q", "-limit", "q:speed=5"},
 		{"-queues", "q", "-limit", ":per-worker=1"},
 	}
 	for _, args := range bad {

@@ -10,21 +10,30 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/routing"
 )
 
-// A fleet-wide concurrency limit of K on a queue is K permit queues
-// (routing.PermitQueue), each a single-active-consumer quorum queue that
-// holds a token. Every worker with the limit runs lanes; a lane subscribes
-// to one permit queue, and the broker delivers that queue's token to one
-// subscriber at a time, which may then take one task from the work queue
-// with basic.get and run it. Done, the lane cancels its subscription,
-// which makes the next subscriber active, puts a fresh token in and acks
-// the one it held: the permit passes on without coming back to the queue,
-// so a quorum queue's delivery count never grows. A worker that dies
-// closes its channels, and the broker hands its token on, as it takes its
-// task back. docs/decisions.md says why permits work this way.
+// A queue under a fleet-wide limit (Limit.Concurrency or Limit.Rate) is
+// not consumed through a prefetch window: the worker's lanes take its
+// tasks one at a time with basic.get, each when the limit allows.
+//
+// Concurrency K is K permit queues (routing.PermitQueue), each a
+// single-active-consumer quorum queue that holds a token. A lane
+// subscribes to one; the broker delivers its token to one subscriber at a
+// time, which may then take one task and run it. Done, the lane cancels
+// its subscription, which makes the next subscriber active, puts a fresh
+// token in and acks the one it held: the permit passes on without coming
+// back to the queue, so a quorum queue's delivery count never grows. A
+// worker that dies closes its channels, and the broker hands its token
+// on, as it takes its task back.
+//
+// Rate N per period is a bucket queue (routing.RateQueue) that holds at
+// most Burst tokens, and one elected minter (the active consumer of
+// routing.MinterQueue, holding its token as a lane holds a permit) that
+// puts a token in every period/N. A lane that has taken a task takes a
+// token from the bucket before it runs it. docs/decisions.md says why.
 
 // Gate timings.
 const (
@@ -36,19 +45,24 @@ const (
 	// permitOffer is how long a lane waits for a token before it checks
 	// that its permit queue has one and, if none is ready, puts one in.
 	permitOffer = 500 * time.Millisecond
-	// permitRenew is how often a lane that holds a token swaps it for a
-	// fresh one, so that the broker's consumer_timeout never sees a token
-	// held that long.
+	// permitRenew is how often a holder swaps its token for a fresh one,
+	// so that the broker's consumer_timeout never sees a token held that
+	// long.
 	permitRenew = time.Minute
-	// pollMax caps the wait between basic.gets of an empty work queue by a
-	// lane holding a permit: the delay a task arriving then may see.
+	// pollMax caps the wait between basic.gets of an empty work queue or
+	// an empty bucket: the delay a task arriving then may see.
 	pollMax = 250 * time.Millisecond
+	// rateWaitMax is how long a lane holds a task while it waits for a
+	// rate token before it gives the task back, so that the broker's
+	// consumer_timeout never sees a task held that long unrun.
+	rateWaitMax = 5 * time.Minute
 )
 
 // gate runs the lanes of one queue's fleet-wide limit.
 type gate struct {
 	w       *Worker
 	queue   string
+	limit   Limit
 	out     chan<- *broker.Delivery
 	free    chan int      // permit queues no lane of this worker uses, oldest first
 	abandon chan struct{} // closed when the worker stops waiting for its handlers
@@ -57,19 +71,29 @@ type gate struct {
 	running atomic.Bool
 }
 
-// lane takes one permit at a time and runs one task under it.
+// lane takes one task at a time and runs it when the limit allows.
 type lane struct {
 	g      *gate
 	reader *broker.Reader
 }
 
+// permit is a token a lane holds: of a permit queue, or of the minter's.
+type permit struct {
+	queue string
+	cons  *broker.Consumer
+	token *broker.Delivery
+}
+
 func (w *Worker) newGate(queue string, l Limit, out chan<- *broker.Delivery) *gate {
-	g := &gate{w: w, queue: queue, out: out, free: make(chan int, l.Concurrency), abandon: make(chan struct{}),
+	g := &gate{w: w, queue: queue, limit: l, out: out, free: make(chan int, l.Concurrency), abandon: make(chan struct{}),
 		log: w.log.With(zap.String("queue", queue))}
 	for i := range l.Concurrency {
 		g.free <- i
 	}
-	n := l.Concurrency
+	n := w.cfg.Concurrency
+	if l.Concurrency > 0 {
+		n = min(n, l.Concurrency)
+	}
 	if l.PerWorker > 0 {
 		n = min(n, l.PerWorker)
 	}
@@ -79,9 +103,10 @@ func (w *Worker) newGate(queue string, l Limit, out chan<- *broker.Delivery) *ga
 	return g
 }
 
-// run runs the lanes until ctx is done. sending is done once no lane will
-// send to out again; run returns once every lane has given back its
-// permit, after the tasks it started were settled.
+// run runs the lanes, and the minter candidate of a rate limit, until ctx
+// is done. sending is done once no lane will send to out again; run
+// returns once every lane has given back its permit, after the tasks it
+// started were settled.
 func (g *gate) run(ctx context.Context, sending *sync.WaitGroup) {
 	g.running.Store(true)
 	defer g.running.Store(false)
@@ -91,12 +116,16 @@ func (g *gate) run(ctx context.Context, sending *sync.WaitGroup) {
 		sending.Add(1)
 		go func() { defer wg.Done(); l.run(ctx, sending) }()
 	}
+	if g.limit.Rate > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); g.mint(ctx) }()
+	}
 	wg.Wait()
 }
 
-// ready reports whether the lanes run: each is subscribed to a permit
-// queue or runs a task under one, but for the moment it takes to pass a
-// permit on, which readiness should not flap with.
+// ready reports whether the lanes run: each is waiting for a permit or a
+// task, or runs a task, but for the moment it takes to pass a permit on,
+// which readiness should not flap with.
 func (g *gate) ready() bool { return g.running.Load() }
 
 func (l *lane) run(ctx context.Context, sending *sync.WaitGroup) {
@@ -108,6 +137,10 @@ func (l *lane) run(ctx context.Context, sending *sync.WaitGroup) {
 		}
 	}()
 	for ctx.Err() == nil {
+		if l.g.limit.Concurrency == 0 {
+			l.work(ctx, nil, stopSending)
+			continue
+		}
 		var i int
 		select {
 		case i = <-l.g.free:
@@ -123,49 +156,67 @@ func (l *lane) run(ctx context.Context, sending *sync.WaitGroup) {
 // under it and passes the permit on.
 func (l *lane) hold(ctx context.Context, i int, stopSending func()) {
 	g := l.g
-	pq := routing.PermitQueue(g.queue, i)
-	cctx, cancel := context.WithCancel(ctx)
-	cons := g.w.sup.NewConsumer(pq, 4, nil)
-	ran := make(chan struct{})
-	go func() { defer close(ran); cons.Run(cctx) }()
-	var token *broker.Delivery
-	defer func() {
-		cancel()
-		<-ran // the subscription is cancelled: the next subscriber is active
-		if token != nil {
-			l.pass(pq, token)
-		}
-		cons.Close() // tokens still unacked here go back to the queue
-	}()
+	p, release := g.subscribe(ctx, routing.PermitQueue(g.queue, i))
+	defer release()
+	since := time.Now()
+	if !g.await(ctx, p, func() bool { return len(g.free) > 0 }) {
+		return
+	}
+	g.w.metrics.LimitWait(g.queue, "permit", time.Since(since))
+	l.work(ctx, p, stopSending)
+}
 
-	// Wait for the token.
-	offer := time.NewTimer(permitOffer)
-	defer offer.Stop()
-	rotate := time.NewTimer(permitRotate)
-	defer rotate.Stop()
-	for token == nil {
-		select {
-		case token = <-cons.Deliveries():
-		case <-offer.C:
-			if err := l.offer(ctx, pq); err != nil && ctx.Err() == nil {
-				g.log.Warn("limit: checking a permit queue's token failed", zap.String("permit_queue", pq), zap.Error(err))
+// work takes one task, a rate token if the limit has a rate, hands the
+// task to the worker's handlers and waits until it is settled. A permit,
+// if held, is kept fresh meanwhile.
+func (l *lane) work(ctx context.Context, p *permit, stopSending func()) {
+	g := l.g
+	var tokens <-chan *broker.Delivery
+	var renewC <-chan time.Time
+	if p != nil {
+		tokens = p.cons.Deliveries()
+		renew := time.NewTicker(permitRenew)
+		defer renew.Stop()
+		renewC = renew.C
+	}
+	// keep answers the permit's events while the lane waits; false when
+	// the permit is lost.
+	keep := func(ev any) bool {
+		switch ev := ev.(type) {
+		case *broker.Delivery:
+			p.token = g.swap(p.token, ev)
+		case time.Time:
+			g.renew(context.WithoutCancel(ctx), p.queue)
+		}
+		return p == nil || p.token.Live()
+	}
+	// wait waits d, or for ctx, answering the permit's events; false when
+	// the lane must stop waiting.
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				return true
+			case tok := <-tokens:
+				if !keep(tok) {
+					return false
+				}
+			case now := <-renewC:
+				if !keep(now) {
+					return false
+				}
+			case <-ctx.Done():
+				return false
 			}
-		case <-rotate.C:
-			if len(g.free) > 0 {
-				return // another permit is free: try it
-			}
-		case <-ctx.Done():
-			return
 		}
 	}
 
-	// Holding it: take one task, when one comes.
-	renew := time.NewTicker(permitRenew)
-	defer renew.Stop()
-	wait := 10 * time.Millisecond
+	// A task, when one comes.
 	var task *broker.Delivery
-	for task == nil {
-		d, err := l.get(ctx)
+	for backoff := 10 * time.Millisecond; task == nil; backoff = min(2*backoff, pollMax) {
+		d, err := l.get(ctx, g.queue)
 		if err != nil && ctx.Err() == nil {
 			g.log.Warn("limit: taking a task failed", zap.Error(err))
 		}
@@ -173,22 +224,30 @@ func (l *lane) hold(ctx context.Context, i int, stopSending func()) {
 			task = d
 			break
 		}
-		poll := time.NewTimer(wait)
-		wait = min(2*wait, pollMax)
-		select {
-		case <-poll.C:
-		case t := <-cons.Deliveries():
-			token = l.swap(token, t)
-		case <-renew.C:
-			l.renew(ctx, pq)
-		case <-ctx.Done():
-			poll.Stop()
+		if !wait(backoff) {
 			return
 		}
-		poll.Stop()
-		if !token.Live() {
-			token = nil // its channel died: the broker has handed it on
-			return
+	}
+	// A rate token for it.
+	if g.limit.Rate > 0 {
+		// Polled at least twice per token minted: the bucket keeps only
+		// Burst tokens, so one left there longer may push out the next.
+		most := min(max(g.limit.per()/time.Duration(g.limit.Rate)/2, time.Millisecond), pollMax)
+		since := time.Now()
+		for backoff := time.Millisecond; ; backoff = min(2*backoff, most) {
+			tok, err := l.get(ctx, routing.RateQueue(g.queue))
+			if err != nil && ctx.Err() == nil {
+				g.log.Warn("limit: taking a rate token failed", zap.Error(err))
+			}
+			if tok != nil {
+				_ = tok.Ack() // spent
+				g.w.metrics.LimitWait(g.queue, "rate", time.Since(since))
+				break
+			}
+			if time.Since(since) > rateWaitMax || !wait(backoff) || !task.Live() {
+				_ = task.Nack(true)
+				return
+			}
 		}
 	}
 
@@ -216,19 +275,21 @@ func (l *lane) hold(ctx context.Context, i int, stopSending func()) {
 		case <-g.abandon:
 			// The handler ignored its cancellation: the channels close,
 			// and the task and the token go back with them.
-			token = nil
+			if p != nil {
+				p.token = nil
+			}
 			return
-		case t := <-cons.Deliveries():
-			token = l.swap(token, t)
-		case <-renew.C:
-			l.renew(context.WithoutCancel(ctx), pq)
+		case tok := <-tokens:
+			keep(tok)
+		case now := <-renewC:
+			keep(now)
 		}
 	}
 }
 
-// get takes the work queue's next task, or nil if it has none, on the
+// get takes the next message of queue, or nil if it has none, on the
 // lane's reader channel, opened again after it dies.
-func (l *lane) get(ctx context.Context) (*broker.Delivery, error) {
+func (l *lane) get(ctx context.Context, queue string) (*broker.Delivery, error) {
 	if l.reader == nil {
 		r, err := l.g.w.sup.OpenReader(ctx)
 		if err != nil {
@@ -236,7 +297,7 @@ func (l *lane) get(ctx context.Context) (*broker.Delivery, error) {
 		}
 		l.reader = r
 	}
-	d, ok, err := l.reader.Get(l.g.queue)
+	d, ok, err := l.reader.Get(queue)
 	if err != nil {
 		_ = l.reader.Close()
 		l.reader = nil
@@ -249,56 +310,149 @@ func (l *lane) get(ctx context.Context) (*broker.Delivery, error) {
 	return d, nil
 }
 
+// mint takes part in the election of the rate limit's minter until ctx is
+// done, and puts tokens in the bucket while it leads.
+func (g *gate) mint(ctx context.Context) {
+	for ctx.Err() == nil {
+		p, release := g.subscribe(ctx, routing.MinterQueue(g.queue))
+		if g.await(ctx, p, nil) {
+			g.log.Info("limit: minting rate tokens", zap.Int("rate", g.limit.Rate), zap.Duration("per", g.limit.per()))
+			g.mintWhile(ctx, p)
+		}
+		release()
+	}
+}
+
+// mintWhile puts a token in the bucket every period/rate while the minter
+// token is held, catching up on ticks missed by no more than the burst.
+func (g *gate) mintWhile(ctx context.Context, p *permit) {
+	every := g.limit.per() / time.Duration(g.limit.Rate)
+	tick := time.NewTicker(max(every, 5*time.Millisecond))
+	defer tick.Stop()
+	renew := time.NewTicker(permitRenew)
+	defer renew.Stop()
+	start, minted := time.Now(), 0
+	bucket := routing.RateQueue(g.queue)
+	for {
+		select {
+		case <-tick.C:
+			due := int(time.Since(start)/every) - minted
+			if due > g.limit.burst() {
+				minted += due - g.limit.burst() // a bucket holds no more
+				due = g.limit.burst()
+			}
+			for range due {
+				// A full bucket refuses the token (reject-publish): that
+				// is the burst at work, not a failure.
+				if err := g.publish(ctx, bucket); err != nil && ctx.Err() == nil && !errors.Is(err, conn.ErrNacked) {
+					g.log.Debug("limit: a rate token was not put in", zap.Error(err))
+				}
+				minted++
+			}
+		case tok := <-p.cons.Deliveries():
+			p.token = g.swap(p.token, tok)
+		case <-renew.C:
+			g.renew(ctx, p.queue)
+		case <-ctx.Done():
+			return
+		}
+		if !p.token.Live() {
+			p.token = nil // its channel died: another candidate mints now
+			return
+		}
+	}
+}
+
+// subscribe starts a consumer of the single-active-consumer queue q;
+// release cancels it, passes on the token if one is held, and closes it.
+func (g *gate) subscribe(ctx context.Context, q string) (*permit, func()) {
+	cctx, cancel := context.WithCancel(ctx)
+	p := &permit{queue: q, cons: g.w.sup.NewConsumer(q, 4, nil)}
+	ran := make(chan struct{})
+	go func() { defer close(ran); p.cons.Run(cctx) }()
+	return p, func() {
+		cancel()
+		<-ran // the subscription is cancelled: the next subscriber is active
+		if p.token != nil {
+			g.pass(q, p.token)
+		}
+		p.cons.Close() // tokens still unacked here go back to the queue
+	}
+}
+
+// await waits for p's token; false if ctx ended first, or rotate, asked
+// after permitRotate, says to try another queue.
+func (g *gate) await(ctx context.Context, p *permit, rotate func() bool) bool {
+	offer := time.NewTimer(permitOffer)
+	defer offer.Stop()
+	turn := time.NewTicker(permitRotate)
+	defer turn.Stop()
+	for {
+		select {
+		case p.token = <-p.cons.Deliveries():
+			return true
+		case <-offer.C:
+			if err := g.offer(ctx, p.queue); err != nil && ctx.Err() == nil {
+				g.log.Warn("limit: checking a token queue failed", zap.String("token_queue", p.queue), zap.Error(err))
+			}
+		case <-turn.C:
+			if rotate != nil && rotate() {
+				return false
+			}
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // swap keeps the newer of two tokens and acks the older: a renewal came
-// back, or a token a subscriber put in while this lane held one.
-func (l *lane) swap(held, got *broker.Delivery) *broker.Delivery {
+// back, or a token a subscriber put in while this holder held one.
+func (g *gate) swap(held, got *broker.Delivery) *broker.Delivery {
 	_ = held.Ack()
 	return got
 }
 
-// offer puts a token in permit queue pq if none is ready. One held by a
-// lane is not ready, so this may add a second; whoever holds a token acks
-// the extra one when it comes.
-func (l *lane) offer(ctx context.Context, pq string) error {
+// offer puts a token in q if none is ready. One that is held is not
+// ready, so this may add a second; the holder acks the extra one when it
+// comes.
+func (g *gate) offer(ctx context.Context, q string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := l.g.w.sup.InspectQueue(ctx, pq)
+	st, err := g.w.sup.InspectQueue(ctx, q)
 	if err != nil || st.Ready > 0 {
 		return err
 	}
-	return l.publish(ctx, pq)
+	return g.publish(ctx, q)
 }
 
-// renew puts a fresh token in pq, which comes back to this lane, the
+// renew puts a fresh token in q, which comes back to its holder, the
 // queue's active consumer; swap then acks the old one.
-func (l *lane) renew(ctx context.Context, pq string) {
+func (g *gate) renew(ctx context.Context, q string) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := l.publish(ctx, pq); err != nil {
-		l.g.log.Warn("limit: renewing a permit failed", zap.String("permit_queue", pq), zap.Error(err))
+	if err := g.publish(ctx, q); err != nil {
+		g.log.Warn("limit: renewing a token failed", zap.String("token_queue", q), zap.Error(err))
 	}
 }
 
-// pass gives the permit to the next subscriber: a fresh token in, then the
-// held one acked. If the fresh one is not confirmed, the held one is not
-// acked, and goes back to the queue when its channel closes.
-func (l *lane) pass(pq string, token *broker.Delivery) {
+// pass hands the token on to the next subscriber: a fresh one in, then
+// the held one acked. If the fresh one is not confirmed, the held one is
+// not acked, and goes back to the queue when its channel closes.
+func (g *gate) pass(q string, token *broker.Delivery) {
 	if !token.Live() {
 		return // its channel died: the broker has handed it on already
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := l.publish(ctx, pq); err != nil {
-		if !errors.Is(err, context.Canceled) {
-			l.g.log.Warn("limit: passing a permit on failed; it goes back to its queue with the channel", zap.String("permit_queue", pq), zap.Error(err))
-		}
+	if err := g.publish(ctx, q); err != nil {
+		g.log.Warn("limit: passing a token on failed; it goes back to its queue with the channel", zap.String("token_queue", q), zap.Error(err))
 		return
 	}
 	_ = token.Ack()
 }
 
-func (l *lane) publish(ctx context.Context, pq string) error {
-	cf, err := l.g.w.pub.Publish(ctx, &broker.Publishing{Key: pq, MessageID: uuid.NewString(), Timestamp: time.Now()})
+func (g *gate) publish(ctx context.Context, q string) error {
+	cf, err := g.w.pub.Publish(ctx, &broker.Publishing{Key: q, MessageID: uuid.NewString(), Timestamp: time.Now()})
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,11 @@ func (w *Worker) status() inspect.Worker {
 		},
 	}
 	for _, l := range w.cfg.Limits {
-		s.Limits = append(s.Limits, inspect.QueueLimit{Queue: l.Queue, PerWorker: l.PerWorker, Concurrency: l.Concurrency})
+		q := inspect.QueueLimit{Queue: l.Queue, PerWorker: l.PerWorker, Concurrency: l.Concurrency}
+		if l.Rate > 0 {
+			q.Rate, q.Per, q.Burst = l.Rate, l.per(), l.burst()
+		}
+		s.Limits = append(s.Limits, q)
 	}
 	if w.stopping.Load() {
 		s.State = inspect.WorkerStopping

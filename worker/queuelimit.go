@@ -3,6 +3,7 @@ package worker
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/warrenq/warren/routing"
 )
@@ -29,7 +30,35 @@ type Limit struct {
 	// MaxConcurrencyLimit; 0: no fleet-wide cap. Workers of one queue
 	// must agree on it: each uses the permits it knows of.
 	Concurrency int
+	// Rate caps how many of the queue's tasks start per Per over every
+	// worker with this limit: an elected worker puts a token in a bucket
+	// every Per/Rate (routing.RateQueue), and a task runs only after its
+	// lane took one. 0: no rate limit.
+	Rate int
+	// Per is the period of Rate. Defaults to a second.
+	Per time.Duration
+	// Burst is how many tokens the bucket keeps while no task takes them:
+	// how many tasks may start at once after a quiet spell. Defaults to 1,
+	// an even pace.
+	Burst int
 }
+
+func (l Limit) per() time.Duration {
+	if l.Per <= 0 {
+		return time.Second
+	}
+	return l.Per
+}
+
+func (l Limit) burst() int {
+	if l.Burst <= 0 {
+		return 1
+	}
+	return l.Burst
+}
+
+// fleet reports whether l is enforced over the fleet, through the broker.
+func (l Limit) fleet() bool { return l.Concurrency > 0 || l.Rate > 0 }
 
 // MaxConcurrencyLimit bounds Limit.Concurrency: each permit is a queue
 // on the broker and a channel in every worker.
@@ -49,6 +78,10 @@ func checkLimits(cfg Config) error {
 			return fmt.Errorf("worker: Limit for queue %q: PerWorker %d is negative", l.Queue, l.PerWorker)
 		case l.Concurrency < 0 || l.Concurrency > MaxConcurrencyLimit:
 			return fmt.Errorf("worker: Limit for queue %q: Concurrency %d is outside 0-%d", l.Queue, l.Concurrency, MaxConcurrencyLimit)
+		case l.Rate < 0 || l.Per < 0 || l.Burst < 0:
+			return fmt.Errorf("worker: Limit for queue %q: Rate, Per and Burst must not be negative", l.Queue)
+		case l.Rate > 0 && l.per()/time.Duration(l.Rate) < time.Millisecond:
+			return fmt.Errorf("worker: Limit for queue %q: a rate of %d per %v is above 1,000 per second, more than a bucket of tokens on the broker can pace", l.Queue, l.Rate, l.per())
 		case !slices.Contains(cfg.Queues, l.Queue):
 			if len(cfg.Topology.Expand([]string{l.Queue})) > 1 {
 				return fmt.Errorf("worker: Limit for %q names sharded queues: name each shard queue (%s.0, ...) that needs one", l.Queue, l.Queue)
@@ -73,11 +106,21 @@ func (w *Worker) limit(queue string) (Limit, bool) {
 // permitTopology returns the permit queues of cfg's fleet-wide limits.
 func permitTopology(cfg Config) routing.Topology {
 	var t routing.Topology
+	election := map[string]any{"x-single-active-consumer": true}
 	for _, l := range cfg.Limits {
+		if l.Rate > 0 {
+			t.Queues = append(t.Queues,
+				routing.Queue{Name: routing.MinterQueue(l.Queue), Quorum: true, NoDeadLetters: true, Args: election},
+				// KeepExisting: a bucket made with another Burst stays as it
+				// is, rather than fail every worker's connect; delete it to
+				// change the burst.
+				routing.Queue{Name: routing.RateQueue(l.Queue), Quorum: true, NoDeadLetters: true, KeepExisting: true,
+					Args: map[string]any{"x-max-length": int64(l.burst()), "x-overflow": "reject-publish"}})
+		}
 		for i := range l.Concurrency {
 			t.Queues = append(t.Queues, routing.Queue{
 				Name: routing.PermitQueue(l.Queue, i), Quorum: true, NoDeadLetters: true,
-				Args: map[string]any{"x-single-active-consumer": true},
+				Args: election,
 			})
 		}
 	}

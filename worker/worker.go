@@ -317,7 +317,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	var sending, gated sync.WaitGroup // lanes that may send; lanes still holding permits
 	for _, q := range w.cfg.Queues {
-		if l, ok := w.limit(q); ok && l.Concurrency > 0 {
+		if l, ok := w.limit(q); ok && l.fleet() {
 			g := w.newGate(q, l, deliveries)
 			w.mu.Lock()
 			w.gates = append(w.gates, g)
