@@ -11,10 +11,12 @@ import (
 // both sides: the producer enqueues Def.New(payload) and the worker registers
 // Def.Handler(fn), so the compiler catches a payload mismatch.
 type Def[T any] struct {
-	name     string
-	aliases  []string
-	codec    Codec
-	settings Settings
+	name                  string
+	aliases               []string
+	codec                 Codec
+	settings              Settings
+	unique                func(T) string // nil: not unique
+	uniqueFor, uniqueHold time.Duration
 }
 
 // Settings are how a worker runs one kind of task. Zero fields mean the
@@ -38,9 +40,11 @@ type Settings struct {
 type DefOption func(*defOptions)
 
 type defOptions struct {
-	aliases  []string
-	codec    Codec
-	settings Settings
+	aliases               []string
+	codec                 Codec
+	settings              Settings
+	unique                any // a func(T) string, checked against the Def's T by Define
+	uniqueFor, uniqueHold time.Duration
 }
 
 // WithMaxAttempts caps the runs of the task, the first included.
@@ -80,6 +84,39 @@ func WithCodec(c Codec) DefOption {
 	return func(o *defOptions) { o.codec = c }
 }
 
+// WithUnique makes the task unique by key(payload): while a task with the
+// same key is queued, delayed or running, producer.Enqueue refuses another
+// with a *producer.DuplicateError naming the one there. d bounds the lock:
+// if the worker never hears of the task's end (its queue was purged, the
+// broker dead-lettered it by a delivery limit), the lock frees itself d
+// after the enqueue, and a task still queued then has lost its
+// uniqueness; so make d longer than the task may wait and run. An empty
+// key makes that enqueue an ordinary one. key's payload type must be the
+// definition's: Define panics otherwise. producer.WithUnique overrides it
+// per enqueue. README, "Unique tasks", says what it guarantees.
+//
+//	var Report = task.Define[Account]("report",
+//		task.WithUnique(func(a Account) string { return a.ID }, time.Hour))
+func WithUnique[T any](key func(payload T) string, d time.Duration) DefOption {
+	return func(o *defOptions) { o.unique, o.uniqueFor = key, d }
+}
+
+// WithUniqueHold keeps a unique task's lock for h after the task succeeded
+// or ended in the dead letters, so that the same key is refused for h more:
+// at most one run per key in h. It needs WithUnique.
+func WithUniqueHold(h time.Duration) DefOption {
+	return func(o *defOptions) { o.uniqueHold = h }
+}
+
+// Unique is what makes one enqueue unique: its key and how long the lock
+// holds at most (For) and after the task ended (Hold). The zero value is an
+// ordinary enqueue.
+type Unique struct {
+	Key  string
+	For  time.Duration
+	Hold time.Duration
+}
+
 // Define returns the definition of the task called name with payload type T.
 // It panics on an empty name, because that is a programming error found at
 // start-up.
@@ -94,7 +131,18 @@ func Define[T any](name string, opts ...DefOption) *Def[T] {
 	if o.codec == nil {
 		o.codec = JSON{}
 	}
-	return &Def[T]{name: name, aliases: o.aliases, codec: o.codec, settings: o.settings}
+	d := &Def[T]{name: name, aliases: o.aliases, codec: o.codec, settings: o.settings, uniqueFor: o.uniqueFor, uniqueHold: o.uniqueHold}
+	if o.unique != nil {
+		key, ok := o.unique.(func(T) string)
+		if !ok {
+			panic(fmt.Sprintf("task: Define(%q): WithUnique's key is a %T, want a func(%T) string", name, o.unique, *new(T)))
+		}
+		if o.uniqueFor <= 0 {
+			panic(fmt.Sprintf("task: Define(%q): WithUnique needs a duration above zero", name))
+		}
+		d.unique = key
+	}
+	return d
 }
 
 // Settings returns how workers run this task.
@@ -103,9 +151,14 @@ func (d *Def[T]) Settings() Settings { return d.settings }
 // Name returns the task name sent in the "task" header.
 func (d *Def[T]) Name() string { return d.name }
 
-// New wraps a payload as a Task ready to enqueue.
+// New wraps a payload as a Task ready to enqueue; for a unique task
+// (WithUnique) it computes the key now.
 func (d *Def[T]) New(payload T) Task {
-	return Task{Name: d.name, Payload: payload, Codec: d.codec}
+	t := Task{Name: d.name, Payload: payload, Codec: d.codec}
+	if d.unique != nil {
+		t.Unique = Unique{Key: d.unique(payload), For: d.uniqueFor, Hold: d.uniqueHold}
+	}
+	return t
 }
 
 // Handler binds fn to this definition, for a Registry. The body is decoded
@@ -177,7 +230,8 @@ func (d *ResultDef[T, R]) DecodeResult(body []byte) (R, error) {
 type Task struct {
 	Name    string
 	Payload any
-	Codec   Codec // nil means JSON
+	Codec   Codec  // nil means JSON
+	Unique  Unique // zero: not unique
 }
 
 // Encode returns the body and content type the task travels with.
