@@ -254,6 +254,9 @@ func (p *Producer) publish(ctx context.Context, t task.Task, opts []Option) (str
 		}
 		copies[i] = sent{m: m, c: c, err: err}
 	}
+	if l != nil {
+		p.record(ctx, l)
+	}
 	id := ms[0].MessageID
 	if len(ms) == 1 && copies[0].err != nil {
 		if errors.Is(copies[0].err, ErrInvalid) {

@@ -46,6 +46,7 @@ func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
 // the publish of the record in its holder queue that names the task.
 type lock struct {
 	queue  string
+	recMsg *broker.Publishing
 	record *broker.Confirm // nil if the record could not be sent
 }
 
@@ -61,8 +62,8 @@ const holderWait = 500 * time.Millisecond
 // u.For, published to the lock queue, which holds one message and refuses
 // (nacks) any other. A lock queue that does not exist yet is declared and
 // the token sent once more. Refused, it returns a *DuplicateError with the
-// holder's id, read from the holder queue beside the lock. Taken, it sends
-// the record (without waiting: settle does) and renews both queues' lease.
+// holder's id, read from the holder queue beside the lock. Taken, it renews
+// both queues' lease; the caller sends the record (see record).
 func (p *Producer) lock(ctx context.Context, taskName string, u task.Unique, m *broker.Publishing) (*lock, error) {
 	queue, _ := m.Headers[task.HeaderUnique].(string)
 	id := m.MessageID
@@ -92,15 +93,22 @@ func (p *Producer) lock(ctx context.Context, taskName string, u task.Unique, m *
 		// its first try could not tell whether it had landed.
 		break
 	}
-	rec := &broker.Publishing{Key: routing.HolderQueue(queue), MessageID: id, Timestamp: m.Timestamp, Expiration: u.For, Headers: token.Headers}
-	c, err := p.pub.Publish(ctx, rec)
-	if err != nil {
-		p.log.Warn("unique task: the holder record was not sent; duplicates will not name the holder, and the lock frees itself at its TTL", zap.String("task", taskName), zap.String("id", id), zap.Error(err))
-	}
 	if err := p.sup.Touch(ctx, queue, routing.HolderQueue(queue)); err != nil {
 		p.log.Debug("unique task: renewing the lock queue's lease", zap.String("queue", queue), zap.Error(err))
 	}
-	return &lock{queue: queue, record: c}, nil
+	rec := &broker.Publishing{Key: routing.HolderQueue(queue), MessageID: id, Timestamp: m.Timestamp, Expiration: u.For, Headers: token.Headers}
+	return &lock{queue: queue, recMsg: rec}, nil
+}
+
+// record sends l's holder record, after the task: confirms come back in
+// publish order, and the record, a disk write to an idle queue, would
+// hold up the task's confirm if it went first on the same channel.
+func (p *Producer) record(ctx context.Context, l *lock) {
+	c, err := p.pub.Publish(ctx, l.recMsg)
+	if err != nil {
+		p.log.Warn("unique task: the holder record was not sent; duplicates will not name the holder, and the lock frees itself at its TTL", zap.String("queue", l.queue), zap.String("id", l.recMsg.MessageID), zap.Error(err))
+	}
+	l.record = c
 }
 
 // confirmed publishes m and waits for its confirm.
@@ -131,8 +139,8 @@ func (p *Producer) holder(ctx context.Context, lock string) string {
 	}
 }
 
-// unlock settles l once the task's copies are settled: it waits for the
-// holder record, and frees the lock when no copy can have been enqueued
+// unlock settles l once the task's copies are settled: it frees the lock
+// (after the holder record is in) when no copy can have been enqueued
 // (refused before it was sent, unroutable or nacked), so that a failed
 // enqueue does not hold the key. A copy whose fate is unknown (a lost
 // connection, a context ended) keeps the lock: the task may be queued.
@@ -140,15 +148,15 @@ func (p *Producer) unlock(l *lock, copies []sent) {
 	if l == nil {
 		return
 	}
+	for _, s := range copies {
+		if s.c != nil && !errors.Is(s.err, ErrUnroutable) && !errors.Is(s.err, ErrNacked) {
+			return // enqueued, or perhaps; the record needs no wait
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if l.record != nil {
-		_ = l.record.Wait(ctx)
-	}
-	for _, s := range copies {
-		if s.c != nil && !errors.Is(s.err, ErrUnroutable) && !errors.Is(s.err, ErrNacked) {
-			return // enqueued, or perhaps
-		}
+		_ = l.record.Wait(ctx) // or the purge could come before it
 	}
 	for _, q := range []string{l.queue, routing.HolderQueue(l.queue)} {
 		if _, err := p.sup.PurgeQueue(ctx, q); err != nil {
