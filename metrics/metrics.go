@@ -55,6 +55,10 @@ type Metrics struct {
 	// ResultPublishFailed).
 	ResultsDropped *prometheus.CounterVec
 
+	// Unique tasks, by task name.
+	Duplicates     *prometheus.CounterVec // task: enqueues refused because a task with the same key held the lock
+	ReleasesFailed *prometheus.CounterVec // task: locks a worker could not release; each frees itself at its TTL
+
 	// Periodic tasks (package schedule), by schedule name.
 	ScheduleFires  *prometheus.CounterVec // schedule: fires this process made
 	ScheduleMissed *prometheus.CounterVec // schedule: fires missed while no scheduler ran, never made
@@ -113,6 +117,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		ResultsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warren_results_dropped_total", Help: "Final task results that never reached their caller: too large, refused by the broker, or the caller gone.",
 		}, []string{"task", "reason"}),
+		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_unique_duplicates_total", Help: "Enqueues of unique tasks refused because a task with the same key was queued, delayed or running.",
+		}, []string{"task"}),
+		ReleasesFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warren_unique_release_failures_total", Help: "Unique tasks' locks a worker failed to release when the task ended; each frees itself when its time runs out.",
+		}, []string{"task"}),
 		ScheduleFires: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warren_schedule_fires_total", Help: "Fires of a periodic task made (confirmed) by this process while it led.",
 		}, []string{"schedule"}),
@@ -154,6 +164,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.PublishErrors = register(m.PublishErrors).(*prometheus.CounterVec)
 	m.StaleAcks = register(m.StaleAcks).(prometheus.Counter)
 	m.ResultsDropped = register(m.ResultsDropped).(*prometheus.CounterVec)
+	m.Duplicates = register(m.Duplicates).(*prometheus.CounterVec)
+	m.ReleasesFailed = register(m.ReleasesFailed).(*prometheus.CounterVec)
 	m.ScheduleFires = register(m.ScheduleFires).(*prometheus.CounterVec)
 	m.ScheduleMissed = register(m.ScheduleMissed).(*prometheus.CounterVec)
 	m.ScheduleNext = register(m.ScheduleNext).(*prometheus.GaugeVec)
@@ -254,6 +266,22 @@ func (m *Metrics) ResultDropped(taskName, reason string) {
 		return
 	}
 	m.ResultsDropped.WithLabelValues(taskName, reason).Inc()
+}
+
+// Duplicate counts an enqueue of taskName refused as a duplicate.
+func (m *Metrics) Duplicate(taskName string) {
+	if m == nil {
+		return
+	}
+	m.Duplicates.WithLabelValues(taskName).Inc()
+}
+
+// ReleaseFailed counts a lock of taskName that a worker could not release.
+func (m *Metrics) ReleaseFailed(taskName string) {
+	if m == nil {
+		return
+	}
+	m.ReleasesFailed.WithLabelValues(taskName).Inc()
 }
 
 // Start records a delivery taken and its wait (negative: unknown).

@@ -2,6 +2,7 @@ package producer
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/warrenq/warren/routing"
@@ -24,6 +25,9 @@ type options struct {
 	maxAttempts int
 	early       bool   // WithEarlyDelivery
 	replyTo     string // set by EnqueueResult
+	unique      task.Unique
+	uniqueSet   bool // WithUnique: unique's Key and For override the task's
+	holdSet     bool // WithUniqueHold: unique's Hold overrides the task's
 }
 
 // resolve applies opts in order: a later option overrides an earlier one.
@@ -84,8 +88,43 @@ func (o *options) message(t task.Task, id string, now time.Time) (task.Message, 
 	}
 	m := task.Message{ID: id, Task: t.Name, ContentType: contentType, Body: body, Timestamp: now, ETA: eta,
 		Expires: o.expires, Priority: priority, MaxAttempts: o.maxAttempts, EnqueuedAt: now, ReplyTo: o.replyTo}
+	if u := o.uniqueOf(t); u.Key != "" {
+		if u.For <= 0 {
+			return task.Message{}, fmt.Errorf("%w: unique task %s needs a lock duration above zero", ErrInvalid, t.Name)
+		}
+		m.Unique, m.UniqueHold = routing.UniqueQueue(t.Name, u.Key), u.Hold
+	}
 	m.Headers = m.BuildHeaders(o.headers)
 	return m, nil
+}
+
+// uniqueOf returns what makes this enqueue of t unique: the definition's
+// (task.WithUnique), overridden by WithUnique and WithUniqueHold.
+func (o *options) uniqueOf(t task.Task) task.Unique {
+	u := t.Unique
+	if o.uniqueSet {
+		u.Key, u.For = o.unique.Key, o.unique.For
+	}
+	if o.holdSet {
+		u.Hold = o.unique.Hold
+	}
+	return u
+}
+
+// WithUnique makes this enqueue unique by key for at most d, as
+// task.WithUnique does for every enqueue of a definition (whose key and
+// duration it overrides): while a task of the same name and key is
+// queued, delayed or running, the enqueue fails with a *DuplicateError
+// (errors.Is ErrDuplicate) naming that task, and nothing is published. An
+// empty key makes it an ordinary enqueue.
+func WithUnique(key string, d time.Duration) Option {
+	return func(o *options) { o.unique.Key, o.unique.For, o.uniqueSet = key, d, true }
+}
+
+// WithUniqueHold keeps a unique task's lock for h after the task succeeded
+// or was dead-lettered, as task.WithUniqueHold does.
+func WithUniqueHold(h time.Duration) Option {
+	return func(o *options) { o.unique.Hold, o.holdSet = h, true }
 }
 
 // WithID sets the task id instead of a new UUID, e.g. to make an enqueue

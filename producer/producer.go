@@ -199,9 +199,9 @@ func (p *Producer) resultBackend() (result.Backend, error) {
 // A delayed task whose route reaches several queues that did not reach
 // them all fails with a *QueuesError saying which did.
 func (p *Producer) Enqueue(ctx context.Context, t task.Task, opts ...Option) (string, error) {
-	id, copies, err := p.publish(ctx, t, opts)
+	id, copies, l, err := p.publish(ctx, t, opts)
 	if err == nil {
-		err = p.settle(ctx, t.Name, id, copies)
+		err = p.settle(ctx, t.Name, id, copies, l)
 	}
 	if err != nil {
 		return "", enqueueError(t.Name, id, err)
@@ -210,7 +210,12 @@ func (p *Producer) Enqueue(ctx context.Context, t task.Task, opts ...Option) (st
 }
 
 // enqueueError says which task, and which id once it has one, err is about.
+// A *DuplicateError says both already.
 func enqueueError(taskName, id string, err error) error {
+	var dup *DuplicateError
+	if errors.As(err, &dup) {
+		return err
+	}
 	if id == "" {
 		return fmt.Errorf("producer: enqueue %s: %w", taskName, err)
 	}
@@ -228,11 +233,18 @@ type sent struct {
 // publish sends t's message(s) without waiting: one, or one per target
 // queue for a delayed task whose route reaches several. Every copy is
 // tried, whatever became of the ones before it; err means that nothing
-// was sent.
-func (p *Producer) publish(ctx context.Context, t task.Task, opts []Option) (string, []sent, error) {
-	ms, err := p.build(ctx, t, opts)
+// was sent. A unique task takes its lock first, waiting for that, and l
+// is the lock then.
+func (p *Producer) publish(ctx context.Context, t task.Task, opts []Option) (string, []sent, *lock, error) {
+	ms, u, err := p.build(ctx, t, opts)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
+	}
+	var l *lock
+	if u.Key != "" {
+		if l, err = p.lock(ctx, t.Name, u, ms[0]); err != nil {
+			return "", nil, nil, err
+		}
 	}
 	copies := make([]sent, len(ms))
 	for i, m := range ms {
@@ -242,20 +254,25 @@ func (p *Producer) publish(ctx context.Context, t task.Task, opts []Option) (str
 		}
 		copies[i] = sent{m: m, c: c, err: err}
 	}
+	if l != nil {
+		p.record(ctx, l)
+	}
 	id := ms[0].MessageID
 	if len(ms) == 1 && copies[0].err != nil {
 		if errors.Is(copies[0].err, ErrInvalid) {
 			id = "" // not sent, and the id may be what is wrong
 		}
-		return id, nil, copies[0].err
+		p.unlock(l, copies)
+		return id, nil, nil, copies[0].err
 	}
-	return id, copies, nil
+	return id, copies, l, nil
 }
 
 // settle waits for the confirms of one task's copies and counts them. It
 // waits for every copy even after one failed, so that the caller learns
 // which queues have the task: a *QueuesError when there are several.
-func (p *Producer) settle(ctx context.Context, taskName, id string, copies []sent) error {
+func (p *Producer) settle(ctx context.Context, taskName, id string, copies []sent, l *lock) error {
+	defer p.unlock(l, copies)
 	for i := range copies {
 		s := &copies[i]
 		if s.err != nil {
@@ -356,21 +373,22 @@ func (p *Producer) EnqueueBatch(ctx context.Context, ts []task.Task, opts ...Opt
 	}
 	errs := make([]error, len(ts))
 	pending := make([][]sent, len(ts))
+	locks := make([]*lock, len(ts)) // of unique tasks; nil for the others
 	failed := 0
 	for i, t := range ts {
-		id, copies, err := p.publish(ctx, t, opts)
+		id, copies, l, err := p.publish(ctx, t, opts)
 		if err != nil {
 			errs[i] = enqueueError(t.Name, id, err)
 			failed++
 			continue
 		}
-		ids[i], pending[i] = id, copies
+		ids[i], pending[i], locks[i] = id, copies, l
 	}
 	for i, copies := range pending {
 		if copies == nil {
 			continue
 		}
-		if err := p.settle(ctx, ts[i].Name, ids[i], copies); err != nil {
+		if err := p.settle(ctx, ts[i].Name, ids[i], copies, locks[i]); err != nil {
 			errs[i] = enqueueError(ts[i].Name, ids[i], err)
 			ids[i] = ""
 			failed++
@@ -427,12 +445,13 @@ func (p *Producer) Connected() bool { return p.sup.Connected() }
 
 // build turns t into the message(s) to publish: one to its route, or, for
 // a task due later, one per target queue into the delay levels.
-func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*broker.Publishing, error) {
+func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*broker.Publishing, task.Unique, error) {
 	o := resolve(opts)
+	var u task.Unique // set once the message is built, which checks it
 	now := time.Now()
 	id, err := o.identify(t, now)
 	if err != nil {
-		return nil, err
+		return nil, u, err
 	}
 	// The id comes first: a task routed to shards goes to the shard its id
 	// hashes to, on that shard's lane, so that each confirm channel feeds
@@ -445,14 +464,17 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 		} else {
 			r, err := p.routes.Lookup(t.Name)
 			if err != nil {
-				return nil, fmt.Errorf("%w (add a route or use WithQueue)", err)
+				return nil, u, fmt.Errorf("%w (add a route or use WithQueue)", err)
 			}
 			route = &r
 		}
 	}
 	m, err := o.message(t, id, now)
 	if err != nil {
-		return nil, err
+		return nil, u, err
+	}
+	if m.Unique != "" {
+		u = o.uniqueOf(t)
 	}
 	pub := broker.Publishing{
 		Exchange:    route.Exchange,
@@ -473,33 +495,33 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	// early delivery, with its eta header for the worker to wait on.
 	delay := m.ETA.Sub(now)
 	if m.ETA.IsZero() || delay <= 0 || o.early {
-		return []*broker.Publishing{&pub}, nil
+		return []*broker.Publishing{&pub}, u, nil
 	}
 	queues, err := p.targets(*route)
 	if err != nil {
-		return nil, err
+		return nil, u, err
 	}
 	// Every copy is checked before the first binding or publish, so that a
 	// task is refused whole; binding a key too long would cost the
 	// connection as a publish would.
 	if err := p.pub.Check(&pub); err != nil {
-		return nil, err
+		return nil, u, err
 	}
 	out := make([]*broker.Publishing, len(queues))
 	for i, q := range queues {
 		d := pub
 		d.Exchange, d.Key = routing.DelayEntry, routing.DelayKey(delay, q)
 		if err := p.pub.Check(&d); err != nil {
-			return nil, fmt.Errorf("delayed delivery to queue %q, whose name the delay levels' routing key carries after %d bytes of delay: %w", q, 2*routing.DelayLevels, err)
+			return nil, u, fmt.Errorf("delayed delivery to queue %q, whose name the delay levels' routing key carries after %d bytes of delay: %w", q, 2*routing.DelayLevels, err)
 		}
 		out[i] = &d
 	}
 	for _, q := range queues {
 		if err := p.sup.EnsureBinding(ctx, routing.DelayBinding(q)); err != nil {
-			return nil, err
+			return nil, u, err
 		}
 	}
-	return out, nil
+	return out, u, nil
 }
 
 // targets returns the queues a route reaches, for delayed delivery: the

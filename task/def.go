@@ -11,11 +11,13 @@ import (
 // both sides: the producer enqueues Def.New(payload) and the worker registers
 // Def.Handler(fn), so the compiler catches a payload mismatch.
 type Def[T any] struct {
-	name     string
-	aliases  []string
-	codec    Codec
-	settings Settings
-	priority uint8
+	name                  string
+	aliases               []string
+	codec                 Codec
+	settings              Settings
+	priority              uint8
+	unique                func(T) string // nil: not unique
+	uniqueFor, uniqueHold time.Duration
 }
 
 // Settings are how a worker runs one kind of task. Zero fields mean the
@@ -39,10 +41,12 @@ type Settings struct {
 type DefOption func(*defOptions)
 
 type defOptions struct {
-	aliases  []string
-	codec    Codec
-	settings Settings
-	priority uint8
+	aliases               []string
+	codec                 Codec
+	settings              Settings
+	priority              uint8
+	unique                any // a func(T) string, checked against the Def's T by Define
+	uniqueFor, uniqueHold time.Duration
 }
 
 // WithMaxAttempts caps the runs of the task, the first included.
@@ -90,6 +94,39 @@ func WithCodec(c Codec) DefOption {
 	return func(o *defOptions) { o.codec = c }
 }
 
+// WithUnique makes the task unique by key(payload): while a task with the
+// same key is queued, delayed or running, producer.Enqueue refuses another
+// with a *producer.DuplicateError naming the one there. d bounds the lock:
+// if the worker never hears of the task's end (its queue was purged, the
+// broker dead-lettered it by a delivery limit), the lock frees itself d
+// after the enqueue, and a task still queued then has lost its
+// uniqueness; so make d longer than the task may wait and run. An empty
+// key makes that enqueue an ordinary one. key's payload type must be the
+// definition's: Define panics otherwise. producer.WithUnique overrides it
+// per enqueue. README, "Unique tasks", says what it guarantees.
+//
+//	var Report = task.Define[Account]("report",
+//		task.WithUnique(func(a Account) string { return a.ID }, time.Hour))
+func WithUnique[T any](key func(payload T) string, d time.Duration) DefOption {
+	return func(o *defOptions) { o.unique, o.uniqueFor = key, d }
+}
+
+// WithUniqueHold keeps a unique task's lock for h after the task succeeded
+// or ended in the dead letters, so that the same key is refused for h more:
+// at most one run per key in h. It needs WithUnique.
+func WithUniqueHold(h time.Duration) DefOption {
+	return func(o *defOptions) { o.uniqueHold = h }
+}
+
+// Unique is what makes one enqueue unique: its key and how long the lock
+// holds at most (For) and after the task ended (Hold). The zero value is an
+// ordinary enqueue.
+type Unique struct {
+	Key  string
+	For  time.Duration
+	Hold time.Duration
+}
+
 // Define returns the definition of the task called name with payload type T.
 // It panics on an empty name, because that is a programming error found at
 // start-up.
@@ -104,7 +141,18 @@ func Define[T any](name string, opts ...DefOption) *Def[T] {
 	if o.codec == nil {
 		o.codec = JSON{}
 	}
-	return &Def[T]{name: name, aliases: o.aliases, codec: o.codec, settings: o.settings, priority: o.priority}
+	d := &Def[T]{name: name, aliases: o.aliases, codec: o.codec, settings: o.settings, priority: o.priority, uniqueFor: o.uniqueFor, uniqueHold: o.uniqueHold}
+	if o.unique != nil {
+		key, ok := o.unique.(func(T) string)
+		if !ok {
+			panic(fmt.Sprintf("task: Define(%q): WithUnique's key is a %T, want a func(%T) string", name, o.unique, *new(T)))
+		}
+		if o.uniqueFor <= 0 {
+			panic(fmt.Sprintf("task: Define(%q): WithUnique needs a duration above zero", name))
+		}
+		d.unique = key
+	}
+	return d
 }
 
 // Settings returns how workers run this task.
@@ -118,9 +166,13 @@ func (d *Def[T]) Name() string { return d.name }
 func (d *Def[T]) Priority() uint8 { return d.priority }
 
 // New wraps a payload as a Task ready to enqueue, with the definition's
-// priority.
+// priority; for a unique task (WithUnique) it computes the key now.
 func (d *Def[T]) New(payload T) Task {
-	return Task{Name: d.name, Payload: payload, Codec: d.codec, Priority: d.priority}
+	t := Task{Name: d.name, Payload: payload, Codec: d.codec, Priority: d.priority}
+	if d.unique != nil {
+		t.Unique = Unique{Key: d.unique(payload), For: d.uniqueFor, Hold: d.uniqueHold}
+	}
+	return t
 }
 
 // Handler binds fn to this definition, for a Registry. The body is decoded
@@ -197,6 +249,7 @@ type Task struct {
 	// enqueue sets one (producer.WithPriority); Def.New copies the
 	// definition's (WithPriority).
 	Priority uint8
+	Unique   Unique // zero: not unique
 }
 
 // Encode returns the body and content type the task travels with.

@@ -29,6 +29,13 @@ const (
 	// timestamp has whole seconds only, too coarse for wait latency. Sent
 	// only when the task id (see NewID) does not carry the time already.
 	HeaderEnqueuedAt = HeaderPrefix + "enqueued-at"
+	// HeaderUnique names the lock queue a unique task holds while it is
+	// queued, delayed or running (docs/protocol.md, "Unique tasks"): the
+	// worker releases it when the task ends.
+	HeaderUnique = HeaderPrefix + "unique"
+	// HeaderUniqueHold is how long, in milliseconds, the lock stays held
+	// after the task ended; absent means not at all.
+	HeaderUniqueHold = HeaderPrefix + "unique-hold"
 
 	// Headers the worker adds to the copies it republishes.
 	HeaderReason     = HeaderPrefix + "reason"      // why it died: unknown_task, undecodable, too_large, exhausted, permanent, expired
@@ -52,11 +59,13 @@ type Message struct {
 	ETA         time.Time      // zero: run now
 	Expires     time.Time      // zero: never expires
 	Priority    uint8
-	MaxAttempts int       // per-enqueue override of the task's MaxAttempts; 0: none
-	EnqueuedAt  time.Time // from x-warren-enqueued-at, else the id (NewID) within Timestamp's second, else Timestamp; zero if none
-	Queue       string    // the queue it was consumed from; empty on the producer side
-	ReplyTo     string    // where the caller awaits updates (reply_to); empty if nobody awaits
-	Redelivered bool      // the broker delivered it before (a crash or a requeue)
+	MaxAttempts int           // per-enqueue override of the task's MaxAttempts; 0: none
+	EnqueuedAt  time.Time     // from x-warren-enqueued-at, else the id (NewID) within Timestamp's second, else Timestamp; zero if none
+	Queue       string        // the queue it was consumed from; empty on the producer side
+	ReplyTo     string        // where the caller awaits updates (reply_to); empty if nobody awaits
+	Redelivered bool          // the broker delivered it before (a crash or a requeue)
+	Unique      string        // the lock queue of a unique task (x-warren-unique); empty if none
+	UniqueHold  time.Duration // how long the lock stays held after the task ended
 }
 
 // ParseHeaders reads the protocol headers from an AMQP header table into m.
@@ -98,6 +107,14 @@ func (m *Message) ParseHeaders(h map[string]any) error {
 	us, _ := toInt64(h[HeaderEnqueuedAt])
 	m.EnqueuedAt = enqueuedAt(us, m.ID, m.Timestamp)
 	var err error
+	// A malformed lock header is ignored rather than making the task
+	// undecodable: the lock then frees itself after its time.
+	if v, ok := h[HeaderUnique]; ok {
+		m.Unique, _ = v.(string)
+		if ms, ok := toInt64(h[HeaderUniqueHold]); ok && ms > 0 {
+			m.UniqueHold = time.Duration(ms) * time.Millisecond
+		}
+	}
 	if m.ETA, err = parseTimeHeader(h, HeaderETA); err != nil {
 		return &DecodeError{Task: m.Task, Err: err}
 	}
@@ -155,6 +172,12 @@ func (m *Message) BuildHeaders(extra map[string]any) map[string]any {
 	if !m.EnqueuedAt.IsZero() && !idCarriesTime(m.ID, m.EnqueuedAt) {
 		h[HeaderEnqueuedAt] = m.EnqueuedAt.UnixMicro()
 	}
+	if m.Unique != "" {
+		h[HeaderUnique] = m.Unique
+		if m.UniqueHold > 0 {
+			h[HeaderUniqueHold] = m.UniqueHold.Milliseconds()
+		}
+	}
 	if !m.ETA.IsZero() {
 		h[HeaderETA] = m.ETA.UTC().Format(time.RFC3339Nano)
 	}
@@ -169,7 +192,7 @@ func (m *Message) BuildHeaders(extra map[string]any) map[string]any {
 // a caller's extra headers never override.
 func IsProtocolHeader(k string) bool {
 	switch k {
-	case HeaderTask, HeaderID, HeaderRetries, HeaderETA, HeaderExpires, HeaderMaxAttempts, HeaderEnqueuedAt:
+	case HeaderTask, HeaderID, HeaderRetries, HeaderETA, HeaderExpires, HeaderMaxAttempts, HeaderEnqueuedAt, HeaderUnique, HeaderUniqueHold:
 		return true
 	}
 	return false

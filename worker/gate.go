@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
-	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/routing"
 )
@@ -342,9 +340,10 @@ func (g *gate) mintWhile(ctx context.Context, p *permit) {
 				due = g.limit.burst()
 			}
 			for range due {
-				// A full bucket refuses the token (reject-publish): that
-				// is the burst at work, not a failure.
-				if err := g.publish(ctx, bucket); err != nil && ctx.Err() == nil && !errors.Is(err, conn.ErrNacked) {
+				// Not waited for: a confirm held up would hold up the next
+				// tick. A full bucket refuses the token (reject-publish):
+				// that is the burst at work, not a failure.
+				if _, err := g.w.pub.Publish(ctx, &broker.Publishing{Key: bucket, MessageID: uuid.NewString(), Transient: true}); err != nil && ctx.Err() == nil {
 					g.log.Debug("limit: a rate token was not put in", zap.Error(err))
 				}
 				minted++

@@ -81,6 +81,9 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery, running *slot) 
 			}
 		}
 		o := w.settle(t)
+		if t.m.Unique != "" && releases(o) {
+			w.release(t)
+		}
 		w.count(o)
 		w.metrics.Outcome(t.label, d.Queue, o)
 		running.Store(nil)

@@ -114,7 +114,10 @@ func permitTopology(cfg Config) routing.Topology {
 				// KeepExisting: a bucket made with another Burst stays as it
 				// is, rather than fail every worker's connect; delete it to
 				// change the burst.
-				routing.Queue{Name: routing.RateQueue(l.Queue), Quorum: true, NoDeadLetters: true, KeepExisting: true,
+				// Classic, its tokens transient: a token is worth nothing
+				// after a restart, and a quorum queue's write per token
+				// would delay the next one's confirm under load.
+				routing.Queue{Name: routing.RateQueue(l.Queue), NoDeadLetters: true, KeepExisting: true,
 					Args: map[string]any{"x-max-length": int64(l.burst()), "x-overflow": "reject-publish"}})
 		}
 		for i := range l.Concurrency {

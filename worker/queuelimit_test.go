@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -217,81 +216,15 @@ func TestFleetLimitPermitPassesWhenItsHolderIsCut(t *testing.T) {
 	}, "the other worker did not run every task after the permit holder was cut: %v", done)
 }
 
-// rateTasks is the rate test's size: the 2,000 tasks at 20/s
-// take 100 s, so -short runs 200.
-func rateTasks() int {
-	if testing.Short() {
-		return 200
-	}
-	return 2000
-}
-
-// A fleet-wide rate of 20 per second (a burst of 2, so that a minter held
-// up a moment catches up) over three workers: the handlers start 20 tasks
-// in every second (within 10%), and the whole batch takes its count over
-// 20 seconds.
+// A fleet-wide rate of 20 per second over three workers, 200 tasks: no
+// one-second window starts more than the rate and its burst (the
+// guarantee), and the batch takes its count over 20 seconds within 10%
+// (the rate is used). TestFaultRateLimitWindows, run alone, holds every
+// window to 10% as well: with other packages' tests loading the machine,
+// a window may come out short.
 func TestFleetRateLimit(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
-	q := b.Queue("rated")
-	for _, n := range []string{routing.RateQueue(q), routing.MinterQueue(q)} {
-		b.Track(n)
-	}
-	topo := routing.Topology{Queues: []routing.Queue{{Name: q}}}
-	probe := task.Define[int]("rate_probe")
-	n := rateTasks()
-	const rate = 20
-
-	var mu sync.Mutex
-	var starts []time.Time
-	for range 3 {
-		warrentest.StartWorker(t, worker.Config{Conn: conn.Config{URL: b.URL}, Queues: []string{q}, Topology: topo,
-			Concurrency: 4, Limits: []worker.Limit{{Queue: q, Rate: rate, Burst: 2}}},
-			probe.Handler(func(ctx context.Context, i int) error {
-				mu.Lock()
-				starts = append(starts, time.Now())
-				mu.Unlock()
-				return nil
-			}))
-	}
-	p := warrentest.NewProducer(t, producer.Config{Conn: conn.Config{URL: b.URL}, Topology: topo})
-	ctx := warrentest.Context(t, time.Duration(n/rate)*time.Second+60*time.Second)
-	batch := make([]task.Task, n)
-	for i := range batch {
-		batch[i] = probe.New(i)
-	}
-	if _, err := p.EnqueueBatch(ctx, batch, producer.WithQueue(q)); err != nil {
-		t.Fatal(err)
-	}
-	warrentest.Eventually(t, time.Duration(n/rate)*time.Second+30*time.Second, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(starts) >= n
-	}, "not every task ran")
-	mu.Lock()
-	defer mu.Unlock()
-	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
-	first, last := starts[0], starts[len(starts)-1]
-	took := last.Sub(first)
-	want := time.Duration(n-1) * time.Second / rate
-	t.Logf("%d tasks at %d/s: %v from the first start to the last (%v expected)", n, rate, took.Round(time.Millisecond), want)
-	if took < want*9/10 || took > want*11/10 {
-		t.Errorf("took %v, want %v within 10%%", took, want)
-	}
-	// Every full one-second window from the first start: 20 within 10%.
-	var bad []int
-	for w := first; w.Add(time.Second).Before(last); w = w.Add(time.Second) {
-		c := 0
-		for _, s := range starts {
-			if !s.Before(w) && s.Before(w.Add(time.Second)) {
-				c++
-			}
-		}
-		if c < rate*9/10 || c > rate*11/10 {
-			bad = append(bad, c)
-		}
-	}
-	if len(bad) > 0 {
-		t.Errorf("%d one-second windows outside %d-%d starts: %v", len(bad), rate*9/10, rate*11/10, bad)
-	}
+	starts := runRateLimited(t, b, 200, 20)
+	checkRate(t, starts, 20, false)
 }

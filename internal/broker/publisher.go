@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,13 @@ type Publishing struct {
 	// Transient publishes the message non-persistent: for messages worth
 	// nothing after a restart, such as heartbeats, which need no disk.
 	Transient bool
+	// Expiration, if above 0, is the message's own TTL (AMQP expiration,
+	// whole milliseconds): the broker drops it from its queue after that.
+	Expiration time.Duration
+	// Refusable marks a publish whose nack is an answer, not trouble: a
+	// unique task's lock token, which a full lock queue refuses. Any other
+	// nack replaces the channel (see retire); this one does not.
+	Refusable bool
 }
 
 // Publisher publishes with publisher confirms over a few channels of one
@@ -446,6 +454,10 @@ func (pc *pubChannel) send(c *Confirm) bool {
 	if m.Transient {
 		mode = amqp.Transient
 	}
+	var expiration string
+	if m.Expiration > 0 {
+		expiration = strconv.FormatInt(max(m.Expiration.Milliseconds(), 1), 10)
+	}
 	err := pc.ch.Publish(m.Exchange, m.Key, true, false, amqp.Publishing{
 		Headers:         headers,
 		ContentType:     m.ContentType,
@@ -456,6 +468,7 @@ func (pc *pubChannel) send(c *Confirm) bool {
 		ReplyTo:         m.ReplyTo,
 		MessageId:       m.MessageID,
 		Timestamp:       m.Timestamp,
+		Expiration:      expiration,
 		Body:            m.Body,
 	})
 
@@ -574,7 +587,9 @@ func (pc *pubChannel) confirm(cf amqp.Confirmation) {
 		}
 		if !cf.Ack {
 			c.resolve(fmt.Errorf("publish to exchange %q key %q: %w", c.m.Exchange, c.m.Key, ErrNacked))
-			pc.retire()
+			if !c.m.Refusable {
+				pc.retire()
+			}
 			continue
 		}
 		c.resolve(nil)

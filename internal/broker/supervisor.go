@@ -66,6 +66,10 @@ type Supervisor struct {
 	bindMu   sync.Mutex
 	bound    map[routing.Binding]bool // bindings ensured on session boundGen
 	boundGen uint64
+
+	touchMu   sync.Mutex
+	touchCh   *amqp.Channel // Touch's channel, on session touchSess
+	touchSess *Session
 }
 
 // New validates cfg and starts supervising in the background. It does not
