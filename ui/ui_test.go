@@ -308,3 +308,37 @@ func TestTaskLookup(t *testing.T) {
 		}
 	}
 }
+
+// Duplicate ids in .dead are expected (an interrupted replay leaves one;
+// quorum queues dead-letter at least once). Choosing a and b, with a there
+// twice, acts on one a and on b, as `warren dead` does.
+func TestChosenLettersWithADuplicateID(t *testing.T) {
+	for _, action := range []string{"/dead/replay", "/dead/delete"} {
+		t.Run(strings.TrimPrefix(action, "/dead/"), func(t *testing.T) {
+			f := newFixture(t, ui.Config{})
+			for _, id := range []string{"a", "a", "b"} {
+				f.deadLetter(id, []byte(`{}`))
+			}
+			code, body := f.post(t, action, url.Values{"q": {f.queue}, "id": {"a", "b"}, "confirm": {"yes"}})
+			if code != http.StatusSeeOther {
+				t.Fatalf("status %d: %s", code, body)
+			}
+			var left []string
+			for {
+				d, ok := f.b.Get(f.queue + ".dead")
+				if !ok {
+					break
+				}
+				left = append(left, d.MessageId)
+			}
+			if strings.Join(left, ",") != "a" {
+				t.Errorf("%s of a and b left %q in .dead, want one a", action, left)
+			}
+			if action == "/dead/replay" {
+				if n := f.b.Ready(f.queue); n != 2 {
+					t.Errorf("replay put %d tasks in the work queue, want 2 (a and b)", n)
+				}
+			}
+		})
+	}
+}
