@@ -14,7 +14,16 @@ import (
 )
 
 // errReadOnly answers an action in read-only mode.
-var errReadOnly = errors.New("this UI is read-only: purge, replay and delete are turned off")
+var errReadOnly = errors.New("this UI is read-only: purge, replay, delete and peeks at ready messages are turned off")
+
+// refuseReadOnly answers 403 in read-only mode, and says whether it did.
+// Every POST asks it: actions change queues, and peeks deliver messages.
+func (s *server) refuseReadOnly(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.ReadOnly {
+		s.fail(w, r, http.StatusForbidden, "Read-only", errReadOnly)
+	}
+	return s.cfg.ReadOnly
+}
 
 // form is an action's fields.
 type form struct {
@@ -42,8 +51,7 @@ type field struct{ Name, Value string }
 // parsed, bounded by ActionTimeout.
 func (s *server) action(fn func(ctx context.Context, w http.ResponseWriter, r *http.Request, f form)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.ReadOnly {
-			s.fail(w, r, http.StatusForbidden, "Read-only", errReadOnly)
+		if s.refuseReadOnly(w, r) {
 			return
 		}
 		if err := r.ParseForm(); err != nil {

@@ -35,8 +35,9 @@ const (
 	// DeadLimit is how many dead letters a queue's dead-letter page lists.
 	DeadLimit = 100
 	// ScanLimit is how many dead letters of each queue a task lookup
-	// reads (and inspect.MaxPeek ready messages), and how many the
-	// overview reads to count the failures of the last hour.
+	// reads, and how many the overview reads to count the failures of
+	// the last hour. A lookup reads inspect.MaxPeek ready messages only
+	// when asked, by a POST.
 	ScanLimit = 200
 )
 
@@ -53,7 +54,10 @@ type Config struct {
 	// shows these and the queues of the live workers; with it, it shows
 	// every work queue of the vhost and these.
 	Queues []string
-	// ReadOnly hides purge, replay and delete, and refuses them (403).
+	// ReadOnly hides purge, replay, delete and the peeks at ready
+	// messages (a peek is a delivery), and refuses them (403). What it
+	// allows: every page, which reads counts, live workers and dead
+	// letters (each read given back, in order, marked redelivered).
 	ReadOnly bool
 	// User and Password, when User is not empty, require HTTP basic
 	// authentication for every page.
@@ -120,6 +124,8 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /dead", s.dead)
 	mux.HandleFunc("GET /workers", s.workers)
 	mux.HandleFunc("GET /task", s.task)
+	mux.HandleFunc("POST /task", s.searchReady)
+	mux.HandleFunc("POST /queue/peek", s.peekQueue)
 	mux.HandleFunc("POST /queue/purge", s.action(s.purge))
 	mux.HandleFunc("POST /dead/replay", s.action(s.replay))
 	mux.HandleFunc("POST /dead/delete", s.action(s.deleteDead))

@@ -272,73 +272,101 @@ func TestNewChecksItsConfig(t *testing.T) {
 	}
 }
 
+// redelivered takes the next message of queue and puts it back as it was,
+// and reports whether something had delivered it before (a peek, a read).
+func (f *fixture) redelivered(t *testing.T, queue string) bool {
+	t.Helper()
+	d, ok := f.b.Get(queue)
+	if !ok {
+		t.Fatalf("%s is empty", queue)
+	}
+	f.b.Publish("", queue, amqp.Publishing{MessageId: d.MessageId, Body: d.Body, Headers: d.Headers})
+	return d.Redelivered
+}
+
+// A peek is a delivery (redelivered flag; on a quorum queue one towards
+// its delivery limit): a GET never does one, so that neither a reload nor
+// another site's <img src=...> can. Only the POST does.
 func TestQueuePagePeeksOnlyWhenAsked(t *testing.T) {
 	f := newFixture(t, ui.Config{})
 	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "next-1", Body: []byte(`{"n":"<i>1</i>"}`),
 		Headers: amqp.Table{task.HeaderTask: "charge"}})
 
-	_, body := f.get(t, "/queue?q="+url.QueryEscape(f.queue))
-	if strings.Contains(body, "next-1") || !strings.Contains(body, `id="peek"`) {
-		t.Errorf("the queue page peeked unasked, or offers no peek:\n%s", body)
+	for _, page := range []string{"/queue?q=", "/queue?peek=1&q="} {
+		_, body := f.get(t, page+url.QueryEscape(f.queue))
+		if strings.Contains(body, "next-1") || !strings.Contains(body, `id="peek"`) {
+			t.Errorf("GET %s peeked, or offers no peek:\n%s", page, body)
+		}
+		if f.redelivered(t, f.queue) {
+			t.Fatalf("GET %s delivered the message", page)
+		}
 	}
-	d, ok := f.b.Get(f.queue)
-	if !ok || d.Redelivered {
-		t.Fatalf("the message is gone or was delivered by a view of the page (ok=%v redelivered=%v)", ok, d.Redelivered)
-	}
-	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "next-1", Body: d.Body, Headers: d.Headers})
 
-	_, body = f.get(t, "/queue?q="+url.QueryEscape(f.queue)+"&peek=1")
-	if !strings.Contains(body, `data-id="next-1"`) || !strings.Contains(body, "&lt;i&gt;1&lt;/i&gt;") {
-		t.Errorf("the peek does not show the next message, escaped:\n%s", body)
+	code, body := f.post(t, "/queue/peek", url.Values{"q": {f.queue}})
+	if code != http.StatusOK || !strings.Contains(body, `data-id="next-1"`) || !strings.Contains(body, "&lt;i&gt;1&lt;/i&gt;") {
+		t.Errorf("the peek does not show the next message, escaped (status %d):\n%s", code, body)
 	}
 	if n := f.b.Ready(f.queue); n != 1 {
 		t.Errorf("after a peek the queue holds %d ready, want 1", n)
 	}
 }
 
+// A lookup by GET searches running tasks and dead letters, never the ready
+// messages: it offers that as a POST, which says what it costs.
 func TestTaskLookup(t *testing.T) {
 	f := newFixture(t, ui.Config{})
 	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "ready-7", Body: []byte(`{}`), Headers: amqp.Table{task.HeaderTask: "charge"}})
 	f.deadLetter("dead-7", []byte(`{}`))
 
-	for id, want := range map[string]string{"ready-7": `data-where="ready"`, "dead-7": `data-where="dead"`, "nowhere-7": `id="not-found"`} {
+	for id, want := range map[string]string{"dead-7": `data-where="dead"`, "nowhere-7": `id="not-found"`, "ready-7": `id="not-found"`} {
 		code, body := f.get(t, "/task?id="+id)
 		if code != http.StatusOK || !strings.Contains(body, want) {
-			t.Errorf("lookup of %s: status %d, want %s in:\n%s", id, code, want, body)
+			t.Errorf("GET lookup of %s: status %d, want %s in:\n%s", id, code, want, body)
 		}
+		if !strings.Contains(body, `<form method="post" action="/task" id="search-ready">`) || !strings.Contains(body, "delivery limit") {
+			t.Errorf("GET lookup of %s offers no search of the ready messages, or does not say its cost:\n%s", id, body)
+		}
+	}
+	if f.redelivered(t, f.queue) {
+		t.Fatal("a GET lookup delivered a ready message")
+	}
+
+	code, body := f.post(t, "/task", url.Values{"id": {"ready-7"}, "ready": {"1"}})
+	if code != http.StatusOK || !strings.Contains(body, `data-where="ready"`) {
+		t.Errorf("POST lookup of ready-7: status %d, want it found ready:\n%s", code, body)
+	}
+	if n := f.b.Ready(f.queue); n != 1 {
+		t.Errorf("after the search the queue holds %d ready, want 1", n)
 	}
 }
 
-// Duplicate ids in .dead are expected (an interrupted replay leaves one;
-// quorum queues dead-letter at least once). Choosing a and b, with a there
-// twice, acts on one a and on b, as `warren dead` does.
-func TestChosenLettersWithADuplicateID(t *testing.T) {
-	for _, action := range []string{"/dead/replay", "/dead/delete"} {
-		t.Run(strings.TrimPrefix(action, "/dead/"), func(t *testing.T) {
-			f := newFixture(t, ui.Config{})
-			for _, id := range []string{"a", "a", "b"} {
-				f.deadLetter(id, []byte(`{}`))
-			}
-			code, body := f.post(t, action, url.Values{"q": {f.queue}, "id": {"a", "b"}, "confirm": {"yes"}})
-			if code != http.StatusSeeOther {
-				t.Fatalf("status %d: %s", code, body)
-			}
-			var left []string
-			for {
-				d, ok := f.b.Get(f.queue + ".dead")
-				if !ok {
-					break
-				}
-				left = append(left, d.MessageId)
-			}
-			if strings.Join(left, ",") != "a" {
-				t.Errorf("%s of a and b left %q in .dead, want one a", action, left)
-			}
-			if action == "/dead/replay" {
-				if n := f.b.Ready(f.queue); n != 2 {
-					t.Errorf("replay put %d tasks in the work queue, want 2 (a and b)", n)
-				}
-			}
-		})
+// The searches that deliver ready messages are actions: refused in
+// read-only mode and from another site, as purge is.
+func TestPeeksAreGuardedAsActions(t *testing.T) {
+	f := newFixture(t, ui.Config{ReadOnly: true})
+	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "ready-7", Body: []byte(`{}`)})
+	peeks := map[string]url.Values{"/queue/peek": {"q": {f.queue}}, "/task": {"id": {"ready-7"}, "ready": {"1"}}}
+	for path, form := range peeks {
+		if code, _ := f.post(t, path, form); code != http.StatusForbidden {
+			t.Errorf("POST %s in read-only mode: status %d, want 403", path, code)
+		}
+	}
+	_, body := f.get(t, "/task?id=ready-7")
+	if strings.Contains(body, `method="post"`) || !strings.Contains(body, "read-only") {
+		t.Errorf("the read-only lookup offers a search of the ready messages, or does not say why not:\n%s", body)
+	}
+
+	f = newFixture(t, ui.Config{})
+	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "ready-7", Body: []byte(`{}`)})
+	for path, form := range peeks {
+		r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Sec-Fetch-Site", "cross-site")
+		if code, _ := f.do(t, r); code != http.StatusForbidden {
+			t.Errorf("cross-site POST %s: status %d, want 403", path, code)
+		}
+	}
+	if f.redelivered(t, f.queue) {
+		t.Error("a refused peek delivered the message")
 	}
 }
