@@ -81,10 +81,11 @@ type Config struct {
 
 // server is the handler New returns.
 type server struct {
-	cfg     Config
-	log     *zap.Logger
-	pages   *pages
-	secrets []string // the broker passwords, scrubbed from error texts
+	cfg      Config
+	log      *zap.Logger
+	pages    *pages
+	secrets  []string // the broker passwords, scrubbed from error texts
+	failures failureCache
 }
 
 // New returns the UI as an http.Handler. Mounted at the root of a server

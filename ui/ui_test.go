@@ -370,3 +370,37 @@ func TestPeeksAreGuardedAsActions(t *testing.T) {
 		t.Error("a refused peek delivered the message")
 	}
 }
+
+// The overview counts the failures of the last hour by reading each
+// queue's dead letters, which delivers them (redelivered; on RabbitMQ 4 a
+// quorum .dead queue counts each return toward its delivery limit). An
+// auto-refreshing tab must not do that every few seconds: a queue's
+// letters are read at most once a minute, and letters that died since
+// count without a read.
+func TestOverviewReadsDeadLettersAtMostOnceAMinute(t *testing.T) {
+	f := newFixture(t, ui.Config{})
+	dq := f.queue + ".dead"
+	f.deadLetter("d-1", []byte(`{}`))
+	failures := func(want string) {
+		t.Helper()
+		_, body := f.get(t, "/")
+		if !strings.Contains(body, `<span class="num" id="failures">`+want+`</span>`) || !strings.Contains(body, "as of ") {
+			t.Errorf("the overview does not count %s failures, as of some time:\n%s", want, body)
+		}
+	}
+	failures("1")
+	if !f.redelivered(t, dq) {
+		t.Fatal("the first overview did not read the dead letters: the test cannot tell a second read")
+	}
+	failures("1")
+	if f.redelivered(t, dq) {
+		t.Error("a second overview within the minute read the dead letters again")
+	}
+	f.deadLetter("d-2", []byte(`{}`))
+	failures("2")
+	for range 2 {
+		if f.redelivered(t, dq) {
+			t.Error("a new dead letter made the overview read the dead letters again")
+		}
+	}
+}
