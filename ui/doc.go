@@ -15,5 +15,7 @@
 // (http.CrossOriginProtection) and, in read-only mode, refused outright.
 // A peek at ready messages (the queue page's, and a task lookup's search
 // of them) is a delivery, so it is such a POST too: no GET takes a ready
-// message. Basic authentication is an option of Config.
+// message. Basic authentication is an option of Config; without it the UI
+// answers only IP addresses, localhost and Config.Hosts, against DNS
+// rebinding.
 package ui

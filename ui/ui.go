@@ -4,8 +4,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -60,8 +63,17 @@ type Config struct {
 	// letters (each read given back, in order, marked redelivered).
 	ReadOnly bool
 	// User and Password, when User is not empty, require HTTP basic
-	// authentication for every page.
+	// authentication for every page. Over plain HTTP the password travels
+	// in the clear: put TLS in front of a UI reached over a network.
 	User, Password string
+	// Hosts are the names, besides IP addresses and "localhost", that a UI
+	// without a User answers to (the request's Host, without the port,
+	// case-insensitive). Any other name is refused (403): a page of
+	// another site whose name is rebound to the UI's address (DNS
+	// rebinding) is same-origin to the cross-origin protection, and could
+	// otherwise purge, replay and delete. List the names the UI is reached
+	// by, or set a User. Ignored when User is set.
+	Hosts []string
 	// Broker is the broker URL, shown in the page header with its password
 	// hidden, and scrubbed from any error text shown. Optional.
 	Broker string
@@ -131,9 +143,11 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("POST /dead/replay", s.action(s.replay))
 	mux.HandleFunc("POST /dead/delete", s.action(s.deleteDead))
 
-	// Outermost first: who you are, then where the request comes from.
+	// Outermost first: who you are (or, with no user, by which name you
+	// came), then where the request comes from.
 	var h http.Handler = mux
 	h = http.NewCrossOriginProtection().Handler(h)
+	h = s.hosts(h)
 	h = s.auth(h)
 	return headers(h), nil
 }
@@ -174,6 +188,50 @@ func (s *server) auth(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// hosts, when no user is configured, answers only requests whose Host is
+// an IP address, localhost or a name in Config.Hosts. DNS rebinding needs
+// a name of the attacker's, which the attacker points at the UI's
+// address; the browser then sends that name as the Host. With a user,
+// basic authentication stops it: the browser has no credentials for that
+// name.
+func (s *server) hosts(next http.Handler) http.Handler {
+	if s.cfg.User != "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !knownHost(r.Host, s.cfg.Hosts) {
+			http.Error(w, fmt.Sprintf("warren ui: refused: %q is not an IP address, localhost or a listed name. "+
+				"A UI without a password answers only those, so that another site's page whose name was rebound "+
+				"to this address (DNS rebinding) cannot use it. Set a user and password (ui.Config.User, warren ui -user), "+
+				"or list the name in ui.Config.Hosts (warren ui -hosts).", r.Host), http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// knownHost reports whether host (a Host header: a name or address and
+// perhaps a port) is an IP address, localhost or one of names.
+func knownHost(host string, names []string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	host = strings.TrimSuffix(host, ".")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	for _, n := range names {
+		if n != "" && strings.EqualFold(host, strings.TrimSuffix(n, ".")) {
+			return true
+		}
+	}
+	return false
 }
 
 // base returns the path prefix the handler is mounted under: what

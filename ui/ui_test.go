@@ -67,9 +67,14 @@ func (f *fixture) deadLetter(id string, body []byte) {
 	})
 }
 
-// do serves one request and returns the status and body.
+// do serves one request and returns the status and body. A request made
+// without a host (httptest's example.com) is sent to localhost, which a UI
+// without a user answers.
 func (f *fixture) do(t *testing.T, r *http.Request) (int, string) {
 	t.Helper()
+	if r.Host == "example.com" {
+		r.Host = "localhost"
+	}
 	w := httptest.NewRecorder()
 	f.h.ServeHTTP(w, r)
 	b, _ := io.ReadAll(w.Result().Body)
@@ -235,7 +240,9 @@ func TestMountedUnderAPrefix(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.Handle("/ops/warren/", http.StripPrefix("/ops/warren", f.h))
 	w := httptest.NewRecorder()
-	mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/ops/warren/", nil))
+	r := httptest.NewRequest(http.MethodGet, "/ops/warren/", nil)
+	r.Host = "localhost"
+	mux.ServeHTTP(w, r)
 	body := w.Body.String()
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, body)
@@ -246,7 +253,9 @@ func TestMountedUnderAPrefix(t *testing.T) {
 		}
 	}
 	w = httptest.NewRecorder()
-	mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/ops/warren/static/ui.js", nil))
+	r = httptest.NewRequest(http.MethodGet, "/ops/warren/static/ui.js", nil)
+	r.Host = "localhost"
+	mux.ServeHTTP(w, r)
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "data-select-all") {
 		t.Errorf("static/ui.js under the prefix: status %d", w.Code)
 	}
@@ -402,5 +411,51 @@ func TestOverviewReadsDeadLettersAtMostOnceAMinute(t *testing.T) {
 		if f.redelivered(t, dq) {
 			t.Error("a new dead letter made the overview read the dead letters again")
 		}
+	}
+}
+
+// A UI without a user answers only requests whose Host is an IP address,
+// localhost or a listed name: a page of another site whose name was
+// rebound to the UI's address (DNS rebinding) is same-origin to the
+// cross-origin protection, and could otherwise purge. With a user, basic
+// authentication guards it, since the browser sends no credentials to the
+// other site's name.
+func TestHostsWithoutAUser(t *testing.T) {
+	f := newFixture(t, ui.Config{Hosts: []string{"warren.internal"}})
+	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "r-1", Body: []byte(`{}`)})
+	for host, want := range map[string]int{
+		"127.0.0.1:8080": http.StatusOK, "[::1]:8080": http.StatusOK, "10.1.2.3": http.StatusOK,
+		"localhost:8080": http.StatusOK, "LocalHost.": http.StatusOK,
+		"warren.internal:8080": http.StatusOK, "Warren.Internal": http.StatusOK,
+		"evil.example:8080": http.StatusForbidden, "localhost.evil.example": http.StatusForbidden, "": http.StatusForbidden,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/workers", nil)
+		r.Host = host
+		w := httptest.NewRecorder()
+		f.h.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("Host %q: status %d, want %d", host, w.Code, want)
+		}
+		if want == http.StatusForbidden && (!strings.Contains(w.Body.String(), "user") || !strings.Contains(w.Body.String(), "Hosts")) {
+			t.Errorf("Host %q: the refusal does not say what to do: %s", host, w.Body.String())
+		}
+	}
+	form := url.Values{"q": {f.queue}, "confirm": {"yes"}}
+	r := httptest.NewRequest(http.MethodPost, "http://evil.example/queue/purge", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	if w.Code != http.StatusForbidden || f.b.Ready(f.queue) != 1 {
+		t.Errorf("a rebound same-origin purge: status %d, %d ready; want 403 and 1", w.Code, f.b.Ready(f.queue))
+	}
+
+	f = newFixture(t, ui.Config{User: "ops", Password: "s3cret"})
+	r = httptest.NewRequest(http.MethodGet, "http://evil.example/workers", nil)
+	r.SetBasicAuth("ops", "s3cret")
+	w = httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	if w.Code != http.StatusOK {
+		t.Errorf("with a user, any host authenticated: status %d, want 200", w.Code)
 	}
 }
