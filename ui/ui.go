@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -250,9 +251,17 @@ func base(r *http.Request) string {
 	return ""
 }
 
-// passwords returns the passwords in a broker URL or list of URLs.
+// passwords returns the passwords in a broker URL or list of URLs, each
+// as written there, decoded, and encoded again as a formatter might
+// (userinfo, path or query escaping), longest first, so that a longer form
+// is hidden before a shorter one inside it.
 func passwords(broker string) []string {
 	var pws []string
+	add := func(pw string) {
+		if pw != "" && !slices.Contains(pws, pw) {
+			pws = append(pws, pw)
+		}
+	}
 	for _, u := range conn.SplitURLs(broker) {
 		if i := strings.Index(u, "://"); i >= 0 {
 			u = u[i+3:]
@@ -262,12 +271,17 @@ func passwords(broker string) []string {
 			continue
 		}
 		if _, pw, ok := strings.Cut(u[:at], ":"); ok && pw != "" {
-			pws = append(pws, pw)
-			if unesc, err := url.PathUnescape(pw); err == nil && unesc != pw {
-				pws = append(pws, unesc)
+			add(pw)
+			if unesc, err := url.PathUnescape(pw); err == nil {
+				add(unesc)
+				add(url.QueryEscape(unesc))
+				add(url.PathEscape(unesc))
+				_, enc, _ := strings.Cut(url.UserPassword("", unesc).String(), ":")
+				add(enc)
 			}
 		}
 	}
+	slices.SortStableFunc(pws, func(a, b string) int { return len(b) - len(a) })
 	return pws
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/warrenq/warren/deadletter"
 	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/internal/broker/brokertest"
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/task"
 	"github.com/warrenq/warren/ui"
 )
@@ -271,6 +272,42 @@ func TestBrokerPasswordIsNeverShown(t *testing.T) {
 		}
 		if page == "/" && !strings.Contains(body, "amqp://ops:xxxxx@127.0.0.1:5672/") {
 			t.Errorf("%s does not name the broker, redacted:\n%s", page, body)
+		}
+	}
+}
+
+// The same with a broker that does not answer: the pages' errors name its
+// URL, which must come out without the password. (conn redacts its own
+// URLs, and the UI scrubs every error it shows: TestScrub.)
+func TestBrokerPasswordIsNeverShownInErrors(t *testing.T) {
+	const secret = "pa55-w0rd-xyz"
+	broker := "amqp://ops:" + secret + "@" + testenv.FreeAddr(t) + "/"
+	c := conn.Config{URL: broker}
+	insp, err := inspect.New(inspect.Config{Conn: c, NoManagement: true, Timeout: time.Second, PresenceWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = insp.Close() })
+	dl, err := deadletter.New(deadletter.Config{Conn: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dl.Close() })
+	h, err := ui.New(ui.Config{Inspector: insp, DeadLetters: dl, Broker: broker, Queues: []string{"jobs"}, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, page := range []string{"/", "/workers", "/queue?q=jobs", "/dead?q=jobs", "/task?id=x"} {
+		r := httptest.NewRequest(http.MethodGet, page, nil)
+		r.Host = "localhost"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		body := w.Body.String()
+		if strings.Contains(body, secret) {
+			t.Errorf("%s shows the broker password:\n%s", page, body)
+		}
+		if !strings.Contains(body, "ops:xxxxx@127.0.0.1:") {
+			t.Errorf("%s shows no error naming the broker, so the test proves nothing:\n%s", page, body)
 		}
 	}
 }
