@@ -14,7 +14,16 @@ import (
 )
 
 // errReadOnly answers an action in read-only mode.
-var errReadOnly = errors.New("this UI is read-only: purge, replay and delete are turned off")
+var errReadOnly = errors.New("this UI is read-only: purge, replay, delete and peeks at ready messages are turned off")
+
+// refuseReadOnly answers 403 in read-only mode, and says whether it did.
+// Every POST asks it: actions change queues, and peeks deliver messages.
+func (s *server) refuseReadOnly(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.ReadOnly {
+		s.fail(w, r, http.StatusForbidden, "Read-only", errReadOnly)
+	}
+	return s.cfg.ReadOnly
+}
 
 // form is an action's fields.
 type form struct {
@@ -42,15 +51,14 @@ type field struct{ Name, Value string }
 // parsed, bounded by ActionTimeout.
 func (s *server) action(fn func(ctx context.Context, w http.ResponseWriter, r *http.Request, f form)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.ReadOnly {
-			s.fail(w, r, http.StatusForbidden, "Read-only", errReadOnly)
+		if s.refuseReadOnly(w, r) {
 			return
 		}
 		if err := r.ParseForm(); err != nil {
 			s.fail(w, r, http.StatusBadRequest, "Bad request", err)
 			return
 		}
-		f := form{queue: r.PostForm.Get("q"), ids: r.PostForm["id"], all: r.PostForm.Get("all") == "1", confirm: r.PostForm.Get("confirm") == "yes"}
+		f := form{queue: r.PostForm.Get("q"), ids: distinct(r.PostForm["id"]), all: r.PostForm.Get("all") == "1", confirm: r.PostForm.Get("confirm") == "yes"}
 		if f.queue == "" {
 			s.fail(w, r, http.StatusBadRequest, "Bad request", errors.New("no queue named (field q)"))
 			return
@@ -99,6 +107,19 @@ func flash(r *http.Request) string {
 	return ""
 }
 
+// distinct returns ids without repeats, in order.
+func distinct(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	var out []string
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 func queuePage(q string) string { return "/queue?q=" + url.QueryEscape(q) }
 func deadPage(q string) string  { return "/dead?q=" + url.QueryEscape(q) }
 
@@ -142,11 +163,21 @@ func (f form) chosen() (n int, keep func(deadletter.Letter) bool) {
 	if f.all {
 		return f.n, nil
 	}
-	set := make(map[string]bool, len(f.ids))
+	// want holds the ids not yet matched. Each is removed once matched, so
+	// that a letter duplicated in .dead (an interrupted replay leaves a
+	// copy; quorum queues dead-letter at least once) is acted on once per
+	// choice, and the other chosen letters are still reached.
+	want := make(map[string]bool, len(f.ids))
 	for _, id := range f.ids {
-		set[id] = true
+		want[id] = true
 	}
-	return len(f.ids), func(l deadletter.Letter) bool { return set[l.ID] }
+	return len(want), func(l deadletter.Letter) bool {
+		if !want[l.ID] {
+			return false
+		}
+		delete(want, l.ID)
+		return true
+	}
 }
 
 // what names the dead letters f chooses, for a confirmation question.

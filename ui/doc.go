@@ -13,5 +13,9 @@
 //
 // Every action is a POST, refused when it comes from another site
 // (http.CrossOriginProtection) and, in read-only mode, refused outright.
-// Basic authentication is an option of Config.
+// A peek at ready messages (the queue page's, and a task lookup's search
+// of them) is a delivery, so it is such a POST too: no GET takes a ready
+// message. Basic authentication is an option of Config; without it the UI
+// answers only IP addresses, localhost and Config.Hosts, against DNS
+// rebinding.
 package ui

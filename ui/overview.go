@@ -3,16 +3,13 @@ package ui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/warrenq/warren/inspect"
 )
-
-// failureWindow is the span of "failures in the last hour".
-const failureWindow = time.Hour
 
 // queueRow is a queue as the overview shows it.
 type queueRow struct {
@@ -23,6 +20,8 @@ type queueRow struct {
 	AtLeast  bool
 	// FailuresErr says why Failures is not known.
 	FailuresErr string
+	// FailuresAge is how long ago its dead letters were read.
+	FailuresAge time.Duration
 	// Workers counts the live workers that consume it: unlike Consumers,
 	// it leaves out other AMQP clients and counts a worker once.
 	Workers int
@@ -37,6 +36,9 @@ type overviewData struct {
 	WorkersErr    string
 	Failures      int
 	AtLeast       bool
+	// FailuresAsOf says how old the oldest failure figure is ("as of 12s
+	// ago"), "" when no queue has dead letters.
+	FailuresAsOf string
 	// NoQueues: there is no queue to show, because the management API is
 	// off or did not answer, no queue was named to the UI and no live
 	// worker consumes one. The page then says how to get some.
@@ -75,9 +77,16 @@ func (s *server) overview(w http.ResponseWriter, r *http.Request) {
 		d.Queues = append(d.Queues, queueRow{Queue: q, Workers: consuming(workers, q.Name)})
 	}
 	s.countFailures(ctx, d.Queues)
+	oldest := time.Duration(-1)
 	for _, q := range d.Queues {
 		d.Failures += q.Failures
 		d.AtLeast = d.AtLeast || q.AtLeast || q.FailuresErr != ""
+		if q.Dead != nil && *q.Dead > 0 && !q.Missing {
+			oldest = max(oldest, q.FailuresAge)
+		}
+	}
+	if oldest >= 0 {
+		d.FailuresAsOf = fmt.Sprintf("as of %ds ago", int(oldest/time.Second))
 	}
 	s.render(w, r, http.StatusOK, "overview", v)
 }
@@ -138,53 +147,4 @@ func (s *server) queues(ctx context.Context, workers []inspect.Worker) (*inspect
 		return &inspect.Report{Source: inspect.SourceAMQP}, inspect.ErrNeedsManagement
 	}
 	return s.cfg.Inspector.Queues(ctx, inspect.Filter{Names: names})
-}
-
-// countFailures fills in how many dead letters of each queue died within
-// failureWindow. A dead-letter queue holds its letters in the order they
-// died, so once a letter within the window is read, every later one is
-// within it too: a queue whose oldest letter is recent costs one read, and
-// no queue more than ScanLimit. Queues are read in parallel, a few at a
-// time.
-func (s *server) countFailures(ctx context.Context, rows []queueRow) {
-	since := time.Now().Add(-failureWindow)
-	sem := make(chan struct{}, 4)
-	var wg sync.WaitGroup
-	for k := range rows {
-		row := &rows[k]
-		if row.Dead == nil || *row.Dead == 0 || row.Missing {
-			continue
-		}
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			row.Failures, row.AtLeast, row.FailuresErr = s.failures(ctx, row.Name, *row.Dead, since)
-		})
-	}
-	wg.Wait()
-}
-
-func (s *server) failures(ctx context.Context, queue string, dead int, since time.Time) (n int, atLeast bool, errText string) {
-	oldest, err := s.cfg.DeadLetters.List(ctx, queue, 1)
-	if err != nil {
-		return 0, true, s.scrub(err)
-	}
-	if len(oldest) == 0 {
-		return 0, false, ""
-	}
-	if oldest[0].DiedAt.After(since) {
-		return dead, false, "" // the oldest is recent: all are
-	}
-	letters, err := s.cfg.DeadLetters.List(ctx, queue, min(dead, ScanLimit))
-	if err != nil {
-		return 0, true, s.scrub(err)
-	}
-	for i, l := range letters {
-		if l.DiedAt.After(since) {
-			// This one and every later one died within the window.
-			return dead - i, false, ""
-		}
-	}
-	// All read were older; the rest, if any, were not read.
-	return 0, len(letters) < dead, ""
 }

@@ -14,14 +14,28 @@ type queueData struct {
 	Next    []message
 	NextErr string
 	Limit   int
-	// Peeked is true when the page was asked to peek: a peek is a
-	// delivery (it marks messages redelivered and, on a quorum queue,
+	// Peeked is true when the page was asked to peek, by a POST: a peek
+	// is a delivery (it marks messages redelivered and, on a quorum queue,
 	// counts towards its delivery limit), so it is not done on every view.
 	Peeked bool
 }
 
+// queue shows a queue's counts. A GET never peeks: a peek is a
+// delivery, and a GET can come from a reload or another site's <img>.
 func (s *server) queue(w http.ResponseWriter, r *http.Request) {
-	name := r.URL.Query().Get("q")
+	s.queuePage(w, r, r.URL.Query().Get("q"), false)
+}
+
+// peekQueue shows a queue with its next PeekLimit messages: an action,
+// refused in read-only mode.
+func (s *server) peekQueue(w http.ResponseWriter, r *http.Request) {
+	if s.refuseReadOnly(w, r) {
+		return
+	}
+	s.queuePage(w, r, r.PostFormValue("q"), true)
+}
+
+func (s *server) queuePage(w http.ResponseWriter, r *http.Request, name string, peek bool) {
 	if name == "" {
 		s.fail(w, r, http.StatusBadRequest, "No queue", errors.New("name a queue: queue?q=NAME"))
 		return
@@ -33,13 +47,12 @@ func (s *server) queue(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadGateway, "Queue "+name, err)
 		return
 	}
-	d := &queueData{Queue: rep.Queues[0], Limit: PeekLimit}
+	d := &queueData{Queue: rep.Queues[0], Limit: PeekLimit, Peeked: peek}
 	if d.Queue.Missing {
 		s.fail(w, r, http.StatusNotFound, "Queue "+name, errors.New("no such queue: a worker declares its queues when it starts"))
 		return
 	}
-	d.Peeked = r.URL.Query().Get("peek") == "1"
-	if d.Peeked && d.Queue.Ready > 0 {
+	if peek && d.Queue.Ready > 0 {
 		d.Next, err = s.peek(ctx, name, PeekLimit)
 		if err != nil {
 			d.NextErr = s.scrub(err)

@@ -34,6 +34,7 @@ var funcs = template.FuncMap{
 	"count": count,
 	"ago":   ago,
 	"since": since,
+	"short": short,
 	"opt": func(p *int) string {
 		if p == nil {
 			return "–"

@@ -23,17 +23,36 @@ type hit struct {
 type taskData struct {
 	ID       string
 	Hits     []hit
+	Ready    bool     // the ready messages were searched too
+	Peek     int      // how many ready messages of each queue that search reads
 	Searched string   // what was searched, for "not found"
 	Errs     []string // parts that could not be searched
 }
 
-// task looks a task up by id where warren can see it: the tasks live
-// workers run, the next inspect.MaxPeek ready messages and the oldest ScanLimit
-// dead letters of each queue the overview shows. A task that succeeded,
-// or waits in the delay levels, is in none of them.
+// task looks a task up by id among the tasks live workers run and the
+// oldest ScanLimit dead letters of each queue the overview shows. A GET
+// never peeks at ready messages: a peek is a delivery (the message comes
+// back marked redelivered, and on a quorum queue one nearer its delivery
+// limit), and a GET can be sent by a reload or by another site's <img>.
+// The page offers that search as a POST (searchReady).
 func (s *server) task(w http.ResponseWriter, r *http.Request) {
-	id := strings.TrimSpace(r.URL.Query().Get("id"))
-	d := &taskData{ID: id}
+	s.findTask(w, r, strings.TrimSpace(r.URL.Query().Get("id")), false)
+}
+
+// searchReady is the lookup that also peeks at the next inspect.MaxPeek
+// ready messages of each queue: an action, refused in read-only mode.
+func (s *server) searchReady(w http.ResponseWriter, r *http.Request) {
+	if s.refuseReadOnly(w, r) {
+		return
+	}
+	s.findTask(w, r, strings.TrimSpace(r.PostFormValue("id")), r.PostFormValue("ready") == "1")
+}
+
+// findTask renders the lookup of id; ready says whether to peek at the
+// ready messages too. A task that succeeded, or waits in the delay levels,
+// is in none of the places searched.
+func (s *server) findTask(w http.ResponseWriter, r *http.Request, id string, ready bool) {
+	d := &taskData{ID: id, Ready: ready, Peek: inspect.MaxPeek}
 	v := &view{Title: "Find a task", Nav: "task", Data: d}
 	if id == "" {
 		s.render(w, r, http.StatusOK, "task", v)
@@ -66,7 +85,7 @@ func (s *server) task(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			names = append(names, q.Name)
-			if q.Ready > 0 {
+			if ready && q.Ready > 0 {
 				msgs, err := s.peek(ctx, q.Name, inspect.MaxPeek)
 				if err != nil {
 					d.Errs = append(d.Errs, q.Name+": "+s.scrub(err))
@@ -91,16 +110,19 @@ func (s *server) task(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	d.Searched = searched(len(workers), names)
+	d.Searched = searched(len(workers), names, ready)
 	s.render(w, r, http.StatusOK, "task", v)
 }
 
-func searched(workers int, queues []string) string {
+func searched(workers int, queues []string, ready bool) string {
 	var b strings.Builder
 	b.WriteString("the tasks running on ")
 	b.WriteString(plural(workers, "live worker"))
 	if len(queues) > 0 {
-		fmt.Fprintf(&b, ", and the next %d ready messages and the oldest %d dead letters of each of %s", inspect.MaxPeek, ScanLimit, strings.Join(queues, ", "))
+		if ready {
+			fmt.Fprintf(&b, ", the next %d ready messages", inspect.MaxPeek)
+		}
+		fmt.Fprintf(&b, " and the oldest %d dead letters of each of %s", ScanLimit, strings.Join(queues, ", "))
 	}
 	return b.String()
 }

@@ -4,9 +4,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,8 +39,9 @@ const (
 	// DeadLimit is how many dead letters a queue's dead-letter page lists.
 	DeadLimit = 100
 	// ScanLimit is how many dead letters of each queue a task lookup
-	// reads (and inspect.MaxPeek ready messages), and how many the
-	// overview reads to count the failures of the last hour.
+	// reads, and how many the overview reads to count the failures of
+	// the last hour. A lookup reads inspect.MaxPeek ready messages only
+	// when asked, by a POST.
 	ScanLimit = 200
 )
 
@@ -53,11 +58,23 @@ type Config struct {
 	// shows these and the queues of the live workers; with it, it shows
 	// every work queue of the vhost and these.
 	Queues []string
-	// ReadOnly hides purge, replay and delete, and refuses them (403).
+	// ReadOnly hides purge, replay, delete and the peeks at ready
+	// messages (a peek is a delivery), and refuses them (403). What it
+	// allows: every page, which reads counts, live workers and dead
+	// letters (each read given back, in order, marked redelivered).
 	ReadOnly bool
 	// User and Password, when User is not empty, require HTTP basic
-	// authentication for every page.
+	// authentication for every page. Over plain HTTP the password travels
+	// in the clear: put TLS in front of a UI reached over a network.
 	User, Password string
+	// Hosts are the names, besides IP addresses and "localhost", that a UI
+	// without a User answers to (the request's Host, without the port,
+	// case-insensitive). Any other name is refused (403): a page of
+	// another site whose name is rebound to the UI's address (DNS
+	// rebinding) is same-origin to the cross-origin protection, and could
+	// otherwise purge, replay and delete. List the names the UI is reached
+	// by, or set a User. Ignored when User is set.
+	Hosts []string
 	// Broker is the broker URL, shown in the page header with its password
 	// hidden, and scrubbed from any error text shown. Optional.
 	Broker string
@@ -77,10 +94,11 @@ type Config struct {
 
 // server is the handler New returns.
 type server struct {
-	cfg     Config
-	log     *zap.Logger
-	pages   *pages
-	secrets []string // the broker passwords, scrubbed from error texts
+	cfg      Config
+	log      *zap.Logger
+	pages    *pages
+	secrets  []string // the broker passwords, scrubbed from error texts
+	failures failureCache
 }
 
 // New returns the UI as an http.Handler. Mounted at the root of a server
@@ -120,13 +138,17 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /dead", s.dead)
 	mux.HandleFunc("GET /workers", s.workers)
 	mux.HandleFunc("GET /task", s.task)
+	mux.HandleFunc("POST /task", s.searchReady)
+	mux.HandleFunc("POST /queue/peek", s.peekQueue)
 	mux.HandleFunc("POST /queue/purge", s.action(s.purge))
 	mux.HandleFunc("POST /dead/replay", s.action(s.replay))
 	mux.HandleFunc("POST /dead/delete", s.action(s.deleteDead))
 
-	// Outermost first: who you are, then where the request comes from.
+	// Outermost first: who you are (or, with no user, by which name you
+	// came), then where the request comes from.
 	var h http.Handler = mux
 	h = http.NewCrossOriginProtection().Handler(h)
+	h = s.hosts(h)
 	h = s.auth(h)
 	return headers(h), nil
 }
@@ -169,6 +191,50 @@ func (s *server) auth(next http.Handler) http.Handler {
 	})
 }
 
+// hosts, when no user is configured, answers only requests whose Host is
+// an IP address, localhost or a name in Config.Hosts. DNS rebinding needs
+// a name of the attacker's, which the attacker points at the UI's
+// address; the browser then sends that name as the Host. With a user,
+// basic authentication stops it: the browser has no credentials for that
+// name.
+func (s *server) hosts(next http.Handler) http.Handler {
+	if s.cfg.User != "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !knownHost(r.Host, s.cfg.Hosts) {
+			http.Error(w, fmt.Sprintf("warren ui: refused: %q is not an IP address, localhost or a listed name. "+
+				"A UI without a password answers only those, so that another site's page whose name was rebound "+
+				"to this address (DNS rebinding) cannot use it. Set a user and password (ui.Config.User, warren ui -user), "+
+				"or list the name in ui.Config.Hosts (warren ui -hosts).", r.Host), http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// knownHost reports whether host (a Host header: a name or address and
+// perhaps a port) is an IP address, localhost or one of names.
+func knownHost(host string, names []string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	host = strings.TrimSuffix(host, ".")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	for _, n := range names {
+		if n != "" && strings.EqualFold(host, strings.TrimSuffix(n, ".")) {
+			return true
+		}
+	}
+	return false
+}
+
 // base returns the path prefix the handler is mounted under: what
 // http.StripPrefix took off the request's path, "" at the root.
 func base(r *http.Request) string {
@@ -185,9 +251,17 @@ func base(r *http.Request) string {
 	return ""
 }
 
-// passwords returns the passwords in a broker URL or list of URLs.
+// passwords returns the passwords in a broker URL or list of URLs, each
+// as written there, decoded, and encoded again as a formatter might
+// (userinfo, path or query escaping), longest first, so that a longer form
+// is hidden before a shorter one inside it.
 func passwords(broker string) []string {
 	var pws []string
+	add := func(pw string) {
+		if pw != "" && !slices.Contains(pws, pw) {
+			pws = append(pws, pw)
+		}
+	}
 	for _, u := range conn.SplitURLs(broker) {
 		if i := strings.Index(u, "://"); i >= 0 {
 			u = u[i+3:]
@@ -197,12 +271,17 @@ func passwords(broker string) []string {
 			continue
 		}
 		if _, pw, ok := strings.Cut(u[:at], ":"); ok && pw != "" {
-			pws = append(pws, pw)
-			if unesc, err := url.PathUnescape(pw); err == nil && unesc != pw {
-				pws = append(pws, unesc)
+			add(pw)
+			if unesc, err := url.PathUnescape(pw); err == nil {
+				add(unesc)
+				add(url.QueryEscape(unesc))
+				add(url.PathEscape(unesc))
+				_, enc, _ := strings.Cut(url.UserPassword("", unesc).String(), ":")
+				add(enc)
 			}
 		}
 	}
+	slices.SortStableFunc(pws, func(a, b string) int { return len(b) - len(a) })
 	return pws
 }
 

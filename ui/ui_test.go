@@ -15,6 +15,7 @@ import (
 	"github.com/warrenq/warren/deadletter"
 	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/internal/broker/brokertest"
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/task"
 	"github.com/warrenq/warren/ui"
 )
@@ -67,9 +68,14 @@ func (f *fixture) deadLetter(id string, body []byte) {
 	})
 }
 
-// do serves one request and returns the status and body.
+// do serves one request and returns the status and body. A request made
+// without a host (httptest's example.com) is sent to localhost, which a UI
+// without a user answers.
 func (f *fixture) do(t *testing.T, r *http.Request) (int, string) {
 	t.Helper()
+	if r.Host == "example.com" {
+		r.Host = "localhost"
+	}
 	w := httptest.NewRecorder()
 	f.h.ServeHTTP(w, r)
 	b, _ := io.ReadAll(w.Result().Body)
@@ -235,7 +241,9 @@ func TestMountedUnderAPrefix(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.Handle("/ops/warren/", http.StripPrefix("/ops/warren", f.h))
 	w := httptest.NewRecorder()
-	mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/ops/warren/", nil))
+	r := httptest.NewRequest(http.MethodGet, "/ops/warren/", nil)
+	r.Host = "localhost"
+	mux.ServeHTTP(w, r)
 	body := w.Body.String()
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, body)
@@ -246,7 +254,9 @@ func TestMountedUnderAPrefix(t *testing.T) {
 		}
 	}
 	w = httptest.NewRecorder()
-	mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/ops/warren/static/ui.js", nil))
+	r = httptest.NewRequest(http.MethodGet, "/ops/warren/static/ui.js", nil)
+	r.Host = "localhost"
+	mux.ServeHTTP(w, r)
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "data-select-all") {
 		t.Errorf("static/ui.js under the prefix: status %d", w.Code)
 	}
@@ -266,45 +276,223 @@ func TestBrokerPasswordIsNeverShown(t *testing.T) {
 	}
 }
 
+// The same with a broker that does not answer: the pages' errors name its
+// URL, which must come out without the password. (conn redacts its own
+// URLs, and the UI scrubs every error it shows: TestScrub.)
+func TestBrokerPasswordIsNeverShownInErrors(t *testing.T) {
+	const secret = "pa55-w0rd-xyz"
+	broker := "amqp://ops:" + secret + "@" + testenv.FreeAddr(t) + "/"
+	c := conn.Config{URL: broker}
+	insp, err := inspect.New(inspect.Config{Conn: c, NoManagement: true, Timeout: time.Second, PresenceWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = insp.Close() })
+	dl, err := deadletter.New(deadletter.Config{Conn: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dl.Close() })
+	h, err := ui.New(ui.Config{Inspector: insp, DeadLetters: dl, Broker: broker, Queues: []string{"jobs"}, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, page := range []string{"/", "/workers", "/queue?q=jobs", "/dead?q=jobs", "/task?id=x"} {
+		r := httptest.NewRequest(http.MethodGet, page, nil)
+		r.Host = "localhost"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		body := w.Body.String()
+		if strings.Contains(body, secret) {
+			t.Errorf("%s shows the broker password:\n%s", page, body)
+		}
+		if !strings.Contains(body, "ops:xxxxx@127.0.0.1:") {
+			t.Errorf("%s shows no error naming the broker, so the test proves nothing:\n%s", page, body)
+		}
+	}
+}
+
 func TestNewChecksItsConfig(t *testing.T) {
 	if _, err := ui.New(ui.Config{}); err == nil {
 		t.Error("New without an Inspector and DeadLetters returned no error")
 	}
 }
 
+// redelivered takes the next message of queue and puts it back as it was,
+// and reports whether something had delivered it before (a peek, a read).
+func (f *fixture) redelivered(t *testing.T, queue string) bool {
+	t.Helper()
+	d, ok := f.b.Get(queue)
+	if !ok {
+		t.Fatalf("%s is empty", queue)
+	}
+	f.b.Publish("", queue, amqp.Publishing{MessageId: d.MessageId, Body: d.Body, Headers: d.Headers})
+	return d.Redelivered
+}
+
+// A peek is a delivery (redelivered flag; on a quorum queue one towards
+// its delivery limit): a GET never does one, so that neither a reload nor
+// another site's <img src=...> can. Only the POST does.
 func TestQueuePagePeeksOnlyWhenAsked(t *testing.T) {
 	f := newFixture(t, ui.Config{})
 	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "next-1", Body: []byte(`{"n":"<i>1</i>"}`),
 		Headers: amqp.Table{task.HeaderTask: "charge"}})
 
-	_, body := f.get(t, "/queue?q="+url.QueryEscape(f.queue))
-	if strings.Contains(body, "next-1") || !strings.Contains(body, `id="peek"`) {
-		t.Errorf("the queue page peeked unasked, or offers no peek:\n%s", body)
+	for _, page := range []string{"/queue?q=", "/queue?peek=1&q="} {
+		_, body := f.get(t, page+url.QueryEscape(f.queue))
+		if strings.Contains(body, "next-1") || !strings.Contains(body, `id="peek"`) {
+			t.Errorf("GET %s peeked, or offers no peek:\n%s", page, body)
+		}
+		if f.redelivered(t, f.queue) {
+			t.Fatalf("GET %s delivered the message", page)
+		}
 	}
-	d, ok := f.b.Get(f.queue)
-	if !ok || d.Redelivered {
-		t.Fatalf("the message is gone or was delivered by a view of the page (ok=%v redelivered=%v)", ok, d.Redelivered)
-	}
-	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "next-1", Body: d.Body, Headers: d.Headers})
 
-	_, body = f.get(t, "/queue?q="+url.QueryEscape(f.queue)+"&peek=1")
-	if !strings.Contains(body, `data-id="next-1"`) || !strings.Contains(body, "&lt;i&gt;1&lt;/i&gt;") {
-		t.Errorf("the peek does not show the next message, escaped:\n%s", body)
+	code, body := f.post(t, "/queue/peek", url.Values{"q": {f.queue}})
+	if code != http.StatusOK || !strings.Contains(body, `data-id="next-1"`) || !strings.Contains(body, "&lt;i&gt;1&lt;/i&gt;") {
+		t.Errorf("the peek does not show the next message, escaped (status %d):\n%s", code, body)
 	}
 	if n := f.b.Ready(f.queue); n != 1 {
 		t.Errorf("after a peek the queue holds %d ready, want 1", n)
 	}
 }
 
+// A lookup by GET searches running tasks and dead letters, never the ready
+// messages: it offers that as a POST, which says what it costs.
 func TestTaskLookup(t *testing.T) {
 	f := newFixture(t, ui.Config{})
 	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "ready-7", Body: []byte(`{}`), Headers: amqp.Table{task.HeaderTask: "charge"}})
 	f.deadLetter("dead-7", []byte(`{}`))
 
-	for id, want := range map[string]string{"ready-7": `data-where="ready"`, "dead-7": `data-where="dead"`, "nowhere-7": `id="not-found"`} {
+	for id, want := range map[string]string{"dead-7": `data-where="dead"`, "nowhere-7": `id="not-found"`, "ready-7": `id="not-found"`} {
 		code, body := f.get(t, "/task?id="+id)
 		if code != http.StatusOK || !strings.Contains(body, want) {
-			t.Errorf("lookup of %s: status %d, want %s in:\n%s", id, code, want, body)
+			t.Errorf("GET lookup of %s: status %d, want %s in:\n%s", id, code, want, body)
 		}
+		if !strings.Contains(body, `<form method="post" action="/task" id="search-ready">`) || !strings.Contains(body, "delivery limit") {
+			t.Errorf("GET lookup of %s offers no search of the ready messages, or does not say its cost:\n%s", id, body)
+		}
+	}
+	if f.redelivered(t, f.queue) {
+		t.Fatal("a GET lookup delivered a ready message")
+	}
+
+	code, body := f.post(t, "/task", url.Values{"id": {"ready-7"}, "ready": {"1"}})
+	if code != http.StatusOK || !strings.Contains(body, `data-where="ready"`) {
+		t.Errorf("POST lookup of ready-7: status %d, want it found ready:\n%s", code, body)
+	}
+	if n := f.b.Ready(f.queue); n != 1 {
+		t.Errorf("after the search the queue holds %d ready, want 1", n)
+	}
+}
+
+// The searches that deliver ready messages are actions: refused in
+// read-only mode and from another site, as purge is.
+func TestPeeksAreGuardedAsActions(t *testing.T) {
+	f := newFixture(t, ui.Config{ReadOnly: true})
+	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "ready-7", Body: []byte(`{}`)})
+	peeks := map[string]url.Values{"/queue/peek": {"q": {f.queue}}, "/task": {"id": {"ready-7"}, "ready": {"1"}}}
+	for path, form := range peeks {
+		if code, _ := f.post(t, path, form); code != http.StatusForbidden {
+			t.Errorf("POST %s in read-only mode: status %d, want 403", path, code)
+		}
+	}
+	_, body := f.get(t, "/task?id=ready-7")
+	if strings.Contains(body, `method="post"`) || !strings.Contains(body, "read-only") {
+		t.Errorf("the read-only lookup offers a search of the ready messages, or does not say why not:\n%s", body)
+	}
+
+	f = newFixture(t, ui.Config{})
+	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "ready-7", Body: []byte(`{}`)})
+	for path, form := range peeks {
+		r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Sec-Fetch-Site", "cross-site")
+		if code, _ := f.do(t, r); code != http.StatusForbidden {
+			t.Errorf("cross-site POST %s: status %d, want 403", path, code)
+		}
+	}
+	if f.redelivered(t, f.queue) {
+		t.Error("a refused peek delivered the message")
+	}
+}
+
+// The overview counts the failures of the last hour by reading each
+// queue's dead letters, which delivers them (redelivered; on RabbitMQ 4 a
+// quorum .dead queue counts each return toward its delivery limit). An
+// auto-refreshing tab must not do that every few seconds: a queue's
+// letters are read at most once a minute, and letters that died since
+// count without a read.
+func TestOverviewReadsDeadLettersAtMostOnceAMinute(t *testing.T) {
+	f := newFixture(t, ui.Config{})
+	dq := f.queue + ".dead"
+	f.deadLetter("d-1", []byte(`{}`))
+	failures := func(want string) {
+		t.Helper()
+		_, body := f.get(t, "/")
+		if !strings.Contains(body, `<span class="num" id="failures">`+want+`</span>`) || !strings.Contains(body, "as of ") {
+			t.Errorf("the overview does not count %s failures, as of some time:\n%s", want, body)
+		}
+	}
+	failures("1")
+	if !f.redelivered(t, dq) {
+		t.Fatal("the first overview did not read the dead letters: the test cannot tell a second read")
+	}
+	failures("1")
+	if f.redelivered(t, dq) {
+		t.Error("a second overview within the minute read the dead letters again")
+	}
+	f.deadLetter("d-2", []byte(`{}`))
+	failures("2")
+	for range 2 {
+		if f.redelivered(t, dq) {
+			t.Error("a new dead letter made the overview read the dead letters again")
+		}
+	}
+}
+
+// A UI without a user answers only requests whose Host is an IP address,
+// localhost or a listed name: a page of another site whose name was
+// rebound to the UI's address (DNS rebinding) is same-origin to the
+// cross-origin protection, and could otherwise purge. With a user, basic
+// authentication guards it, since the browser sends no credentials to the
+// other site's name.
+func TestHostsWithoutAUser(t *testing.T) {
+	f := newFixture(t, ui.Config{Hosts: []string{"warren.internal"}})
+	f.b.Publish("", f.queue, amqp.Publishing{MessageId: "r-1", Body: []byte(`{}`)})
+	for host, want := range map[string]int{
+		"127.0.0.1:8080": http.StatusOK, "[::1]:8080": http.StatusOK, "10.1.2.3": http.StatusOK,
+		"localhost:8080": http.StatusOK, "LocalHost.": http.StatusOK,
+		"warren.internal:8080": http.StatusOK, "Warren.Internal": http.StatusOK,
+		"evil.example:8080": http.StatusForbidden, "localhost.evil.example": http.StatusForbidden, "": http.StatusForbidden,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/workers", nil)
+		r.Host = host
+		w := httptest.NewRecorder()
+		f.h.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("Host %q: status %d, want %d", host, w.Code, want)
+		}
+		if want == http.StatusForbidden && (!strings.Contains(w.Body.String(), "user") || !strings.Contains(w.Body.String(), "Hosts")) {
+			t.Errorf("Host %q: the refusal does not say what to do: %s", host, w.Body.String())
+		}
+	}
+	form := url.Values{"q": {f.queue}, "confirm": {"yes"}}
+	r := httptest.NewRequest(http.MethodPost, "http://evil.example/queue/purge", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	if w.Code != http.StatusForbidden || f.b.Ready(f.queue) != 1 {
+		t.Errorf("a rebound same-origin purge: status %d, %d ready; want 403 and 1", w.Code, f.b.Ready(f.queue))
+	}
+
+	f = newFixture(t, ui.Config{User: "ops", Password: "s3cret"})
+	r = httptest.NewRequest(http.MethodGet, "http://evil.example/workers", nil)
+	r.SetBasicAuth("ops", "s3cret")
+	w = httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	if w.Code != http.StatusOK {
+		t.Errorf("with a user, any host authenticated: status %d, want 200", w.Code)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -17,7 +18,7 @@ import (
 	"github.com/warrenq/warren/ui"
 )
 
-const uiSynopsis = "[-addr 127.0.0.1:8080] [-read-only] [-user U (password: env " + envUIPassword + " or -password-file F)] [-queues Q,...] [-management URL|none]"
+const uiSynopsis = "[-addr 127.0.0.1:8080] [-read-only] [-user U (password: env " + envUIPassword + " or -password-file F)] [-hosts NAME,...] [-queues Q,...] [-management URL|none]"
 
 // envUIPassword names the variable holding the UI's basic-auth password:
 // a flag's value would show in ps.
@@ -30,6 +31,7 @@ func runUI(ctx context.Context, e *env, args []string) error {
 	readOnly := fs.Bool("read-only", false, "show only: no purge, replay or delete")
 	user := fs.String("user", "", "require basic authentication as this user; the password comes from env "+envUIPassword+" or -password-file")
 	pwFile := fs.String("password-file", "", "read the basic-auth password from this file (its first line)")
+	hosts := fs.String("hosts", "", "without -user: comma-separated names, besides IP addresses, localhost and the -addr host, the UI answers to (others are refused, against DNS rebinding)")
 	queues := fs.String("queues", "", "comma-separated work queues to show besides those live workers consume (without the management API, the only way to list others)")
 	mgmtURL := fs.String("management", "", "management API URL (default: http://BROKER-HOST:15672, with the broker's credentials); none: AMQP only")
 	refresh := fs.Duration("refresh", ui.DefaultRefresh, "how often the overview and workers pages reload; 0: never")
@@ -69,9 +71,19 @@ func runUI(ctx context.Context, e *env, args []string) error {
 	if *refresh == 0 {
 		*refresh = -1 // ui.Config: negative is never, zero the default
 	}
+	host, _, _ := net.SplitHostPort(*addr)
+	names := splitList(*hosts)
+	if host != "" {
+		names = append(names, host) // IP addresses pass anyway; a name must be listed
+	}
+	if *user == "" && !loopback(host) {
+		fmt.Fprintf(e.stderr, "warren ui: warning: %s is not a loopback address and there is no -user: "+
+			"anyone who reaches it can purge, replay and delete. Set -user and %s, and put TLS in front: "+
+			"basic auth over plain HTTP sends the password in the clear\n", *addr, envUIPassword)
+	}
 	h, err := ui.New(ui.Config{
 		Inspector: insp, DeadLetters: dl, Queues: splitList(*queues), ReadOnly: *readOnly,
-		User: *user, Password: password, Broker: o.broker, Logger: log, Refresh: *refresh, Timeout: o.timeout,
+		User: *user, Password: password, Hosts: names, Broker: o.broker, Logger: log, Refresh: *refresh, Timeout: o.timeout,
 	})
 	if err != nil {
 		return err
@@ -102,6 +114,16 @@ func runUI(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// loopback reports whether host, of a listen address, keeps the UI to
+// this machine: a loopback IP or localhost. "" listens everywhere.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // uiPassword reads the basic-auth password from file, else from the

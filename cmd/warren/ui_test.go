@@ -96,3 +96,74 @@ func TestUIServes(t *testing.T) {
 		t.Fatal("warren ui did not stop after its context ended")
 	}
 }
+
+// Off loopback and without -user, warren ui warns (before it listens:
+// 192.0.2.1 is a documentation address, so the listen fails and the test
+// exposes nothing).
+func TestUIWarnsOffLoopbackWithoutAUser(t *testing.T) {
+	url := brokertest.URL(t)
+	t.Setenv(envUIPassword, "")
+	r := cli(t, nil, "-broker", url, "ui", "-management", "none", "-addr", "192.0.2.1:0")
+	for _, want := range []string{"warning", "no -user", "TLS"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr %q, want it to say %q", r.stderr, want)
+		}
+	}
+	r = cli(t, nil, "-broker", url, "ui", "-management", "none", "-addr", "127.0.0.1:99999")
+	if strings.Contains(r.stderr, "warning") {
+		t.Errorf("a loopback address warned: %q", r.stderr)
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	for host, want := range map[string]bool{
+		"127.0.0.1": true, "127.0.0.2": true, "::1": true, "localhost": true, "LOCALHOST": true,
+		"": false, "0.0.0.0": false, "::": false, "10.0.0.1": false, "warren.internal": false,
+	} {
+		if got := loopback(host); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// Without -user, warren ui answers IP addresses, localhost, the -addr
+// host and the -hosts names, and refuses any other Host (DNS rebinding).
+func TestUIHosts(t *testing.T) {
+	b := brokertest.New(t)
+	q := workQueue(t, b, "shown")
+	t.Setenv(envUIPassword, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb testenv.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-broker", b.URL, "ui", "-addr", "localhost:0", "-management", "none", "-hosts", "warren.test", "-queues", q},
+			strings.NewReader(""), &out, &errb)
+	}()
+	addr := regexp.MustCompile(`http://(127\.0\.0\.1|\[::1\]):\d+/`)
+	testenv.Eventually(t, 15*time.Second, func() bool { return addr.MatchString(out.String()) }, "warren ui printed no address; stderr:\n%s", errb.String())
+	base := addr.FindString(out.String())
+	for host, want := range map[string]int{"": http.StatusOK, "localhost:1": http.StatusOK, "warren.test": http.StatusOK, "evil.example": http.StatusForbidden} {
+		req, _ := http.NewRequest(http.MethodGet, base+"workers", nil)
+		if host != "" {
+			req.Host = host
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("Host %q: status %d, want %d", host, res.StatusCode, want)
+		}
+	}
+	if strings.Contains(errb.String(), "warning") {
+		t.Errorf("localhost warned: %s", errb.String())
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("warren ui did not stop after its context ended")
+	}
+}
