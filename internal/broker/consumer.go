@@ -138,7 +138,7 @@ func (c *Consumer) declareQueue(sess *Session) (existed bool, err error) {
 		return false, err
 	}
 	defer ch.Close()
-	if _, err := ch.QueueDeclare(c.declare.Name, true, false, false, false, amqp.Table(c.declare.Arguments())); err != nil {
+	if err := queueDeclare(ch, *c.declare); err != nil {
 		return false, fmt.Errorf("declare queue %q: %w", c.declare.Name, err)
 	}
 	return perr == nil, nil
