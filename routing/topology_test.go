@@ -114,14 +114,18 @@ func TestValidateErrors(t *testing.T) {
 			want:   []string{`queue "urgent"`, "MaxPriority 11 is above 10", "x-max-priority"},
 		},
 		{
-			name:   "an exclusive quorum queue",
-			change: func(t *Topology) { t.Queues = append(t.Queues, Queue{Name: "own", Quorum: true, Exclusive: true, NoDeadLetters: true}) },
-			want:   []string{`queue "own"`, "Exclusive with Quorum"},
+			name: "an exclusive quorum queue",
+			change: func(t *Topology) {
+				t.Queues = append(t.Queues, Queue{Name: "own", Quorum: true, Exclusive: true, NoDeadLetters: true})
+			},
+			want: []string{`queue "own"`, "Exclusive with Quorum"},
 		},
 		{
-			name:   "an exclusive queue kept as it exists",
-			change: func(t *Topology) { t.Queues = append(t.Queues, Queue{Name: "own", KeepExisting: true, Exclusive: true, NoDeadLetters: true}) },
-			want:   []string{`queue "own"`, "Exclusive with KeepExisting"},
+			name: "an exclusive queue kept as it exists",
+			change: func(t *Topology) {
+				t.Queues = append(t.Queues, Queue{Name: "own", KeepExisting: true, Exclusive: true, NoDeadLetters: true})
+			},
+			want: []string{`queue "own"`, "Exclusive with KeepExisting"},
 		},
 		{
 			name:   "an exclusive queue with a dead-letter queue",
