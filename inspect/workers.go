@@ -169,10 +169,6 @@ func (i *Inspector) watcher() (w *watch, fresh bool, err error) {
 	return w, true, nil
 }
 
-// watchQueueExpiry is how long the broker keeps a watcher's queue once its
-// consumer is gone: long enough to ride out a reconnect.
-const watchQueueExpiry = time.Minute
-
 // watchQueueTTL drops heartbeats no one read in time: a stale one says
 // nothing a newer one does not.
 const watchQueueTTL = 30 * time.Second
@@ -205,15 +201,18 @@ func startWatch(cfg conn.Config) (*watch, error) {
 			{Name: routing.PresenceExchange, Kind: routing.Fanout},
 			{Name: routing.ControlExchange, Kind: routing.Fanout},
 		},
-		Queues: []routing.Queue{{Name: queue, NoDeadLetters: true, Args: map[string]any{
-			"x-expires":     watchQueueExpiry.Milliseconds(),
+		// Exclusive: on the node the watcher is connected to, gone with its
+		// connection, and declared anew on the next.
+		Queues: []routing.Queue{{Name: queue, Exclusive: true, NoDeadLetters: true, Args: map[string]any{
 			"x-message-ttl": watchQueueTTL.Milliseconds(),
 			"x-max-length":  int64(10000),
 		}}},
 		Bindings: []routing.Binding{{Exchange: routing.PresenceExchange, Queue: queue}},
 	}
 	// Its own connection, declaring its queue and binding on every
-	// connect, so that the watch outlives a broker restart.
+	// connect, so that the watch outlives a broker restart. A reconnect
+	// the broker has not noticed the end of yet finds the old queue still
+	// held (RESOURCE_LOCKED) and is tried again until it has.
 	sup, err := broker.New(broker.Config{Conn: cfg, Role: "watch", Topology: topo})
 	if err != nil {
 		return nil, fmt.Errorf("inspect: %w", err)

@@ -81,7 +81,7 @@ func (w *Worker) newAnnouncer() *presence.Announcer {
 		return nil
 	}
 	return presence.New(presence.Config{
-		ID: w.id, Sup: w.sup, Pub: w.pub, Interval: w.cfg.PresenceInterval,
+		ID: w.id, Sup: w.sup, Interval: w.cfg.PresenceInterval,
 		Status: w.status, Log: w.log,
 	})
 }

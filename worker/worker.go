@@ -230,10 +230,9 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.QueueDepthInterval == 0 {
 		cfg.QueueDepthInterval = 15 * time.Second
 	}
+	// Presence's topology is not in topo: the announcer declares it best
+	// effort, so that it can never keep the worker from consuming.
 	id := presence.NewID()
-	if cfg.PresenceInterval >= 0 {
-		topo = topo.Merge(presence.Topology(id))
-	}
 	m, err := metrics.New(cfg.Conn.Metrics)
 	m = m.ForRole("worker")
 	if err != nil {

@@ -20,15 +20,19 @@ import (
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/internal/broker"
+	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 )
 
 // DefaultInterval is a worker's heartbeat interval unless it sets one.
 const DefaultInterval = 2 * time.Second
 
-// commandQueueExpiry is how long the broker keeps a worker's command queue
-// once the worker is gone: long enough to ride out a reconnect.
-const commandQueueExpiry = time.Minute
+// declareBackoff spaces the announcer's attempts to declare its topology
+// and subscribe to its command queue when they fail: a worker without
+// permission for presence tries again (and logs it) at most twice a
+// minute; one whose last connection's command queue the broker has not
+// yet dropped (RESOURCE_LOCKED) gets it back within seconds of that.
+var declareBackoff = retry.Backoff{Base: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2, Jitter: 0.2}
 
 // goodbyeTimeout bounds the wait for the goodbye's confirm, so that a
 // broker that does not answer does not hold up the worker's stop.
@@ -64,8 +68,12 @@ func Version() string {
 func CommandQueue(id string) string { return routing.WorkerQueuePrefix + id }
 
 // Topology is what a worker with id declares for presence: both
-// exchanges, and its command queue bound to the control exchange. It is
-// part of the worker's topology, declared on every connect.
+// exchanges, and its command queue bound to the control exchange. The
+// queue is exclusive to the worker's connection: declared on the node the
+// worker is connected to, so that it never waits for another node to come
+// back, and gone with the connection. It is not part of the worker's
+// topology, whose declaration gates the connection and so the data path:
+// the announcer declares it, best effort, each time it subscribes.
 func Topology(id string) routing.Topology {
 	q := CommandQueue(id)
 	return routing.Topology{
@@ -73,8 +81,7 @@ func Topology(id string) routing.Topology {
 			{Name: routing.PresenceExchange, Kind: routing.Fanout},
 			{Name: routing.ControlExchange, Kind: routing.Fanout},
 		},
-		Queues: []routing.Queue{{Name: q, NoDeadLetters: true, Args: map[string]any{
-			"x-expires": commandQueueExpiry.Milliseconds(),
+		Queues: []routing.Queue{{Name: q, Exclusive: true, NoDeadLetters: true, Args: map[string]any{
 			// A command is worth nothing later: a ping's sender waits a
 			// second or so.
 			"x-message-ttl": int64(10000),
@@ -85,12 +92,13 @@ func Topology(id string) routing.Topology {
 
 // Config configures an Announcer.
 type Config struct {
-	// ID is the worker's (NewID); its command queue is in the worker's
-	// Topology(ID).
+	// ID is the worker's (NewID); the announcer declares Topology(ID).
 	ID string
-	// Sup and Pub are the worker's connection and publisher.
+	// Sup is the worker's connection. The announcer publishes on a
+	// channel of its own, so that a refusal of a heartbeat (no write
+	// permission on the presence exchange) never closes the channel the
+	// worker's retries and dead letters use.
 	Sup *broker.Supervisor
-	Pub *broker.Publisher
 	// Interval is the heartbeat interval. Defaults to DefaultInterval.
 	Interval time.Duration
 	// Status returns the worker's status now; the announcer fills in ID,
@@ -99,9 +107,12 @@ type Config struct {
 	Log    *zap.Logger
 }
 
-// Announcer sends a worker's heartbeats and answers its pings.
+// Announcer sends a worker's heartbeats and answers its pings, best effort:
+// when the broker refuses its topology, it logs that, tries again later,
+// and sends nothing meanwhile; the worker consumes its queues regardless.
 type Announcer struct {
 	cfg  Config
+	pub  *broker.Publisher
 	cons *broker.Consumer
 	poke chan struct{}
 }
@@ -114,11 +125,14 @@ func New(cfg Config) *Announcer {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	return &Announcer{
+	a := &Announcer{
 		cfg:  cfg,
+		pub:  broker.NewPublisher(cfg.Sup, 1),
 		cons: cfg.Sup.NewConsumer(CommandQueue(cfg.ID), 4, nil),
 		poke: make(chan struct{}, 1),
 	}
+	a.cons.DeclareTopologyOnSubscribe(Topology(cfg.ID), declareBackoff)
+	return a
 }
 
 // Poke sends a heartbeat now rather than at the next tick: the worker's
@@ -138,10 +152,12 @@ func (a *Announcer) Run(ctx context.Context) {
 	defer func() {
 		<-consumed
 		a.cons.Close()
+		a.pub.Close()
 	}()
-	// The first heartbeat goes as soon as the connection is up, so that a
-	// watcher lists a new worker at once.
-	if _, err := a.cfg.Sup.Session(ctx); err != nil {
+	// The first heartbeat goes as soon as the exchanges and the command
+	// queue are declared, so that a watcher lists a new worker at once;
+	// nothing goes while they cannot be.
+	if !a.waitDeclared(ctx) {
 		return
 	}
 	t := time.NewTicker(a.cfg.Interval)
@@ -162,6 +178,19 @@ func (a *Announcer) Run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// waitDeclared waits until the command consumer has subscribed, and so
+// declared Topology, or until ctx is done (false).
+func (a *Announcer) waitDeclared(ctx context.Context) bool {
+	for wait := 10 * time.Millisecond; !a.cons.Consuming(); wait = min(2*wait, a.cfg.Interval) {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // command carries out one command from the control exchange.
@@ -200,7 +229,7 @@ func (a *Announcer) send(ctx context.Context, exchange, key, state string) {
 	// hold back the next heartbeat.
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.Interval)
 	defer cancel()
-	cf, err := a.cfg.Pub.Publish(cctx, &broker.Publishing{
+	cf, err := a.pub.Publish(cctx, &broker.Publishing{
 		Exchange: exchange, Key: key, MessageID: uuid.NewString(),
 		ContentType: "application/json", Body: body, Timestamp: s.Sent, Transient: true,
 	})
