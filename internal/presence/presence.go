@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -66,6 +67,20 @@ func Version() string {
 
 // CommandQueue is the name of the command queue of the worker id.
 func CommandQueue(id string) string { return routing.WorkerQueuePrefix + id }
+
+// directReplyTo starts the reply_to of a ping sent with RabbitMQ's direct
+// reply-to.
+const directReplyTo = "amq.rabbitmq.reply-to"
+
+// ReplyAllowed reports whether a worker answers a ping whose reply_to is
+// replyTo: only a watcher's queue (routing.WatchQueuePrefix) or a direct
+// reply-to. Anyone who may publish to the control exchange could otherwise
+// make every worker publish its status into a work queue, where it would
+// be taken for a task and dead-lettered.
+func ReplyAllowed(replyTo string) bool {
+	return strings.HasPrefix(replyTo, routing.WatchQueuePrefix) && len(replyTo) > len(routing.WatchQueuePrefix) ||
+		strings.HasPrefix(replyTo, directReplyTo)
+}
 
 // Topology is what a worker with id declares for presence: both
 // exchanges, and its command queue bound to the control exchange. The
@@ -180,6 +195,10 @@ func (a *Announcer) Run(ctx context.Context) {
 	}
 }
 
+// Declared reports whether the announcer is subscribed to its command
+// queue now, and so has declared its topology on this connection.
+func (a *Announcer) Declared() bool { return a.cons.Consuming() }
+
 // waitDeclared waits until the command consumer has subscribed, and so
 // declared Topology, or until ctx is done (false).
 func (a *Announcer) waitDeclared(ctx context.Context) bool {
@@ -203,10 +222,12 @@ func (a *Announcer) command(ctx context.Context, d *broker.Delivery) {
 	}
 	switch c.Op {
 	case inspect.OpPing:
-		if d.ReplyTo != "" {
-			// To the default exchange, which routes by queue name.
-			a.send(ctx, "", d.ReplyTo, "")
+		if !ReplyAllowed(d.ReplyTo) {
+			a.cfg.Log.Debug("presence: ignoring a ping whose reply_to is not a watcher's queue", zap.String("reply_to", d.ReplyTo))
+			return
 		}
+		// To the default exchange, which routes by queue name.
+		a.send(ctx, "", d.ReplyTo, "")
 	default:
 		a.cfg.Log.Debug("presence: ignoring an unknown command", zap.String("op", c.Op))
 	}
