@@ -111,6 +111,11 @@ type ControlCommand struct {
 // OpPing is ControlCommand.Op of a ping.
 const OpPing = "ping"
 
+// maxExpiryInterval caps the heartbeat interval a watcher trusts: a
+// heartbeat that claims a longer one (a fake, or a worker configured so)
+// stays listed about three minutes, not for ever.
+const maxExpiryInterval = time.Minute
+
 // gone says whether a worker heard at heard, with heartbeat interval
 // every, counts as dead at now: three heartbeats missed, and a second
 // for the broker and the watcher's own delays.
@@ -118,6 +123,7 @@ func gone(heard time.Time, every time.Duration, now time.Time) bool {
 	if every <= 0 {
 		every = time.Second
 	}
+	every = min(every, maxExpiryInterval)
 	return now.Sub(heard) > 3*every+time.Second
 }
 
