@@ -2,11 +2,15 @@ package inspect_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/warrenq/warren/inspect"
+	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -24,6 +28,20 @@ func find(ws []inspect.Worker, id string) (inspect.Worker, bool) {
 		}
 	}
 	return inspect.Worker{}, false
+}
+
+// waitAnnouncing waits until worker id has declared its command queue
+// (another connection finds it locked), so that a ping reaches it: the
+// worker's readiness does not wait for presence, which is best effort.
+func waitAnnouncing(t *testing.T, id string) {
+	t.Helper()
+	b := brokertest.New(t)
+	q := routing.WorkerQueuePrefix + id
+	brokertest.Eventually(t, 10*time.Second, func() bool {
+		_, err := b.Channel().QueueDeclarePassive(q, false, false, false, false, nil)
+		var ae *amqp.Error
+		return errors.As(err, &ae) && ae.Code == amqp.ResourceLocked
+	}, "worker %s did not declare its command queue", id)
 }
 
 // waitGone waits until id is not listed any more.
@@ -123,6 +141,7 @@ func TestWorkersPingAndGoodbye(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := warrentest.Run(t, w)
+	waitAnnouncing(t, w.ID())
 	quiet := warrentest.StartWorker(t, worker.Config{Conn: b.Conn(), Queues: []string{q},
 		Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}, PresenceInterval: -1},
 		hold.Handler(func(context.Context, struct{}) error { return nil }))
@@ -141,4 +160,42 @@ func TestWorkersPingAndGoodbye(t *testing.T) {
 	stop()
 	// An hour's heartbeats: only the goodbye takes it off the list now.
 	waitGone(ctx, t, insp, w.ID())
+}
+
+// Two first calls at once both wait for the ping's answers: the one that
+// did not send the ping lists the worker too, rather than an empty list
+// at once. The worker's heartbeats are an hour apart, so only its answer
+// to the ping can list it.
+func TestWorkersConcurrentFirstCalls(t *testing.T) {
+	t.Parallel()
+	b := warrentest.NewBroker(t)
+	q := b.Queue("presence")
+	w := warrentest.StartWorker(t, worker.Config{Conn: b.Conn(), Queues: []string{q},
+		Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}, PresenceInterval: time.Hour},
+		hold.Handler(func(context.Context, struct{}) error { return nil }))
+	waitAnnouncing(t, w.ID())
+	insp := newInspector(t, inspect.Config{Conn: b.Conn(), NoManagement: true, PresenceWait: time.Second})
+	ctx := warrentest.Context(t, 30*time.Second)
+
+	const callers = 3
+	start := make(chan struct{})
+	lists := make(chan []inspect.Worker, callers)
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			<-start
+			ws, err := insp.Workers(ctx)
+			errs <- err
+			lists <- ws
+		}()
+	}
+	close(start)
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if ws := <-lists; !func() bool { _, ok := find(ws, w.ID()); return ok }() {
+			t.Errorf("a first call listed %d workers without %s", len(ws), w.ID())
+		}
+	}
 }
