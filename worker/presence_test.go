@@ -52,3 +52,41 @@ func TestPresenceCannotStopConsuming(t *testing.T) {
 		t.Fatal("the task did not run while presence could not declare its queue")
 	}
 }
+
+// A handler may write to its *task.Message (task.FromContext) while
+// heartbeats list the task: they read a copy made before it ran, so the
+// race detector finds nothing.
+func TestPresenceReadsACopyOfTheTask(t *testing.T) {
+	t.Parallel()
+	b := warrentest.NewBroker(t)
+	q := b.Queue("presence_race")
+	done := make(chan struct{})
+	reg := task.NewRegistry()
+	reg.MustRegister(presenceJob.Handler(func(ctx context.Context, _ Job) error {
+		defer close(done)
+		m, _ := task.FromContext(ctx)
+		end := time.Now().Add(300 * time.Millisecond)
+		for i := 0; time.Now().Before(end); i++ {
+			m.ID, m.Task, m.Retries = "rewritten", "rewritten", i
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	}))
+	w, err := worker.New(worker.Config{Conn: b.Conn(), Queues: []string{q}, Registry: reg,
+		Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}, PresenceInterval: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warrentest.Run(t, w)
+	ctx := warrentest.Context(t, 20*time.Second)
+	p := warrentest.NewProducer(t, producer.Config{Conn: b.Conn(),
+		Routes: routing.NewTable().Add(presenceJob.Name(), routing.ToQueue(q))})
+	if _, err := producer.Enqueue(ctx, p, presenceJob, Job{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the task did not run")
+	}
+}
