@@ -199,3 +199,54 @@ func TestWorkersConcurrentFirstCalls(t *testing.T) {
 		}
 	}
 }
+
+// Bad input on the control and presence exchanges (not JSON, null, wrong
+// types, an empty body, a ping without a reply_to) neither crashes nor
+// wedges a worker or a watcher: afterwards the worker answers a new
+// watcher's ping, and the first watcher still hears its heartbeats.
+func TestWorkersSurviveBadInput(t *testing.T) {
+	t.Parallel()
+	b := warrentest.NewBroker(t)
+	raw := brokertest.New(t)
+	q := b.Queue("presence")
+	w := warrentest.StartWorker(t, worker.Config{Conn: b.Conn(), Queues: []string{q},
+		Topology: routing.Topology{Queues: []routing.Queue{{Name: q}}}, PresenceInterval: 100 * time.Millisecond},
+		hold.Handler(func(context.Context, struct{}) error { return nil }))
+	waitAnnouncing(t, w.ID())
+	first := newInspector(t, inspect.Config{Conn: b.Conn(), NoManagement: true})
+	ctx := warrentest.Context(t, 30*time.Second)
+	if ws, err := first.Workers(ctx); err != nil {
+		t.Fatal(err)
+	} else if _, ok := find(ws, w.ID()); !ok {
+		t.Fatalf("worker %s not listed before the bad input", w.ID())
+	}
+
+	// None has a worker id: other tests' watchers must not list them.
+	bad := []string{"", "not json", "null", "[]", "5", `"ping"`, `{"op":5}`, `{"op":null}`, `{"op":["ping"]}`,
+		`{"op":"ping"}`, `{"op":"reboot"}`, `{"id":5}`, `{"id":"","state":"running"}`,
+		`{"id":"x","interval_ns":"soon"}`, `{"id":"x","running":{}}`, `{"id":"x","sent":"yesterday"}`, "{", "\x00\xff"}
+	for _, body := range bad {
+		for _, x := range []string{routing.ControlExchange, routing.PresenceExchange} {
+			raw.Publish(x, "", amqp.Publishing{Body: []byte(body), DeliveryMode: amqp.Transient})
+		}
+	}
+	after := time.Now()
+
+	second := newInspector(t, inspect.Config{Conn: b.Conn(), NoManagement: true})
+	ws, err := second.Workers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := find(ws, w.ID()); !ok {
+		t.Errorf("after the bad input, worker %s did not answer a new watcher's ping", w.ID())
+	}
+	var me inspect.Worker
+	warrentest.Eventually(t, 10*time.Second, func() bool {
+		ws, err := first.Workers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		me, _ = find(ws, w.ID())
+		return me.Sent.After(after)
+	}, "the first watcher heard nothing from worker %s after the bad input (last %+v)", w.ID(), me)
+}
