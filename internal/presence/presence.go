@@ -130,6 +130,13 @@ type Announcer struct {
 	pub  *broker.Publisher
 	cons *broker.Consumer
 	poke chan struct{}
+
+	// Run's goroutine only: heartbeats failed in a row, and none is
+	// sent before holdUntil, so that a broker that refuses them (no
+	// write permission on the presence exchange: each refusal closes the
+	// announcer's channel) is asked at most twice a minute.
+	failed    int
+	holdUntil time.Time
 }
 
 // New returns an announcer; Run starts it.
@@ -177,21 +184,44 @@ func (a *Announcer) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
-	a.send(ctx, routing.PresenceExchange, "", "")
+	a.beat(ctx)
 	for {
 		select {
 		case <-t.C:
-			a.send(ctx, routing.PresenceExchange, "", "")
+			a.beat(ctx)
 		case <-a.poke:
-			a.send(ctx, routing.PresenceExchange, "", "")
+			a.beat(ctx)
 		case d := <-a.cons.Deliveries():
 			a.command(ctx, d)
 		case <-ctx.Done():
 			gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), goodbyeTimeout)
-			a.send(gctx, routing.PresenceExchange, "", inspect.WorkerStopped)
+			_ = a.send(gctx, routing.PresenceExchange, "", inspect.WorkerStopped)
 			cancel()
 			return
 		}
+	}
+}
+
+// beat sends a heartbeat, unless failed ones hold it back.
+func (a *Announcer) beat(ctx context.Context) {
+	if time.Now().Before(a.holdUntil) {
+		return
+	}
+	err := a.send(ctx, routing.PresenceExchange, "", "")
+	if err == nil {
+		if a.failed > 0 {
+			a.cfg.Log.Info("presence: heartbeats sent again")
+		}
+		a.failed, a.holdUntil = 0, time.Time{}
+		return
+	}
+	a.failed++
+	wait := declareBackoff.Next(a.failed)
+	a.holdUntil = time.Now().Add(wait)
+	if a.failed == 3 {
+		// Not the first: a reconnect costs one or two.
+		a.cfg.Log.Warn("presence: heartbeats fail; the worker runs on without them, trying again less often (does its user have write permission on warren.presence?)",
+			zap.Error(err), zap.Duration("retry_in", wait))
 	}
 }
 
@@ -227,15 +257,16 @@ func (a *Announcer) command(ctx context.Context, d *broker.Delivery) {
 			return
 		}
 		// To the default exchange, which routes by queue name.
-		a.send(ctx, "", d.ReplyTo, "")
+		_ = a.send(ctx, "", d.ReplyTo, "")
 	default:
 		a.cfg.Log.Debug("presence: ignoring an unknown command", zap.String("op", c.Op))
 	}
 }
 
 // send publishes the worker's status to exchange with key; state, if set,
-// overrides the status's.
-func (a *Announcer) send(ctx context.Context, exchange, key, state string) {
+// overrides the status's. It returns why the status was not sent, or nil;
+// nil too when no one listens (unroutable) or ctx ended.
+func (a *Announcer) send(ctx context.Context, exchange, key, state string) error {
 	s := a.cfg.Status()
 	s.ID, s.Interval, s.Sent = a.cfg.ID, a.cfg.Interval, time.Now()
 	if state != "" {
@@ -244,7 +275,7 @@ func (a *Announcer) send(ctx context.Context, exchange, key, state string) {
 	body, err := json.Marshal(s)
 	if err != nil {
 		a.cfg.Log.Error("presence: encode status", zap.Error(err))
-		return
+		return nil // sending again would not help
 	}
 	// Bounded by an interval: a broker that does not confirm must not
 	// hold back the next heartbeat.
@@ -260,8 +291,11 @@ func (a *Announcer) send(ctx context.Context, exchange, key, state string) {
 	switch {
 	case err == nil, errors.Is(err, conn.ErrUnroutable):
 		// Unroutable: no one watches the workers now.
+		return nil
 	case ctx.Err() != nil:
+		return nil
 	default:
-		a.cfg.Log.Debug("presence: heartbeat not sent", zap.Error(err))
+		a.cfg.Log.Debug("presence: status not sent", zap.String("exchange", exchange), zap.String("key", key), zap.Error(err))
+		return err
 	}
 }
