@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -102,8 +103,9 @@ func TestDeclareExclusiveQueue(t *testing.T) {
 	if err := own.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.Channel().QueueDeclarePassive(q, false, false, false, false, nil)
-	if !errors.As(err, &ae) || ae.Code != amqp.NotFound {
-		t.Fatalf("after its connection closed: %v, want NOT_FOUND", err)
-	}
+	// The broker deletes it just after the connection closed.
+	brokertest.Eventually(t, 5*time.Second, func() bool {
+		_, err = b.Channel().QueueDeclarePassive(q, false, false, false, false, nil)
+		return errors.As(err, &ae) && ae.Code == amqp.NotFound
+	}, "after its connection closed: %v, want NOT_FOUND", err)
 }

@@ -70,9 +70,9 @@ func TestCommandQueueIsExclusive(t *testing.T) {
 	brokertest.Eventually(t, 10*time.Second, func() bool { return passive(b, q) == amqp.ResourceLocked },
 		"command queue %s is not held by the worker's connection", q)
 	stop()
-	if code := passive(b, q); code != amqp.NotFound {
-		t.Errorf("after the worker's connection closed: code %d, want NOT_FOUND (%d)", code, amqp.NotFound)
-	}
+	// The broker deletes it just after the connection closed.
+	brokertest.Eventually(t, 5*time.Second, func() bool { return passive(b, q) == amqp.NotFound },
+		"command queue %s outlived the worker's connection", q)
 }
 
 // ping publishes a ping with replyTo to the control exchange.
@@ -126,8 +126,17 @@ func TestPingAnswersOnlyWatchers(t *testing.T) {
 	if s := answered(t, b, watch, id); s.State != inspect.WorkerRunning {
 		t.Errorf("answer %+v", s)
 	}
-	if n := b.Ready(work); n != 0 {
-		t.Errorf("the work queue got %d statuses", n)
+	// Only this announcer's answer counts: workers of other programs on
+	// the shared broker (older versions among them) get the pings too.
+	for {
+		d, ok := b.Get(work)
+		if !ok {
+			break
+		}
+		var s inspect.Worker
+		if json.Unmarshal(d.Body, &s) == nil && s.ID == id {
+			t.Errorf("the worker answered into the work queue: %s", d.Body)
+		}
 	}
 }
 
