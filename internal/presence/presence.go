@@ -215,6 +215,12 @@ func (a *Announcer) beat(ctx context.Context) {
 		a.failed, a.holdUntil = 0, time.Time{}
 		return
 	}
+	if !a.cfg.Sup.Connected() {
+		// Lost with the connection, not refused: the next one goes out
+		// as soon as it is back, lest watchers drop a worker that is
+		// fine.
+		return
+	}
 	a.failed++
 	wait := declareBackoff.Next(a.failed)
 	a.holdUntil = time.Now().Add(wait)
