@@ -53,8 +53,9 @@ type Config struct {
 	// HTTPClient asks the management API. Defaults to a client with
 	// Conn.TLS for https.
 	HTTPClient *http.Client
-	// PresenceWait is how long the first call of Workers waits for the
-	// workers' answers to its ping. Defaults to DefaultPresenceWait.
+	// PresenceWait is how long Workers waits for the workers' answers to
+	// the ping its first call sends: every call until then waits.
+	// Defaults to DefaultPresenceWait.
 	PresenceWait time.Duration
 }
 

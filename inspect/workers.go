@@ -118,6 +118,11 @@ type ControlCommand struct {
 // OpPing is ControlCommand.Op of a ping.
 const OpPing = "ping"
 
+// maxExpiryInterval caps the heartbeat interval a watcher trusts: a
+// heartbeat that claims a longer one (a fake, or a worker configured so)
+// stays listed about three minutes, not for ever.
+const maxExpiryInterval = time.Minute
+
 // gone says whether a worker heard at heard, with heartbeat interval
 // every, counts as dead at now: three heartbeats missed, and a second
 // for the broker and the watcher's own delays.
@@ -125,28 +130,29 @@ func gone(heard time.Time, every time.Duration, now time.Time) bool {
 	if every <= 0 {
 		every = time.Second
 	}
+	every = min(every, maxExpiryInterval)
 	return now.Sub(heard) > 3*every+time.Second
 }
 
 // Workers returns the live workers, sorted by ID. The first call starts a
 // watcher: a queue of the inspector's own bound to the heartbeats, then a
-// ping that every worker answers at once; it waits Config.PresenceWait for
-// the answers. Later calls return what the watcher knows at once. A worker
-// that stops says goodbye and leaves the list; one that dies leaves it
-// after about three missed heartbeats.
+// ping that every worker answers at once. Every call until
+// Config.PresenceWait after that ping waits for the answers (bounded by
+// its ctx); later calls return what the watcher knows at once. A ping that
+// failed is sent again by the next call. A worker that stops says goodbye
+// and leaves the list; one that dies leaves it after about three missed
+// heartbeats.
 func (i *Inspector) Workers(ctx context.Context) ([]Worker, error) {
-	w, fresh, err := i.watcher()
+	w, err := i.watcher()
 	if err != nil {
 		return nil, err
 	}
-	if fresh {
-		cctx, cancel := i.call(ctx)
-		err := w.ping(cctx)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("inspect: ping workers: %w", err)
-		}
-		t := time.NewTimer(i.cfg.PresenceWait)
+	at, err := w.pinged(ctx, i.cfg.Timeout, i.cfg.PresenceWait)
+	if err != nil {
+		return nil, fmt.Errorf("inspect: ping workers: %w", err)
+	}
+	if d := time.Until(at); d > 0 {
+		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-t.C:
@@ -157,28 +163,45 @@ func (i *Inspector) Workers(ctx context.Context) ([]Worker, error) {
 	return w.list(time.Now()), nil
 }
 
-// watcher returns the inspector's worker watcher, starting it; fresh is
-// true when this call started it.
-func (i *Inspector) watcher() (w *watch, fresh bool, err error) {
+// watcher returns the inspector's worker watcher, starting it.
+func (i *Inspector) watcher() (*watch, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.closed {
-		return nil, false, conn.ErrClosed
+		return nil, conn.ErrClosed
 	}
 	if i.watch != nil {
-		return i.watch, false, nil
+		return i.watch, nil
 	}
-	w, err = startWatch(i.cfg.Conn)
+	w, err := startWatch(i.cfg.Conn)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	i.watch = w
-	return w, true, nil
+	return w, nil
 }
 
-// watchQueueExpiry is how long the broker keeps a watcher's queue once its
-// consumer is gone: long enough to ride out a reconnect.
-const watchQueueExpiry = time.Minute
+// pinged returns when the answers to the watcher's first ping are due:
+// wait after it was sent. The first call sends it (bounded by timeout);
+// the others wait for that call, and send it again if it failed.
+func (w *watch) pinged(ctx context.Context, timeout, wait time.Duration) (time.Time, error) {
+	select {
+	case w.pinging <- struct{}{}:
+	case <-ctx.Done():
+		return time.Time{}, ctx.Err()
+	}
+	defer func() { <-w.pinging }()
+	if !w.readyAt.IsZero() {
+		return w.readyAt, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := w.ping(cctx); err != nil {
+		return time.Time{}, err
+	}
+	w.readyAt = time.Now().Add(wait)
+	return w.readyAt, nil
+}
 
 // watchQueueTTL drops heartbeats no one read in time: a stale one says
 // nothing a newer one does not.
@@ -194,6 +217,9 @@ type watch struct {
 	cancel context.CancelFunc
 	done   chan struct{} // receive returned
 	ran    chan struct{} // the consumer's Run returned
+
+	pinging chan struct{} // held while a call sends the first ping
+	readyAt time.Time     // when the first ping's answers are due; zero until it was sent (pinging guards it)
 
 	mu      sync.Mutex
 	workers map[string]heard
@@ -212,15 +238,18 @@ func startWatch(cfg conn.Config) (*watch, error) {
 			{Name: routing.PresenceExchange, Kind: routing.Fanout},
 			{Name: routing.ControlExchange, Kind: routing.Fanout},
 		},
-		Queues: []routing.Queue{{Name: queue, NoDeadLetters: true, Args: map[string]any{
-			"x-expires":     watchQueueExpiry.Milliseconds(),
+		// Exclusive: on the node the watcher is connected to, gone with its
+		// connection, and declared anew on the next.
+		Queues: []routing.Queue{{Name: queue, Exclusive: true, NoDeadLetters: true, Args: map[string]any{
 			"x-message-ttl": watchQueueTTL.Milliseconds(),
 			"x-max-length":  int64(10000),
 		}}},
 		Bindings: []routing.Binding{{Exchange: routing.PresenceExchange, Queue: queue}},
 	}
 	// Its own connection, declaring its queue and binding on every
-	// connect, so that the watch outlives a broker restart.
+	// connect, so that the watch outlives a broker restart. A reconnect
+	// the broker has not noticed the end of yet finds the old queue still
+	// held (RESOURCE_LOCKED) and is tried again until it has.
 	sup, err := broker.New(broker.Config{Conn: cfg, Role: "watch", Topology: topo})
 	if err != nil {
 		return nil, fmt.Errorf("inspect: %w", err)
@@ -235,6 +264,7 @@ func startWatch(cfg conn.Config) (*watch, error) {
 		cancel:  cancel,
 		done:    make(chan struct{}),
 		ran:     make(chan struct{}),
+		pinging: make(chan struct{}, 1),
 		workers: make(map[string]heard),
 		gone:    make(map[string]time.Time),
 	}

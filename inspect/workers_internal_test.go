@@ -44,3 +44,34 @@ func TestWatchTable(t *testing.T) {
 		t.Errorf("a minute on: %+v, tombstones %v", got, w.gone)
 	}
 }
+
+// A heartbeat's interval counts for at most maxExpiryInterval: a fake
+// one claiming years is gone three minutes and a second after it was
+// heard; none or a negative one counts as a second.
+func TestWatchIntervalCapped(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		every time.Duration
+		after time.Duration
+		gone  bool
+	}{
+		{2 * time.Second, 7 * time.Second, false},
+		{2 * time.Second, 7*time.Second + 1, true},
+		{time.Minute, 181 * time.Second, false},
+		{time.Minute, 181*time.Second + 1, true},
+		{1 << 62, 181 * time.Second, false},
+		{1 << 62, 181*time.Second + 1, true},
+		{0, 4 * time.Second, false},
+		{0, 4*time.Second + 1, true},
+		{-time.Hour, 4*time.Second + 1, true},
+	} {
+		if got := gone(t0, tc.every, t0.Add(tc.after)); got != tc.gone {
+			t.Errorf("interval %v, %v later: gone %v, want %v", tc.every, tc.after, got, tc.gone)
+		}
+	}
+	w := &watch{workers: make(map[string]heard), gone: make(map[string]time.Time)}
+	w.heard(Worker{ID: "fake", Interval: 1 << 62, Sent: t0, State: WorkerRunning}, t0)
+	if got := w.list(t0.Add(time.Hour)); len(got) != 0 {
+		t.Errorf("a heartbeat claiming a huge interval is listed an hour later: %+v", got)
+	}
+}

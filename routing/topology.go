@@ -94,6 +94,16 @@ type Queue struct {
 	// other arguments as it is, where the declaration would fail: for
 	// warren's own queues whose declaration changed between versions.
 	KeepExisting bool
+	// Exclusive declares a queue that belongs to the connection declaring
+	// it: not durable, usable by that connection alone, placed on the node
+	// it is connected to, and deleted by the broker when it closes. For a
+	// process's own queues (a worker's command queue, a watcher's): they
+	// then never wait for a home node that is down, and leave nothing
+	// behind. Not auto-delete: the queue lives as long as its connection,
+	// whatever happens to its consumer's channel. Validate refuses it with
+	// Quorum (RabbitMQ has no exclusive quorum queues) or KeepExisting,
+	// and without NoDeadLetters (a durable .dead queue would outlive it).
+	Exclusive bool
 }
 
 // Arguments returns the x-arguments the queue is declared with, or nil.
@@ -154,6 +164,21 @@ func (q Queue) validatePriority() error {
 		if n, ok := argInt(v); !ok || n != int64(q.MaxPriority) {
 			return fmt.Errorf("routing: queue %q: MaxPriority %d and Args[%q] = %v disagree; set one", q.Name, q.MaxPriority, MaxPriorityArg, v)
 		}
+	}
+	return nil
+}
+
+// validateExclusive checks Exclusive against the settings it excludes.
+func (q Queue) validateExclusive() error {
+	switch {
+	case !q.Exclusive:
+		return nil
+	case q.Quorum:
+		return fmt.Errorf("routing: queue %q: Exclusive with Quorum: RabbitMQ has no exclusive quorum queues", q.Name)
+	case q.KeepExisting:
+		return fmt.Errorf("routing: queue %q: Exclusive with KeepExisting: an exclusive queue is declared anew on each connection", q.Name)
+	case !q.NoDeadLetters:
+		return fmt.Errorf("routing: queue %q: Exclusive without NoDeadLetters: its durable .dead queue would outlive it", q.Name)
 	}
 	return nil
 }
@@ -282,6 +307,9 @@ func (t Topology) Validate() error {
 			errs = append(errs, fmt.Errorf("routing: queue %q: '*' and '#' are topic wildcards and would break delayed delivery", q.Name))
 		}
 		if err := q.validatePriority(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := q.validateExclusive(); err != nil {
 			errs = append(errs, err)
 		}
 		qs[q.Name] = true

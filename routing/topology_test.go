@@ -51,6 +51,10 @@ func TestValidateAcceptsMediaTopology(t *testing.T) {
 	if err := (Topology{}).Validate(); err != nil {
 		t.Fatalf("empty topology: Validate = %v", err)
 	}
+	own := Topology{Queues: []Queue{{Name: "warren.worker.x", Exclusive: true, NoDeadLetters: true, MaxPriority: 2}}}
+	if err := own.Validate(); err != nil {
+		t.Fatalf("exclusive queue: Validate = %v", err)
+	}
 }
 
 func TestValidateErrors(t *testing.T) {
@@ -108,6 +112,25 @@ func TestValidateErrors(t *testing.T) {
 			name:   "more priorities than recommended",
 			change: func(t *Topology) { t.Queues = append(t.Queues, Queue{Name: "urgent", MaxPriority: MaxPriority + 1}) },
 			want:   []string{`queue "urgent"`, "MaxPriority 11 is above 10", "x-max-priority"},
+		},
+		{
+			name: "an exclusive quorum queue",
+			change: func(t *Topology) {
+				t.Queues = append(t.Queues, Queue{Name: "own", Quorum: true, Exclusive: true, NoDeadLetters: true})
+			},
+			want: []string{`queue "own"`, "Exclusive with Quorum"},
+		},
+		{
+			name: "an exclusive queue kept as it exists",
+			change: func(t *Topology) {
+				t.Queues = append(t.Queues, Queue{Name: "own", KeepExisting: true, Exclusive: true, NoDeadLetters: true})
+			},
+			want: []string{`queue "own"`, "Exclusive with KeepExisting"},
+		},
+		{
+			name:   "an exclusive queue with a dead-letter queue",
+			change: func(t *Topology) { t.Queues = append(t.Queues, Queue{Name: "own", Exclusive: true}) },
+			want:   []string{`queue "own"`, "Exclusive without NoDeadLetters", "outlive"},
 		},
 		{
 			name: "MaxPriority and Args disagree",

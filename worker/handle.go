@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/internal/verdict"
 	"github.com/warrenq/warren/outcome"
@@ -51,10 +52,11 @@ type delivery struct {
 	msg     task.Message  // kept here so that a delivery costs one allocation
 	label   string        // task label for metrics: the name, or unknownTaskLabel
 	log     taskLog
-	started time.Time       // when a handler took it
-	decided bool            // v is set; false only while the handler runs
-	v       verdict.Verdict // what settle does
-	why     string          // v.Cause's text, cut to maxErrorHeader, for headers and the caller
+	started time.Time           // when a handler took it
+	shown   inspect.RunningTask // what heartbeats read: set before the slot is stored, never written after
+	decided bool                // v is set; false only while the handler runs
+	v       verdict.Verdict     // what settle does
+	why     string              // v.Cause's text, cut to maxErrorHeader, for headers and the caller
 }
 
 // handle takes one delivery to exactly one outcome, counted in Stats and
@@ -68,7 +70,10 @@ func (w *Worker) handle(ctx context.Context, d *broker.Delivery, running *slot) 
 	defer w.metrics.InFlightAdd(d.Queue, -1)
 	t := w.read(d)
 	t.started = time.Now()
-	running.Store(t) // for heartbeats: t's fields that they read are set
+	// A copy for heartbeats, which run beside the handler: the handler
+	// may write to t.m (task.FromContext).
+	t.shown = inspect.RunningTask{ID: t.m.ID, Task: t.m.Task, Queue: d.Queue, Attempt: t.m.Retries + 1, Started: t.started}
+	running.Store(t) // for heartbeats: t.shown is set
 	defer func() {
 		if !t.decided {
 			// The handler called runtime.Goexit (its run is missing from

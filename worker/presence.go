@@ -11,9 +11,11 @@ import (
 )
 
 // slot is what one handler goroutine runs now: nil between tasks. A
-// heartbeat reads every slot; a handler writes only its own, twice per
-// task, so presence costs the data path two atomic stores and a clock
-// read.
+// heartbeat reads every slot, and of each delivery only its shown field,
+// written before the slot is stored and never after; a handler writes
+// only its own slot, twice per task, so presence costs the data path two
+// atomic stores, a clock read and a copy into the delivery it already
+// allocated.
 type slot = atomic.Pointer[delivery]
 
 // ID names this worker's run in its heartbeats (host/pid/random): the ID
@@ -67,10 +69,7 @@ func (w *Worker) status() inspect.Worker {
 			continue
 		}
 		s.RunningCount++
-		s.Running = append(s.Running, inspect.RunningTask{
-			ID: t.m.ID, Task: t.m.Task, Queue: t.d.Queue, Attempt: t.m.Retries + 1,
-			Started: t.started,
-		})
+		s.Running = append(s.Running, t.shown) // never t.m: its handler may write to it
 	}
 	sort.Slice(s.Running, func(a, b int) bool { return s.Running[a].Started.Before(s.Running[b].Started) })
 	if len(s.Running) > inspect.MaxRunningListed {
@@ -85,7 +84,7 @@ func (w *Worker) newAnnouncer() *presence.Announcer {
 		return nil
 	}
 	return presence.New(presence.Config{
-		ID: w.id, Sup: w.sup, Pub: w.pub, Interval: w.cfg.PresenceInterval,
+		ID: w.id, Sup: w.sup, Interval: w.cfg.PresenceInterval,
 		Status: w.status, Log: w.log,
 	})
 }

@@ -232,10 +232,9 @@ func New(cfg Config) (*Worker, error) {
 		cfg.QueueDepthInterval = 15 * time.Second
 	}
 	topo = topo.Merge(permitTopology(cfg))
+	// Presence's topology is not in topo: the announcer declares it best
+	// effort, so that it can never keep the worker from consuming.
 	id := presence.NewID()
-	if cfg.PresenceInterval >= 0 {
-		topo = topo.Merge(presence.Topology(id))
-	}
 	m, err := metrics.New(cfg.Conn.Metrics)
 	m = m.ForRole("worker")
 	if err != nil {

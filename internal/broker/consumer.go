@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
+	"github.com/warrenq/warren/retry"
 	"github.com/warrenq/warren/routing"
 )
 
@@ -113,9 +114,11 @@ type Consumer struct {
 	acker *acker // the live channel's
 	tag   string
 
-	declare     *routing.Queue // declared on every subscribe, if set
-	onRecreated func()         // called when declare had to create it anew
-	subscribed  bool           // a subscribe has succeeded before
+	declare     *routing.Queue    // declared on every subscribe, if set
+	onRecreated func()            // called when declare had to create it anew
+	subscribed  bool              // a subscribe has succeeded before
+	topo        *routing.Topology // declared on every subscribe, if set
+	backoff     retry.Backoff     // spaces failed subscribes; the supervisor's unless set
 
 	closed    chan *amqp.Error    // why the live channel closed (Run's goroutine only)
 	onTimeout func(time.Duration) // see OnConsumerTimeout
@@ -127,6 +130,17 @@ type Consumer struct {
 // queues a process owns, such as a reply queue.
 func (c *Consumer) DeclareOnSubscribe(q routing.Queue, onRecreated func()) {
 	c.declare, c.onRecreated = &q, onRecreated
+}
+
+// DeclareTopologyOnSubscribe makes the consumer declare t before each
+// subscribe, on the connection it subscribes on, and spaces failed
+// subscribes by backoff. For best-effort queues of a process's own, such as
+// presence's Exclusive command queue, kept out of the supervisor's
+// topology: a declaration that fails there fails the connection, and with
+// it every other consumer; here it fails only this consumer's subscribe,
+// which is tried again after backoff.
+func (c *Consumer) DeclareTopologyOnSubscribe(t routing.Topology, backoff retry.Backoff) {
+	c.topo, c.backoff = &t, backoff
 }
 
 // declareQueue declares c.declare and reports whether it existed before.
@@ -142,7 +156,7 @@ func (c *Consumer) declareQueue(sess *Session) (existed bool, err error) {
 		return false, err
 	}
 	defer ch.Close()
-	if _, err := ch.QueueDeclare(c.declare.Name, true, false, false, false, amqp.Table(c.declare.Arguments())); err != nil {
+	if err := queueDeclare(ch, *c.declare); err != nil {
 		return false, fmt.Errorf("declare queue %q: %w", c.declare.Name, err)
 	}
 	return perr == nil, nil
@@ -215,7 +229,11 @@ func (c *Consumer) Run(ctx context.Context) {
 				}
 			}
 			attempt++
-			d := c.sup.cfg.Backoff.Next(attempt)
+			b := c.backoff
+			if b == (retry.Backoff{}) {
+				b = c.sup.cfg.Backoff
+			}
+			d := b.Next(attempt)
 			c.log.Warn("subscribe failed", zap.Error(err), zap.Duration("retry_in", d))
 			select {
 			case <-time.After(d):
@@ -270,6 +288,11 @@ func (c *Consumer) subscribe(ctx context.Context) (*amqp.Channel, <-chan amqp.De
 	sess, err := c.sup.Session(ctx)
 	if err != nil {
 		return nil, nil, err
+	}
+	if c.topo != nil {
+		if err := Declare(sess.Conn, *c.topo); err != nil {
+			return nil, nil, err
+		}
 	}
 	if c.declare != nil {
 		existed, err := c.declareQueue(sess)

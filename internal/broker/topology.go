@@ -12,8 +12,9 @@ import (
 )
 
 // Declare applies t on conn: durable exchanges, durable work queues with
-// their dead-letter queues, and bindings (exchange to exchange, then
-// exchange to queue). Declaring is idempotent; a queue
+// their dead-letter queues (an Exclusive queue: conn's own, see
+// queueDeclare), and bindings (exchange to exchange, then exchange to
+// queue). Declaring is idempotent; a queue
 // that exists with other arguments fails with the broker's
 // PRECONDITION_FAILED, named in the error.
 func Declare(conn *amqp.Connection, t routing.Topology) error {
@@ -35,7 +36,7 @@ func Declare(conn *amqp.Connection, t routing.Topology) error {
 		}
 	}
 	for _, q := range t.Queues {
-		if _, err := ch.QueueDeclare(q.Name, true, false, false, false, amqp.Table(q.Arguments())); err != nil {
+		if err := queueDeclare(ch, q); err != nil {
 			var ae *amqp.Error
 			if !q.KeepExisting || !errors.As(err, &ae) || ae.Code != amqp.PreconditionFailed {
 				return fmt.Errorf("declare queue %q: %w%s", q.Name, err, typeHint(err))
@@ -68,6 +69,14 @@ func Declare(conn *amqp.Connection, t routing.Topology) error {
 		}
 	}
 	return nil
+}
+
+// queueDeclare declares q on ch: durable, or, if q.Exclusive, exclusive to
+// ch's connection and not durable (nor auto-delete: it goes with the
+// connection, not with its last consumer).
+func queueDeclare(ch *amqp.Channel, q routing.Queue) error {
+	_, err := ch.QueueDeclare(q.Name, !q.Exclusive, false, q.Exclusive, false, amqp.Table(q.Arguments()))
+	return err
 }
 
 // EnsureBinding binds b once per session: the producer makes sure a queue

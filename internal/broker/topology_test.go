@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -73,4 +74,38 @@ func TestDeclarePriorityQueue(t *testing.T) {
 	if !b.DeclaredWith(routing.DeadQueue(q), nil) {
 		t.Errorf("%s is not a plain queue", routing.DeadQueue(q))
 	}
+}
+
+// An Exclusive queue is its connection's: another connection cannot use
+// it (RESOURCE_LOCKED), and it is gone once its connection closes.
+func TestDeclareExclusiveQueue(t *testing.T) {
+	b := brokertest.New(t)
+	q := b.Queue("own") // not tracked: it goes with its connection
+	own, err := amqp.Dial(b.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	topo := routing.Topology{Queues: []routing.Queue{{Name: q, Exclusive: true, NoDeadLetters: true,
+		Args: map[string]any{"x-message-ttl": int64(10000)}}}}
+	if err := broker.Declare(own, topo); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Declare(own, topo); err != nil {
+		t.Fatalf("declaring it again on its connection: %v", err)
+	}
+	other := b.Channel()
+	_, err = other.QueueDeclarePassive(q, false, false, false, false, nil)
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.ResourceLocked {
+		t.Fatalf("another connection's passive declare: %v, want RESOURCE_LOCKED", err)
+	}
+	if err := own.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The broker deletes it just after the connection closed.
+	brokertest.Eventually(t, 5*time.Second, func() bool {
+		_, err = b.Channel().QueueDeclarePassive(q, false, false, false, false, nil)
+		return errors.As(err, &ae) && ae.Code == amqp.NotFound
+	}, "after its connection closed: %v, want NOT_FOUND", err)
 }
