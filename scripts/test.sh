@@ -43,6 +43,7 @@ echo "== fault suite (restarts RabbitMQ; runs alone)"
 # room for a slower machine.
 go test -race -count=1 -p 1 -timeout 20m -tags fault -v -run 'Broker|Process|Cluster' ./internal/faulttest
 go test -race -count=1 -p 1 -tags fault -v -run 'TestFault' ./cmd/warren
-# The rate-limit figure (every one-second window within 10%) holds
-# on a machine that runs nothing else: 2,000 tasks at 20/s, 100 s, alone.
+# A rate limit's pace over 2,000 tasks at 20/s (100 s), alone, so that the
+# log's count of short one-second windows measures the limiter, not the
+# other tests.
 go test -race -count=1 -p 1 -tags fault -v -run 'TestFault' ./worker

@@ -217,14 +217,12 @@ func TestFleetLimitPermitPassesWhenItsHolderIsCut(t *testing.T) {
 }
 
 // A fleet-wide rate of 20 per second over three workers, 200 tasks: no
-// one-second window starts more than the rate and its burst (the
-// guarantee), and the batch takes its count over 20 seconds within 10%
-// (the rate is used). TestFaultRateLimitWindows, run alone, holds every
-// window to 10% as well: with other packages' tests loading the machine,
-// a window may come out short.
+// one-second window starts more than 110% of the rate (the guarantee),
+// and the batch takes its count over 20 seconds within 10% (the rate is
+// used). TestFaultRateLimitWindows runs the 2,000, alone.
 func TestFleetRateLimit(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
 	starts := runRateLimited(t, b, 200, 20)
-	checkRate(t, starts, 20, false)
+	checkRate(t, starts, 20)
 }
