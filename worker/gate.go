@@ -228,25 +228,12 @@ func (l *lane) work(ctx context.Context, p *permit, stopSending func()) {
 	}
 	// A rate token for it.
 	if g.limit.Rate > 0 {
-		// Polled at least twice per token minted: the bucket keeps only
-		// Burst tokens, so one left there longer may push out the next.
-		most := min(max(g.limit.per()/time.Duration(g.limit.Rate)/2, time.Millisecond), pollMax)
 		since := time.Now()
-		for backoff := time.Millisecond; ; backoff = min(2*backoff, most) {
-			tok, err := l.get(ctx, routing.RateQueue(g.queue))
-			if err != nil && ctx.Err() == nil {
-				g.log.Warn("limit: taking a rate token failed", zap.Error(err))
-			}
-			if tok != nil {
-				_ = tok.Ack() // spent
-				g.w.metrics.LimitWait(g.queue, "rate", time.Since(since))
-				break
-			}
-			if time.Since(since) > rateWaitMax || !wait(backoff) || !task.Live() {
-				_ = task.Nack(true)
-				return
-			}
+		if !l.rateToken(ctx, task, tokens, renewC, keep) {
+			_ = task.Nack(true)
+			return
 		}
+		g.w.metrics.LimitWait(g.queue, "rate", time.Since(since))
 	}
 
 	// Run it: hand it to the worker's handlers and wait until it is
@@ -281,6 +268,53 @@ func (l *lane) work(ctx context.Context, p *permit, stopSending func()) {
 			keep(tok)
 		case now := <-renewC:
 			keep(now)
+		}
+	}
+}
+
+// rateToken waits for a token of the rate limit's bucket for task, and
+// spends it. The lane consumes the bucket (prefetch 1) only while it
+// waits, so a token reaches a waiting lane the moment it is minted, and
+// a lane with no task holds none back from the others. False when the
+// lane must give its task back: ctx is done, its permit or its task's
+// channel died, or rateWaitMax passed.
+func (l *lane) rateToken(ctx context.Context, task *broker.Delivery, permitTokens <-chan *broker.Delivery, renewC <-chan time.Time, keep func(any) bool) bool {
+	g := l.g
+	cctx, cancel := context.WithCancel(ctx)
+	cons := g.w.sup.NewConsumer(routing.RateQueue(g.queue), 1, nil)
+	cons.Quiet()
+	ran := make(chan struct{})
+	go func() { defer close(ran); cons.Run(cctx) }()
+	defer func() {
+		cancel()
+		<-ran // a token delivered since goes back to the bucket
+		cons.Close()
+	}()
+	giveUp := time.NewTimer(rateWaitMax)
+	defer giveUp.Stop()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case tok := <-cons.Deliveries():
+			_ = tok.Ack() // spent; sent when the consumer closes
+			return true
+		case tok := <-permitTokens:
+			if !keep(tok) {
+				return false
+			}
+		case now := <-renewC:
+			if !keep(now) {
+				return false
+			}
+		case <-check.C:
+			if !task.Live() {
+				return false
+			}
+		case <-giveUp.C:
+			return false
+		case <-ctx.Done():
+			return false
 		}
 	}
 }
@@ -334,10 +368,14 @@ func (g *gate) mintWhile(ctx context.Context, p *permit) {
 	for {
 		select {
 		case <-tick.C:
+			// A minter held up catches up on a quarter of a second of
+			// tokens (or the burst, if more): lanes waiting take them at
+			// once, so the pace holds; tokens owed for longer are dropped,
+			// so that no stall ends in a flood.
 			due := int(time.Since(start)/every) - minted
-			if due > g.limit.burst() {
-				minted += due - g.limit.burst() // a bucket holds no more
-				due = g.limit.burst()
+			if most := max(g.limit.burst(), int(time.Second/4/every)); due > most {
+				minted += due - most
+				due = most
 			}
 			for range due {
 				// Not waited for: a confirm held up would hold up the next
@@ -367,6 +405,7 @@ func (g *gate) mintWhile(ctx context.Context, p *permit) {
 func (g *gate) subscribe(ctx context.Context, q string) (*permit, func()) {
 	cctx, cancel := context.WithCancel(ctx)
 	p := &permit{queue: q, cons: g.w.sup.NewConsumer(q, 4, nil)}
+	p.cons.Quiet()
 	ran := make(chan struct{})
 	go func() { defer close(ran); p.cons.Run(cctx) }()
 	return p, func() {

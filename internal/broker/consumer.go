@@ -120,9 +120,15 @@ type Consumer struct {
 	topo        *routing.Topology // declared on every subscribe, if set
 	backoff     retry.Backoff     // spaces failed subscribes; the supervisor's unless set
 
+	quiet     bool                // Quiet: subscribes logged at debug
 	closed    chan *amqp.Error    // why the live channel closed (Run's goroutine only)
 	onTimeout func(time.Duration) // see OnConsumerTimeout
 }
+
+// Quiet logs the consumer's subscribes at debug rather than info: for a
+// consumer made for one message, such as a worker's limit's, whose
+// subscribes would otherwise fill the log at the task rate.
+func (c *Consumer) Quiet() { c.quiet = true }
 
 // DeclareOnSubscribe makes the consumer declare q before each subscribe,
 // and call onRecreated when, after the first subscribe, q had to be created
@@ -331,7 +337,11 @@ func (c *Consumer) subscribe(ctx context.Context) (*amqp.Channel, <-chan amqp.De
 	c.mu.Unlock()
 	c.consuming.Store(true)
 	c.subscribed = true
-	c.log.Info("consuming", zap.Int("prefetch", c.prefetch), zap.Uint64("channel_gen", gen))
+	if c.quiet {
+		c.log.Debug("consuming", zap.Int("prefetch", c.prefetch), zap.Uint64("channel_gen", gen))
+	} else {
+		c.log.Info("consuming", zap.Int("prefetch", c.prefetch), zap.Uint64("channel_gen", gen))
+	}
 	return ch, dels, nil
 }
 
