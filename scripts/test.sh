@@ -43,7 +43,6 @@ echo "== fault suite (restarts RabbitMQ; runs alone)"
 # room for a slower machine.
 go test -race -count=1 -p 1 -timeout 20m -tags fault -v -run 'Broker|Process|Cluster' ./internal/faulttest
 go test -race -count=1 -p 1 -tags fault -v -run 'TestFault' ./cmd/warren
-# A rate limit's pace over 2,000 tasks at 20/s (100 s), alone, so that the
-# log's count of short one-second windows measures the limiter, not the
-# other tests.
+# A rate limit at 20/s over 2,000 tasks (100 s), alone: every one-second
+# window within 10%, which other packages' tests beside it would blur.
 go test -race -count=1 -p 1 -tags fault -v -run 'TestFault' ./worker

@@ -224,5 +224,5 @@ func TestFleetRateLimit(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
 	starts := runRateLimited(t, b, 200, 20)
-	checkRate(t, starts, 20)
+	checkRate(t, starts, 20, false)
 }

@@ -65,12 +65,10 @@ func runRateLimited(t *testing.T, b *brokertest.Broker, n, rate int) []time.Time
 
 // checkRate checks starts against rate per second (burst 2): the batch
 // took its count over rate within 10%, and no full one-second window from
-// the first start holds more than 110% of rate. Windows under 90% are
-// counted in the log, not failed: a lane that polled the bucket lost
-// tokens when the machine was loaded; since lanes consume it, runs alone
-// and beside other packages' tests have had none, and the log is the
-// record until CI runs have shown it too.
-func checkRate(t *testing.T, starts []time.Time, rate int) {
+// the first start holds more than 110% of rate. With strict, none holds
+// fewer than 90% either; without, those are counted in the log: the main
+// suite runs this beside every other package's tests, on two cores.
+func checkRate(t *testing.T, starts []time.Time, rate int, strict bool) {
 	t.Helper()
 	first, last := starts[0], starts[len(starts)-1]
 	took := last.Sub(first)
@@ -97,6 +95,9 @@ func checkRate(t *testing.T, starts []time.Time, rate int) {
 		}
 		if c < rate*9/10 {
 			short++
+			if strict {
+				t.Errorf("window %d started %d tasks: fewer than 90%% of the rate %d", i, c, rate)
+			}
 		}
 	}
 	t.Logf("%d of %d windows under 90%% of the rate", short, len(counts))
