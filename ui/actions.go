@@ -209,30 +209,49 @@ func (s *server) needsLetters(ctx context.Context, w http.ResponseWriter, r *htt
 	return true
 }
 
+// letterAction is what replay and delete differ in; onLetters does the
+// rest.
+type letterAction struct {
+	verb, past, path, detail string
+	ask                      func(form) bool // whether to ask first
+	do                       func(ctx context.Context, queue string, n int, keep func(deadletter.Letter) bool) (int, error)
+}
+
+// onLetters asks for a confirmation when act says to, then acts on the
+// chosen letters and redirects to the dead-letter page.
+func (s *server) onLetters(ctx context.Context, w http.ResponseWriter, r *http.Request, f form, act letterAction) {
+	if !s.needsLetters(ctx, w, r, &f) {
+		return
+	}
+	if !f.confirm && act.ask(f) {
+		s.confirmPage(w, r, &confirmData{
+			Question: fmt.Sprintf("%s %s of %s?", act.verb, f.what(), f.queue),
+			Detail:   act.detail,
+			Action:   act.path, Button: act.verb, Fields: f.fields(), Back: deadPage(f.queue),
+		})
+		return
+	}
+	n, keep := f.chosen()
+	got, err := act.do(ctx, f.queue, n, keep)
+	s.log.Info("ui: "+act.past+" dead letters", zap.String("queue", f.queue), zap.Int("letters", got), zap.Error(err))
+	if err != nil {
+		s.fail(w, r, http.StatusBadGateway, act.verb+" failed", fmt.Errorf("%d %s, then: %w", got, act.past, err))
+		return
+	}
+	done(w, r, deadPage(f.queue), act.past, got)
+}
+
 // replay moves dead letters back to their work queue. One letter goes at
 // once: nothing is lost by it. More ask first, and "all" moves at most as
 // many as the confirmation counted, so that letters that die again while
 // it runs are not replayed in a loop.
 func (s *server) replay(ctx context.Context, w http.ResponseWriter, r *http.Request, f form) {
-	if !s.needsLetters(ctx, w, r, &f) {
-		return
-	}
-	if !f.confirm && (f.all || len(f.ids) > 1) {
-		s.confirmPage(w, r, &confirmData{
-			Question: fmt.Sprintf("Replay %s of %s?", f.what(), f.queue),
-			Detail:   "Each goes back to the work queue it died in as a fresh task, attempts reset, and runs again.",
-			Action:   "/dead/replay", Button: "Replay", Fields: f.fields(), Back: deadPage(f.queue),
-		})
-		return
-	}
-	n, keep := f.chosen()
-	moved, err := s.cfg.DeadLetters.Replay(ctx, f.queue, n, keep)
-	s.log.Info("ui: replayed dead letters", zap.String("queue", f.queue), zap.Int("letters", moved), zap.Error(err))
-	if err != nil {
-		s.fail(w, r, http.StatusBadGateway, "Replay failed", fmt.Errorf("%d replayed, then: %w", moved, err))
-		return
-	}
-	done(w, r, deadPage(f.queue), "replayed", moved)
+	s.onLetters(ctx, w, r, f, letterAction{
+		verb: "Replay", past: "replayed", path: "/dead/replay",
+		detail: "Each goes back to the work queue it died in as a fresh task, attempts reset, and runs again.",
+		ask:    func(f form) bool { return f.all || len(f.ids) > 1 },
+		do:     s.cfg.DeadLetters.Replay,
+	})
 }
 
 func (s *server) confirmPage(w http.ResponseWriter, r *http.Request, c *confirmData) {
@@ -242,23 +261,10 @@ func (s *server) confirmPage(w http.ResponseWriter, r *http.Request, c *confirmD
 // deleteDead removes dead letters for good, after a confirmation, one or
 // many.
 func (s *server) deleteDead(ctx context.Context, w http.ResponseWriter, r *http.Request, f form) {
-	if !s.needsLetters(ctx, w, r, &f) {
-		return
-	}
-	if !f.confirm {
-		s.confirmPage(w, r, &confirmData{
-			Question: fmt.Sprintf("Delete %s of %s?", f.what(), f.queue),
-			Detail:   "They are removed for good: their tasks will not run. Replay them instead to run them again.",
-			Action:   "/dead/delete", Button: "Delete", Fields: f.fields(), Back: deadPage(f.queue),
-		})
-		return
-	}
-	n, keep := f.chosen()
-	removed, err := s.cfg.DeadLetters.Delete(ctx, f.queue, n, keep)
-	s.log.Info("ui: deleted dead letters", zap.String("queue", f.queue), zap.Int("letters", removed), zap.Error(err))
-	if err != nil {
-		s.fail(w, r, http.StatusBadGateway, "Delete failed", fmt.Errorf("%d deleted, then: %w", removed, err))
-		return
-	}
-	done(w, r, deadPage(f.queue), "deleted", removed)
+	s.onLetters(ctx, w, r, f, letterAction{
+		verb: "Delete", past: "deleted", path: "/dead/delete",
+		detail: "They are removed for good: their tasks will not run. Replay them instead to run them again.",
+		ask:    func(form) bool { return true },
+		do:     s.cfg.DeadLetters.Delete,
+	})
 }

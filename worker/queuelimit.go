@@ -133,10 +133,8 @@ func permitTopology(cfg Config) routing.Topology {
 // prefetch is the prefetch of queue's consumer: Config.Prefetch, or less
 // under a PerWorker limit.
 func (w *Worker) prefetch(queue string) int {
-	for _, l := range w.cfg.Limits {
-		if l.Queue == queue && l.PerWorker > 0 {
-			return min(l.PerWorker, w.cfg.Prefetch)
-		}
+	if l, ok := w.limit(queue); ok && l.PerWorker > 0 {
+		return min(l.PerWorker, w.cfg.Prefetch)
 	}
 	return w.cfg.Prefetch
 }
