@@ -74,9 +74,13 @@ func (o *options) identify(t task.Task, now time.Time) (string, error) {
 // message encodes t and builds its envelope as enqueued at now. It
 // returns a value: an enqueue keeps it on its stack.
 func (o *options) message(t task.Task, id string, now time.Time) (task.Message, error) {
-	body, contentType, err := t.Encode()
-	if err != nil {
-		return task.Message{}, err
+	var body []byte
+	var contentType string
+	if t.Format == nil { // else the format builds the body once the headers are known
+		var err error
+		if body, contentType, err = t.Encode(); err != nil {
+			return task.Message{}, err
+		}
 	}
 	eta := o.eta
 	if o.delay > 0 {
@@ -95,6 +99,11 @@ func (o *options) message(t task.Task, id string, now time.Time) (task.Message, 
 		m.Unique, m.UniqueHold = routing.UniqueQueue(t.Name, u.Key), u.Hold
 	}
 	m.Headers = m.BuildHeaders(o.headers)
+	if t.Format != nil {
+		if err := t.Format.Encode(&m, t.Payload, t.Codec); err != nil {
+			return task.Message{}, err
+		}
+	}
 	return m, nil
 }
 

@@ -492,9 +492,11 @@ func (p *Producer) build(ctx context.Context, t task.Task, opts []Option) ([]*br
 	}
 	// Any time to wait goes through the delay levels, which round it up to
 	// whole seconds; none, or an ETA past, runs at once, and so does an
-	// early delivery, with its eta header for the worker to wait on.
+	// early delivery, with its eta header for the worker to wait on. A
+	// task in another protocol's format goes early too, as that
+	// protocol's own clients send it: its consumers may not be warren's.
 	delay := m.ETA.Sub(now)
-	if m.ETA.IsZero() || delay <= 0 || o.early {
+	if m.ETA.IsZero() || delay <= 0 || o.early || t.Format != nil {
 		return []*broker.Publishing{&pub}, u, nil
 	}
 	queues, err := p.targets(*route)

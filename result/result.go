@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/warrenq/warren/outcome"
 )
@@ -62,16 +63,126 @@ type Update struct {
 // Encode returns the update's wire form.
 func (u Update) Encode() ([]byte, error) { return json.Marshal(u) }
 
-// DecodeUpdate parses an update's wire form.
+// DecodeUpdate parses an update's wire form: warren's, or the one
+// Celery's RPC result backend sends (see EncodeCelery), so that a Go
+// caller awaits a Celery worker's result as it awaits a warren worker's.
 func DecodeUpdate(body []byte) (Update, error) {
-	var u Update
-	if err := json.Unmarshal(body, &u); err != nil {
-		return u, fmt.Errorf("result: bad update: %w", err)
+	var w struct {
+		Update
+		Status string `json:"status"` // Celery's name for the state
 	}
-	if u.State == "" {
-		return u, errors.New("result: update without a state")
+	if err := json.Unmarshal(body, &w); err != nil {
+		return w.Update, fmt.Errorf("result: bad update: %w", err)
+	}
+	if w.State == "" && w.Status != "" {
+		return decodeCelery(body)
+	}
+	if w.State == "" {
+		return w.Update, errors.New("result: update without a state")
+	}
+	return w.Update, nil
+}
+
+// celeryMeta is a task state as Celery's RPC result backend publishes it
+// to the caller's reply_to queue, with correlation_id = the task id.
+type celeryMeta struct {
+	TaskID    string          `json:"task_id"`
+	Status    string          `json:"status"`
+	Result    json.RawMessage `json:"result"`
+	Traceback *string         `json:"traceback"`
+	Children  []any           `json:"children"`
+	DateDone  string          `json:"date_done,omitempty"`
+}
+
+// celeryException is how Celery serializes an exception in JSON: the
+// result of a FAILURE or RETRY.
+type celeryException struct {
+	Type    string  `json:"exc_type"`
+	Message any     `json:"exc_message"` // the exception's args, a list
+	Module  *string `json:"exc_module"`
+}
+
+// CeleryTaskError is the exc_type of the exception a Python caller's
+// AsyncResult.get() raises for a task that failed in a Go handler, its
+// message the failure's kind and text: TaskError('permanent: no such
+// account').
+const CeleryTaskError = "TaskError"
+
+// EncodeCelery returns u in the shape Celery's RPC result backend
+// (result_backend = 'rpc://') publishes: {task_id, status, result,
+// traceback, children, date_done}; a failure's result is an exception
+// Python rebuilds as CeleryTaskError. It is what a Go handler sends to a
+// Python caller awaiting AsyncResult.get().
+func (u Update) EncodeCelery() ([]byte, error) {
+	m := celeryMeta{TaskID: u.ID, Status: string(u.State), Result: u.Result, Children: []any{}}
+	switch u.State {
+	case Failure, Retry:
+		text := u.Error
+		if u.Kind != "" {
+			text = string(u.Kind) + ": " + text
+		}
+		exc, err := json.Marshal(celeryException{Type: CeleryTaskError, Message: []string{text}})
+		if err != nil {
+			return nil, err
+		}
+		m.Result, m.Traceback = exc, &text
+	case Success:
+		m.DateDone = time.Now().UTC().Format("2006-01-02T15:04:05.000000")
+	}
+	if m.Result == nil {
+		m.Result = json.RawMessage("null")
+	}
+	if u.State.Final() && m.DateDone == "" {
+		m.DateDone = time.Now().UTC().Format("2006-01-02T15:04:05.000000")
+	}
+	return json.Marshal(m)
+}
+
+// decodeCelery reads a Celery result message into an Update. A failure
+// keeps the exception's type and message as its Error; REVOKED (Celery's
+// state for a task that expired or was revoked) is a failure of kind
+// expired; Celery's other states that are not warren's (RECEIVED, or a
+// custom one) read as STARTED, which is not final.
+func decodeCelery(body []byte) (Update, error) {
+	var m celeryMeta
+	if err := json.Unmarshal(body, &m); err != nil {
+		return Update{}, fmt.Errorf("result: bad Celery result: %w", err)
+	}
+	u := Update{ID: m.TaskID}
+	switch State(m.Status) {
+	case Success:
+		u.State, u.Result = Success, m.Result
+	case Failure, Retry:
+		u.State, u.Error = State(m.Status), celeryError(m.Result)
+		if u.State == Failure {
+			u.Kind = outcome.ReasonPermanent
+		}
+	case Pending:
+		u.State = Pending
+	default:
+		u.State = Started
+		if m.Status == "REVOKED" {
+			u.State, u.Kind, u.Error = Failure, outcome.ReasonExpired, "revoked: "+celeryError(m.Result)
+		}
 	}
 	return u, nil
+}
+
+// celeryError renders a serialized exception as "ValueError: bad input".
+func celeryError(raw json.RawMessage) string {
+	var exc celeryException
+	if json.Unmarshal(raw, &exc) != nil || exc.Type == "" {
+		return string(raw)
+	}
+	msg := exc.Message
+	if list, ok := msg.([]any); ok && len(list) == 1 {
+		msg = list[0]
+	}
+	if s, ok := msg.(string); ok {
+		return exc.Type + ": " + s
+	}
+	b, _ := json.Marshal(msg)
+	return exc.Type + ": " + string(b)
 }
 
 // TaskError is a task's final failure, as Get returns it.

@@ -14,6 +14,7 @@ type Def[T any] struct {
 	name                  string
 	aliases               []string
 	codec                 Codec
+	format                Format // nil: warren's own (the payload is the body)
 	settings              Settings
 	priority              uint8
 	unique                func(T) string // nil: not unique
@@ -43,6 +44,7 @@ type DefOption func(*defOptions)
 type defOptions struct {
 	aliases               []string
 	codec                 Codec
+	format                Format
 	settings              Settings
 	priority              uint8
 	unique                any // a func(T) string, checked against the Def's T by Define
@@ -94,6 +96,14 @@ func WithCodec(c Codec) DefOption {
 	return func(o *defOptions) { o.codec = c }
 }
 
+// WithFormat makes the task travel in another protocol's message shape
+// than warren's own: the producer builds its messages with f and the
+// worker reads them with f. Package celery's Protocol is Celery's message
+// protocol v2, for tasks shared with Celery apps (celery.Define sets it).
+func WithFormat(f Format) DefOption {
+	return func(o *defOptions) { o.format = f }
+}
+
 // WithUnique makes the task unique by key(payload): while a task with the
 // same key is queued, delayed or running, producer.Enqueue refuses another
 // with a *producer.DuplicateError naming the one there. d bounds the lock:
@@ -141,7 +151,7 @@ func Define[T any](name string, opts ...DefOption) *Def[T] {
 	if o.codec == nil {
 		o.codec = JSON{}
 	}
-	d := &Def[T]{name: name, aliases: o.aliases, codec: o.codec, settings: o.settings, priority: o.priority, uniqueFor: o.uniqueFor, uniqueHold: o.uniqueHold}
+	d := &Def[T]{name: name, aliases: o.aliases, codec: o.codec, format: o.format, settings: o.settings, priority: o.priority, uniqueFor: o.uniqueFor, uniqueHold: o.uniqueHold}
 	if o.unique != nil {
 		key, ok := o.unique.(func(T) string)
 		if !ok {
@@ -168,7 +178,7 @@ func (d *Def[T]) Priority() uint8 { return d.priority }
 // New wraps a payload as a Task ready to enqueue, with the definition's
 // priority; for a unique task (WithUnique) it computes the key now.
 func (d *Def[T]) New(payload T) Task {
-	t := Task{Name: d.name, Payload: payload, Codec: d.codec, Priority: d.priority}
+	t := Task{Name: d.name, Payload: payload, Codec: d.codec, Format: d.format, Priority: d.priority}
 	if d.unique != nil {
 		t.Unique = Unique{Key: d.unique(payload), For: d.uniqueFor, Hold: d.uniqueHold}
 	}
@@ -182,14 +192,30 @@ func (d *Def[T]) Handler(fn func(ctx context.Context, payload T) error) Handler 
 		name:     d.name,
 		aliases:  d.aliases,
 		settings: d.settings,
+		format:   d.format,
 		run: func(ctx context.Context, c Codec, body []byte) ([]byte, error) {
 			var p T
-			if err := c.Unmarshal(body, &p); err != nil {
-				return nil, &DecodeError{Task: d.name, Err: err}
+			if err := d.decode(c, body, &p); err != nil {
+				return nil, err
 			}
 			return nil, fn(ctx, p)
 		},
 	}
+}
+
+// decode reads a message body into p, with the definition's format if it
+// has one, else as the bare payload in codec c.
+func (d *Def[T]) decode(c Codec, body []byte, p *T) error {
+	var err error
+	if d.format != nil {
+		err = d.format.Decode(body, c, p)
+	} else {
+		err = c.Unmarshal(body, p)
+	}
+	if err != nil {
+		return &DecodeError{Task: d.name, Err: err}
+	}
+	return nil
 }
 
 // ResultDef is a task definition whose handler returns a result of type R,
@@ -214,10 +240,11 @@ func (d *ResultDef[T, R]) Handler(fn func(ctx context.Context, payload T) (R, er
 		name:     d.name,
 		aliases:  d.aliases,
 		settings: d.settings,
+		format:   d.format,
 		run: func(ctx context.Context, c Codec, body []byte) ([]byte, error) {
 			var p T
-			if err := c.Unmarshal(body, &p); err != nil {
-				return nil, &DecodeError{Task: d.name, Err: err}
+			if err := d.decode(c, body, &p); err != nil {
+				return nil, err
 			}
 			r, err := fn(ctx, p)
 			if err != nil {
@@ -245,6 +272,9 @@ type Task struct {
 	Name    string
 	Payload any
 	Codec   Codec // nil means JSON
+	// Format is the message shape the task travels in (WithFormat); nil
+	// is warren's own.
+	Format Format
 	// Priority is the AMQP priority the task is enqueued with unless the
 	// enqueue sets one (producer.WithPriority); Def.New copies the
 	// definition's (WithPriority).
@@ -252,7 +282,9 @@ type Task struct {
 	Unique   Unique // zero: not unique
 }
 
-// Encode returns the body and content type the task travels with.
+// Encode returns the body and content type the task travels with in
+// warren's own format: the payload encoded by its codec. A task with a
+// Format is built by its Format's Encode instead.
 func (t Task) Encode() (body []byte, contentType string, err error) {
 	c := t.Codec
 	if c == nil {
@@ -270,6 +302,7 @@ type Handler struct {
 	name     string
 	aliases  []string
 	settings Settings
+	format   Format
 	run      func(ctx context.Context, c Codec, body []byte) ([]byte, error)
 }
 
@@ -278,3 +311,23 @@ func (h Handler) Name() string { return h.name }
 
 // Settings returns how workers run the handler's task.
 func (h Handler) Settings() Settings { return h.settings }
+
+// Format returns the message shape the handler reads (WithFormat); nil is
+// warren's own.
+func (h Handler) Format() Format { return h.format }
+
+// Format is a message shape other than warren's own, for tasks shared with
+// another task queue's clients (package celery's Protocol is Celery's
+// protocol v2). warren's headers (task, id, retries, eta, expires) are
+// common to both; a Format decides the body and adds its own headers.
+type Format interface {
+	// Name names the format in errors and logs ("celery").
+	Name() string
+	// Encode fills m's Body and ContentType from payload, encoded with
+	// codec c where the format leaves that open, and adds its own headers
+	// to m.Headers, which already holds warren's for m's fields.
+	Encode(m *Message, payload any, c Codec) error
+	// Decode reads a body in this format, whose content type names codec
+	// c, into the payload p points to.
+	Decode(body []byte, c Codec, p any) error
+}

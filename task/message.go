@@ -19,6 +19,10 @@ const (
 	HeaderRetries = "retries" // attempts made so far; absent means 0
 	HeaderETA     = "eta"     // RFC 3339 time before which the task must not run
 	HeaderExpires = "expires" // RFC 3339 time after which the task must not run
+	// HeaderTimeLimit bounds one run, in seconds, as Celery sends it: a
+	// list [hard, soft], either null. The run's context ends at the lower
+	// of the two set; it overrides the task's own timeout.
+	HeaderTimeLimit = "timelimit"
 
 	// HeaderPrefix starts every header warren writes for its own
 	// bookkeeping (dead-letter reason, original queue...).
@@ -60,6 +64,7 @@ type Message struct {
 	Expires     time.Time      // zero: never expires
 	Priority    uint8
 	MaxAttempts int           // per-enqueue override of the task's MaxAttempts; 0: none
+	TimeLimit   time.Duration // per-message override of the task's Timeout (the timelimit header); 0: none
 	EnqueuedAt  time.Time     // from x-warren-enqueued-at, else the id (NewID) within Timestamp's second, else Timestamp; zero if none
 	Queue       string        // the queue it was consumed from; empty on the producer side
 	ReplyTo     string        // where the caller awaits updates (reply_to); empty if nobody awaits
@@ -114,6 +119,13 @@ func (m *Message) ParseHeaders(h map[string]any) error {
 		if ms, ok := toInt64(h[HeaderUniqueHold]); ok && ms > 0 {
 			m.UniqueHold = time.Duration(ms) * time.Millisecond
 		}
+	}
+	if v, ok := h[HeaderTimeLimit]; ok && v != nil {
+		d, ok := parseTimeLimit(v)
+		if !ok {
+			return m.headerErr(HeaderTimeLimit, v, "a list [hard, soft] of seconds or nulls")
+		}
+		m.TimeLimit = d
 	}
 	if m.ETA, err = parseTimeHeader(h, HeaderETA); err != nil {
 		return &DecodeError{Task: m.Task, Err: err}
@@ -192,7 +204,7 @@ func (m *Message) BuildHeaders(extra map[string]any) map[string]any {
 // a caller's extra headers never override.
 func IsProtocolHeader(k string) bool {
 	switch k {
-	case HeaderTask, HeaderID, HeaderRetries, HeaderETA, HeaderExpires, HeaderMaxAttempts, HeaderEnqueuedAt, HeaderUnique, HeaderUniqueHold:
+	case HeaderTask, HeaderID, HeaderRetries, HeaderETA, HeaderExpires, HeaderTimeLimit, HeaderMaxAttempts, HeaderEnqueuedAt, HeaderUnique, HeaderUniqueHold:
 		return true
 	}
 	return false
@@ -216,7 +228,7 @@ func parseTimeHeader(h map[string]any, name string) (time.Time, error) {
 		if t == "" {
 			return time.Time{}, nil
 		}
-		ts, err := time.Parse(time.RFC3339Nano, t)
+		ts, err := ParseTime(t)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("header %q: %q is not an RFC 3339 time", name, clip(t))
 		}
@@ -225,6 +237,70 @@ func parseTimeHeader(h map[string]any, name string) (time.Time, error) {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("header %q is %T, want an RFC 3339 string", name, v)
+}
+
+// naiveISO is an ISO 8601 date and time without an offset, as Python's
+// datetime.isoformat() writes a naive datetime.
+const naiveISO = "2006-01-02T15:04:05.999999999"
+
+// ParseTime reads a time as the eta and expires headers carry it: RFC
+// 3339, or an ISO 8601 date and time without an offset, which Python's
+// isoformat() writes for a naive datetime and which Celery, by default
+// (enable_utc), and warren read as UTC.
+func ParseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		if t, nerr := time.Parse(naiveISO, s); nerr == nil {
+			return t, nil
+		}
+	}
+	return t, err
+}
+
+// parseTimeLimit reads Celery's timelimit, [hard, soft] in seconds, each
+// a number or null, into the lower of the two that are set (0: none). A
+// Go handler cannot be killed as a Celery worker kills a process at the
+// hard limit, so both end the run's context.
+func parseTimeLimit(v any) (time.Duration, bool) {
+	list, ok := v.([]any)
+	if !ok || len(list) > 2 {
+		return 0, false
+	}
+	var limit time.Duration
+	for _, x := range list {
+		if x == nil {
+			continue
+		}
+		secs, ok := toSeconds(x)
+		if !ok || secs < 0 || secs > maxTimeLimit.Seconds() {
+			return 0, false
+		}
+		d := time.Duration(secs * float64(time.Second))
+		if d > 0 && (limit == 0 || d < limit) {
+			limit = d
+		}
+	}
+	return limit, true
+}
+
+// maxTimeLimit bounds a timelimit so that it fits a time.Duration.
+const maxTimeLimit = 100 * 365 * 24 * time.Hour
+
+// toSeconds reads a number of seconds of any AMQP numeric type.
+func toSeconds(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, !math.IsNaN(n)
+	case float32:
+		return float64(n), !math.IsNaN(float64(n))
+	}
+	if n, ok := toInt64(v); ok {
+		return float64(n), true
+	}
+	if n, ok := toInt(v); ok {
+		return float64(n), true
+	}
+	return 0, false
 }
 
 // toInt accepts every integer type an AMQP client may put in a header

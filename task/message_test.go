@@ -54,6 +54,13 @@ func TestParseHeadersGood(t *testing.T) {
 		{name: "eta with offset", h: map[string]any{"eta": "2024-05-01T12:00:00+02:00"}, want: Message{ETA: eta}},
 		{name: "eta with microseconds, as Celery writes it", h: map[string]any{"eta": "2024-05-01T10:00:00.000001+00:00"}, want: Message{ETA: eta.Add(time.Microsecond)}},
 		{name: "eta as AMQP timestamp", h: map[string]any{"eta": eta}, want: Message{ETA: eta}},
+		{name: "eta without an offset, as Python's isoformat of a naive datetime: UTC, as Celery reads it", h: map[string]any{"eta": "2024-05-01T10:00:00.000001"}, want: Message{ETA: eta.Add(time.Microsecond)}},
+		{name: "timelimit [hard, soft]: the lower", h: map[string]any{"timelimit": []any{int64(30), float64(2.5)}}, want: Message{TimeLimit: 2500 * time.Millisecond}},
+		{name: "timelimit hard only", h: map[string]any{"timelimit": []any{int32(7), nil}}, want: Message{TimeLimit: 7 * time.Second}},
+		{name: "timelimit soft only", h: map[string]any{"timelimit": []any{nil, int64(3)}}, want: Message{TimeLimit: 3 * time.Second}},
+		{name: "timelimit none, as Celery's default", h: map[string]any{"timelimit": []any{nil, nil}}, want: Message{}},
+		{name: "timelimit zero is none", h: map[string]any{"timelimit": []any{int64(0), nil}}, want: Message{}},
+		{name: "timelimit null", h: map[string]any{"timelimit": nil}, want: Message{}},
 		{name: "eta empty string", h: map[string]any{"eta": ""}, want: Message{}},
 		{name: "eta nil, as Celery's None", h: map[string]any{"eta": nil}, want: Message{}},
 		{name: "expires UTC", h: map[string]any{"expires": "2024-05-01T10:00:00Z"}, want: Message{Expires: eta}},
@@ -66,9 +73,9 @@ func TestParseHeadersGood(t *testing.T) {
 			if err := m.ParseHeaders(tc.h); err != nil {
 				t.Fatalf("ParseHeaders(%v) = %v", tc.h, err)
 			}
-			if m.Task != tc.want.Task || m.ID != tc.want.ID || m.Retries != tc.want.Retries || m.MaxAttempts != tc.want.MaxAttempts {
-				t.Errorf("got task=%q id=%q retries=%d max-attempts=%d, want task=%q id=%q retries=%d max-attempts=%d",
-					m.Task, m.ID, m.Retries, m.MaxAttempts, tc.want.Task, tc.want.ID, tc.want.Retries, tc.want.MaxAttempts)
+			if m.Task != tc.want.Task || m.ID != tc.want.ID || m.Retries != tc.want.Retries || m.MaxAttempts != tc.want.MaxAttempts || m.TimeLimit != tc.want.TimeLimit {
+				t.Errorf("got task=%q id=%q retries=%d max-attempts=%d timelimit=%v, want task=%q id=%q retries=%d max-attempts=%d timelimit=%v",
+					m.Task, m.ID, m.Retries, m.MaxAttempts, m.TimeLimit, tc.want.Task, tc.want.ID, tc.want.Retries, tc.want.MaxAttempts, tc.want.TimeLimit)
 			}
 			if !m.ETA.Equal(tc.want.ETA) {
 				t.Errorf("ETA = %v, want %v", m.ETA, tc.want.ETA)
@@ -109,7 +116,13 @@ func TestParseHeadersBad(t *testing.T) {
 		{name: "max attempts string", h: map[string]any{"x-warren-max-attempts": "5"}, header: "x-warren-max-attempts"},
 		{name: "max attempts huge", h: map[string]any{"x-warren-max-attempts": uint64(1) << 40}, header: "x-warren-max-attempts"},
 		{name: "eta garbage", h: map[string]any{"eta": "garbage"}, header: "eta"},
-		{name: "eta without zone", h: map[string]any{"eta": "2024-05-01T10:00:00"}, header: "eta"},
+		{name: "eta date only", h: map[string]any{"eta": "2024-05-01"}, header: "eta"},
+		{name: "timelimit not a list", h: map[string]any{"timelimit": int64(5)}, header: "timelimit"},
+		{name: "timelimit of three", h: map[string]any{"timelimit": []any{int64(1), int64(2), int64(3)}}, header: "timelimit"},
+		{name: "timelimit negative", h: map[string]any{"timelimit": []any{int64(-1), nil}}, header: "timelimit"},
+		{name: "timelimit string", h: map[string]any{"timelimit": []any{"10", nil}}, header: "timelimit"},
+		{name: "timelimit NaN", h: map[string]any{"timelimit": []any{math.NaN(), nil}}, header: "timelimit"},
+		{name: "timelimit past a Duration", h: map[string]any{"timelimit": []any{1e300, nil}}, header: "timelimit"},
 		{name: "eta number", h: map[string]any{"eta": 12}, header: "eta"},
 		{name: "eta bytes", h: map[string]any{"eta": []byte("2024-05-01T10:00:00Z")}, header: "eta"},
 		{name: "expires garbage", h: map[string]any{"expires": "garbage"}, header: "expires"},

@@ -60,6 +60,10 @@ func (r *Registry) AddCodec(c Codec) { r.codecs.Add(c) }
 // serves it).
 func (r *Registry) Settings(name string) Settings { return r.handlers[name].settings }
 
+// Format returns the message shape of the task called name (WithFormat):
+// nil for warren's own, or for a name no handler serves.
+func (r *Registry) Format(name string) Format { return r.handlers[name].format }
+
 // Has reports whether a handler serves name.
 func (r *Registry) Has(name string) bool {
 	_, ok := r.handlers[name]

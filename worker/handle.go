@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/warrenq/warren/celery"
 	"github.com/warrenq/warren/inspect"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/internal/verdict"
@@ -57,6 +58,8 @@ type delivery struct {
 	decided bool                // v is set; false only while the handler runs
 	v       verdict.Verdict     // what settle does
 	why     string              // v.Cause's text, cut to maxErrorHeader, for headers and the caller
+	celery  *celery.Envelope    // the body of a task shared with Celery, read; nil for others
+	speaks  speaks              // the shape its caller reads results in
 }
 
 // handle takes one delivery to exactly one outcome, counted in Stats and
@@ -112,7 +115,14 @@ func (w *Worker) read(d *broker.Delivery) *delivery {
 		err = fmt.Errorf("%w: %q", task.ErrUnknownTask, truncate(m.Task, maxLogField))
 		if m.Task == "" {
 			err = task.ErrNoTaskName
+			if celery.LooksLikeV1(d.ContentType, d.Body) {
+				err = &task.DecodeError{Err: celery.ErrProtocolV1}
+			}
 		}
+	}
+	t.speaks = speaksOf(m, w.cfg.Registry.Format(m.Task))
+	if err == nil && t.speaks == speaksCelery && w.cfg.Registry.Format(m.Task) != nil {
+		t.celery, err = readCelery(m)
 	}
 	if !w.cfg.Registry.Has(label) {
 		label = unknownTaskLabel // label values stay bounded whatever producers send
@@ -164,7 +174,9 @@ func (t *delivery) Skipped() { t.w.metrics.Start(t.label, t.d.Queue, -1) }
 func (t *delivery) Started(wait time.Duration) {
 	t.w.metrics.Start(t.label, t.d.Queue, wait)
 	t.w.checkFireClock(t.m, t.d.Received)
-	t.w.notice(t, result.Update{State: result.Started, Retries: t.m.Retries})
+	if t.speaks != speaksCelery { // Celery sends STARTED only with task_track_started
+		t.w.notice(t, result.Update{State: result.Started, Retries: t.m.Retries})
+	}
 }
 
 // Ran records the run's duration (verdict.Observer).

@@ -41,7 +41,7 @@ func finalUpdate(t *delivery) (result.Update, bool) {
 // channel died before the result was written.
 func (w *Worker) sendResult(t *delivery) error {
 	u, final := finalUpdate(t)
-	if !final || t.d.ReplyTo == "" {
+	if !final || !t.awaited() {
 		return nil
 	}
 	body, tooLarge := w.encodeResult(t, u)
@@ -77,15 +77,15 @@ func refused(err error) bool {
 // it.
 func (w *Worker) encodeResult(t *delivery, u result.Update) (body []byte, tooLarge bool) {
 	u.ID = t.m.ID
-	body, err := u.Encode()
+	body, err := t.encode(u)
 	if err != nil {
-		body, _ = result.Update{ID: t.m.ID, State: result.Failure, Kind: outcome.ReasonPermanent, Error: "result: " + err.Error(), Retries: u.Retries}.Encode()
+		body, _ = t.encode(result.Update{ID: t.m.ID, State: result.Failure, Kind: outcome.ReasonPermanent, Error: "result: " + err.Error(), Retries: u.Retries})
 		return body, false
 	}
 	if limit := w.maxResult(); limit > 0 && len(body) > limit {
 		msg := fmt.Sprintf("the task succeeded but its result, %d bytes encoded, is over the worker's limit of %d (worker.Config.MaxResultBytes)", len(body), limit)
 		t.log.Error("result too large; the caller gets a failure instead", zap.Int("bytes", len(body)), zap.Int("limit", limit))
-		body, _ = result.Update{ID: t.m.ID, State: result.Failure, Kind: outcome.ReasonTooLarge, Error: msg, Retries: u.Retries}.Encode()
+		body, _ = t.encode(result.Update{ID: t.m.ID, State: result.Failure, Kind: outcome.ReasonTooLarge, Error: msg, Retries: u.Retries})
 		return body, true
 	}
 	return body, false
@@ -111,11 +111,11 @@ func (w *Worker) resultDropped(t *delivery, why string) {
 // notice sends u (STARTED, RETRY) to the caller that awaits t's result,
 // without waiting for a confirm: notices are best effort.
 func (w *Worker) notice(t *delivery, u result.Update) {
-	if t.d.ReplyTo == "" {
+	if !t.awaited() {
 		return
 	}
 	u.ID = t.m.ID
-	body, err := u.Encode()
+	body, err := t.encode(u)
 	if err != nil {
 		return
 	}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -46,6 +47,26 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 		return w.requeue(d, log)
 	}
 	copied := false
+	if t.celery != nil {
+		sent, err := w.sendCelery(t)
+		switch {
+		case errors.Is(err, broker.ErrStaleDelivery):
+			return w.lost(t, log)
+		case errors.Is(err, broker.ErrUnroutable) && v.Act == verdict.Ack:
+			// Requeueing would run the task again and meet the same
+			// missing queue for ever: its dead letter keeps it, and a
+			// replay once the queue exists runs it and sends the step.
+			t.v = verdict.DeadFor(outcome.ReasonPermanent, fmt.Errorf("%w: %w", errNextUnroutable, err))
+			v, t.why = t.v, truncate(t.v.Cause.Error(), maxErrorHeader)
+			log = t.log.with(zap.Error(v.Cause))
+		case errors.Is(err, broker.ErrUnroutable):
+			log.Warn("an errback of the failed task found no queue; the dead letter still records the failure", zap.NamedError("publish_error", err))
+		case err != nil:
+			log.Error("sending the next task of its workflow failed; requeued the task", zap.NamedError("publish_error", err))
+			return w.requeueLater(d, log)
+		}
+		copied = sent
+	}
 	if p := w.followUp(t); p != nil {
 		err := w.publishFollowUp(d, p)
 		if errors.Is(err, broker.ErrStaleDelivery) {

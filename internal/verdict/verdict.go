@@ -129,9 +129,13 @@ func (j *Judge) Decide(ctx context.Context, m *task.Message, received time.Time,
 	}
 
 	rctx := ctx
-	limit, byConsumerTimeout := settings.Timeout, false
+	timeout := settings.Timeout
+	if m.TimeLimit > 0 {
+		timeout = m.TimeLimit // the message's own (Celery's timelimit) wins, as in Celery
+	}
+	limit, byConsumerTimeout := timeout, false
 	if j.Limit != nil {
-		limit, byConsumerTimeout = j.Limit(settings.Timeout)
+		limit, byConsumerTimeout = j.Limit(timeout)
 	}
 	if limit > 0 {
 		// The broker's clock runs from delivery, not from the handler's
