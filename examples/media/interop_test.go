@@ -7,14 +7,10 @@ package media_test
 // code docs/protocol.md shows.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +21,7 @@ import (
 	"github.com/warrenq/warren/conn"
 	"github.com/warrenq/warren/examples/media"
 	"github.com/warrenq/warren/internal/broker/brokertest"
+	"github.com/warrenq/warren/internal/testenv"
 	"github.com/warrenq/warren/producer"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -32,74 +29,17 @@ import (
 	"github.com/warrenq/warren/worker"
 )
 
-// python is Debian's interpreter, which sees Debian's python3-kombu; a pyenv
-// or venv python3 earlier on PATH would not.
-const python = "/usr/bin/python3"
-
-// scriptTimeout bounds every Python process.
-const scriptTimeout = 60 * time.Second
-
-var kombuVersion = sync.OnceValues(func() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, python, "-c", "import kombu; print(kombu.__version__)").CombinedOutput()
-	return strings.TrimSpace(string(out)), err
-})
-
 // requireKombu skips the test locally when Kombu is missing and fails it in
 // CI, where the interop tests must never pass by skipping.
 func requireKombu(t *testing.T) {
 	t.Helper()
-	v, err := kombuVersion()
-	if err == nil {
-		return
-	}
-	msg := fmt.Sprintf("%s cannot import kombu (%v: %s); install Debian's python3-kombu with scripts/ensure-rabbitmq.sh --with-kombu", python, err, v)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.RequirePython(t, "kombu", "--with-kombu")
 }
 
-// kombuURL turns an amqp091-go broker URL into the URL Kombu reads as the
-// same broker. They differ on the vhost: amqp091-go reads an empty path or
-// "/" as vhost "/" and otherwise the path after its first slash, while Kombu
-// reads the (unescaped) path after the first slash and an empty one as its
-// default, "/". So vhost "/" is written "//" for Kombu, as its docs do, and
-// any other vhost is path-escaped ("a/b" becomes "a%2Fb").
-func kombuURL(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", err
-	}
-	vhost := "/"
-	if len(u.Path) > 1 {
-		vhost = u.Path[1:]
-	}
-	base := (&url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host}).String()
-	if vhost == "/" {
-		return base + "//", nil
-	}
-	return base + "/" + url.PathEscape(vhost), nil
-}
-
-// runPython runs a testdata script with args and returns its stdout; it
-// fails the test if the script fails or runs past scriptTimeout.
+// runPython runs a testdata script with args and returns its stdout.
 func runPython(t *testing.T, script string, args ...string) []byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, python, append([]string{"testdata/" + script}, args...)...)
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("%w (killed after %v)", err, scriptTimeout)
-		}
-		t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", script, strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
-	}
-	return stdout.Bytes()
+	return testenv.RunPython(t, nil, script, args...)
 }
 
 // testbed is one test's copy of the media topology under names of its own.
@@ -114,7 +54,7 @@ type testbed struct {
 func newTestbed(t *testing.T) *testbed {
 	t.Helper()
 	b := brokertest.New(t)
-	ku, err := kombuURL(b.URL)
+	ku, err := testenv.KombuURL(b.URL)
 	if err != nil {
 		t.Fatalf("kombu URL for %s: %v", b.URL, err)
 	}
@@ -411,49 +351,6 @@ func TestKombuConsumesWarrenTask(t *testing.T) {
 	}
 	if n := tb.b.Ready(tb.queue); n != 0 {
 		t.Errorf("%d message(s) left in %s after Kombu acked, want 0", n, tb.queue)
-	}
-}
-
-// kombuURL must give Kombu the vhost amqp091-go (and so warren) uses.
-func TestKombuURL(t *testing.T) {
-	t.Parallel()
-	cases := []struct{ in, want, vhost string }{
-		{"amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:guest@127.0.0.1:5672//", "/"},
-		{"amqp://guest:guest@127.0.0.1:5672", "amqp://guest:guest@127.0.0.1:5672//", "/"},
-		{"amqp://guest:guest@127.0.0.1:5672/%2F", "amqp://guest:guest@127.0.0.1:5672//", "/"},
-		{"amqp://u:p@h:5672/staging", "amqp://u:p@h:5672/staging", "staging"},
-		{"amqp://u:p@h/a%2Fb", "amqp://u:p@h/a%2Fb", "a/b"},
-		{"amqps://u:p%40ss@h:5671/v?heartbeat=5", "amqps://u:p%40ss@h:5671/v", "v"},
-	}
-	for _, c := range cases {
-		got, err := kombuURL(c.in)
-		if err != nil || got != c.want {
-			t.Errorf("kombuURL(%q) = %q, %v; want %q", c.in, got, err, c.want)
-		}
-	}
-	if _, err := kombuVersion(); err != nil {
-		return // the conversion is checked; Kombu's reading needs Kombu
-	}
-	// Ask Kombu itself which vhost it reads from each converted URL.
-	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
-	defer cancel()
-	var urls []string
-	for _, c := range cases {
-		urls = append(urls, c.want)
-	}
-	script := "import json, sys\nfrom kombu import Connection\nprint(json.dumps([Connection(u).virtual_host for u in sys.argv[1:]]))"
-	out, err := exec.CommandContext(ctx, python, append([]string{"-c", script}, urls...)...).Output()
-	if err != nil {
-		t.Fatalf("asking Kombu for vhosts: %v", err)
-	}
-	var vhosts []string
-	if err := json.Unmarshal(out, &vhosts); err != nil || len(vhosts) != len(cases) {
-		t.Fatalf("Kombu printed %q (%v)", out, err)
-	}
-	for i, c := range cases {
-		if vhosts[i] != c.vhost {
-			t.Errorf("Kombu reads %q as vhost %q, want %q", c.want, vhosts[i], c.vhost)
-		}
 	}
 }
 
