@@ -4,10 +4,12 @@
 # the README's demo and test commands and CI call it on every run, on a
 # machine that may be fresh.
 #
-# Usage: scripts/ensure-rabbitmq.sh [--with-kombu] [--with-management] [--with-prometheus] [--with-chromium]
+# Usage: scripts/ensure-rabbitmq.sh [--with-kombu] [--with-celery] [--with-management] [--with-prometheus] [--with-chromium]
 #   --with-kombu       also Debian's python3-kombu, importable by /usr/bin/python3
 #                      (the interoperability tests talk to warren from Celery's
 #                      transport library)
+#   --with-celery      also Debian's python3-celery (Celery 5.2, with Kombu), for
+#                      the tests that run Celery apps and workers beside warren
 #   --with-management  also enable the rabbitmq_management plugin
 #   --with-prometheus  also Debian's prometheus (the server and promtool), which
 #                      the dashboards' tests run; its service is not needed
@@ -20,17 +22,19 @@ port=5672
 start_timeout=90 # seconds for a detached node to boot and open its port
 
 with_kombu=0
+with_celery=0
 with_management=0
 with_prometheus=0
 with_chromium=0
 for arg in "$@"; do
 	case "$arg" in
 	--with-kombu) with_kombu=1 ;;
+	--with-celery) with_celery=1 ;;
 	--with-management) with_management=1 ;;
 	--with-prometheus) with_prometheus=1 ;;
 	--with-chromium) with_chromium=1 ;;
 	-h | --help)
-		sed -n '2,15s/^# \{0,1\}//p' "$0"
+		sed -n '2,17s/^# \{0,1\}//p' "$0"
 		exit 0
 		;;
 	*)
@@ -151,6 +155,19 @@ if [ "$with_kombu" = 1 ]; then
 		v=$(/usr/bin/python3 -c 'import kombu; print(kombu.__version__)') ||
 			die "python3-kombu installed but /usr/bin/python3 cannot import kombu"
 		log "kombu $v installed for /usr/bin/python3"
+	fi
+fi
+
+# Debian's python3-celery, likewise for /usr/bin/python3; its recommends
+# (a message broker among them) are not needed.
+if [ "$with_celery" = 1 ]; then
+	if /usr/bin/python3 -c 'import celery' >/dev/null 2>&1; then
+		log "celery importable by /usr/bin/python3"
+	else
+		apt_install --no-install-recommends python3-celery
+		v=$(/usr/bin/python3 -c 'import celery; print(celery.__version__)') ||
+			die "python3-celery installed but /usr/bin/python3 cannot import celery"
+		log "celery $v installed for /usr/bin/python3"
 	fi
 fi
 

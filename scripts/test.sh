@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README, CI): starts RabbitMQ if none answers (installing
-# it, Kombu, Prometheus and Chromium from Debian's packages where missing),
+# it, Kombu, Celery, Prometheus and Chromium from Debian's packages where missing),
 # checks formatting and vet, runs every package's tests with -race (the
 # dashboards' among them run a Prometheus server of their own, the web UI's
 # a headless Chromium), then the fault suite,
@@ -9,7 +9,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
-scripts/ensure-rabbitmq.sh --with-kombu --with-prometheus --with-chromium
+scripts/ensure-rabbitmq.sh --with-kombu --with-celery --with-prometheus --with-chromium
 
 echo "== gofmt, go vet"
 unformatted=$(gofmt -l .)

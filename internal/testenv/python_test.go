@@ -47,4 +47,3 @@ func TestKombuURL(t *testing.T) {
 		}
 	}
 }
-
