@@ -221,10 +221,11 @@ func fieldNames(t reflect.Type) []string {
 	var names []string
 	for i := range t.NumField() {
 		f := t.Field(i)
-		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if tag == "-" {
+		tag := f.Tag.Get("json")
+		if tag == "-" { // json:"-," names a field "-"
 			continue
 		}
+		tag, _, _ = strings.Cut(tag, ",")
 		ft := f.Type
 		if ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
