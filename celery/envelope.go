@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -169,11 +170,14 @@ func (e *Envelope) object(names []string) ([]byte, error) {
 	if len(e.Args) > len(names) {
 		return nil, fmt.Errorf("celery: takes %d positional arguments (%s) but %d were given", len(names), strings.Join(names, ", "), len(e.Args))
 	}
+	keys := sortedKeys(e.Kwargs)
 	var b bytes.Buffer
 	b.WriteByte('{')
 	for i, a := range e.Args {
-		if _, dup := e.Kwargs[names[i]]; dup {
-			return nil, fmt.Errorf("celery: got multiple values for argument %q (positional %d and a kwarg)", names[i], i)
+		for _, k := range keys {
+			if fills(k, names[i], names) {
+				return nil, fmt.Errorf("celery: got multiple values for argument %q (positional %d and kwarg %q)", names[i], i, k)
+			}
 		}
 		if i > 0 {
 			b.WriteByte(',')
@@ -182,7 +186,7 @@ func (e *Envelope) object(names []string) ([]byte, error) {
 		b.WriteByte(':')
 		b.Write(a)
 	}
-	for i, k := range sortedKeys(e.Kwargs) {
+	for i, k := range keys {
 		if i > 0 || len(e.Args) > 0 {
 			b.WriteByte(',')
 		}
@@ -193,6 +197,13 @@ func (e *Envelope) object(names []string) ([]byte, error) {
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// fills reports whether kwarg k sets the field named name, as
+// encoding/json matches keys: exactly, or ignoring case when no field has
+// k's exact name. A kwarg "name" sets a field Name.
+func fills(k, name string, names []string) bool {
+	return k == name || strings.EqualFold(k, name) && !slices.Contains(names, k)
 }
 
 func sortedKeys(m map[string]json.RawMessage) []string {
@@ -210,10 +221,11 @@ func fieldNames(t reflect.Type) []string {
 	var names []string
 	for i := range t.NumField() {
 		f := t.Field(i)
-		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if tag == "-" {
+		tag := f.Tag.Get("json")
+		if tag == "-" { // json:"-," names a field "-"
 			continue
 		}
+		tag, _, _ = strings.Cut(tag, ",")
 		ft := f.Type
 		if ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
