@@ -264,7 +264,7 @@ func body1(arg []byte) []byte {
 // Decode reads a Celery body, [args, kwargs, embed], into p: see Bind for
 // the mapping.
 func (protocol) Decode(body []byte, c task.Codec, p any) error {
-	if c.ContentType() != task.ContentTypeJSON {
+	if c != nil && c.ContentType() != task.ContentTypeJSON { // nil: JSON, as for Encode
 		return UnsupportedSerializer(c.ContentType())
 	}
 	e, err := ParseBody(body)

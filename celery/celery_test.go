@@ -630,6 +630,12 @@ func TestOnSuccessNext(t *testing.T) {
 				}
 				assertAbout(t, next[0].Headers[task.HeaderExpires], time.Minute)
 			}},
+		{name: "a number is no eta (countdown is)", step: signature("tasks.b", `[]`, `{"eta":30}`, false),
+			check: func(t *testing.T, next []celery.Next) {
+				if got := next[0].Headers[task.HeaderETA]; got != nil {
+					t.Errorf("eta = %v, want none", got)
+				}
+			}},
 		{name: "routing and priority", step: signature("tasks.b", `[]`, `{"queue":"q","exchange":"ex","routing_key":"rk","priority":7}`, false),
 			check: func(t *testing.T, next []celery.Next) {
 				n := next[0]

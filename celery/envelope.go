@@ -430,9 +430,12 @@ func (o options) raw(k string) []json.RawMessage {
 }
 
 // time reads eta or expires: an ISO 8601 string, or for expires a number
-// of seconds from now.
+// of seconds from now (Celery's countdown is eta's number).
 func (o options) time(k string, now time.Time) time.Time {
 	if f, ok := o.num(k); ok {
+		if k != "expires" {
+			return time.Time{}
+		}
 		return now.Add(time.Duration(f * float64(time.Second)))
 	}
 	s := o.str(k)

@@ -67,6 +67,7 @@ var (
 	goNow     = celery.DefineWithResult[string, float64]("go.now")
 	goSlow    = celery.DefineWithResult[float64, string]("go.slow", task.WithMaxAttempts(1))
 	goFail    = celery.DefineWithResult[string, int]("go.fail")
+	goFlaky   = celery.DefineWithResult[string, string]("go.flaky", task.WithBackoff(10*time.Millisecond, 10*time.Millisecond))
 	goErrback = celery.Define[errbackArgs]("go.errback")
 
 	pyAdd  = celery.DefineWithResult[addArgs, sum]("py.add")
@@ -167,6 +168,13 @@ func startGo(t *testing.T, tb *bed) *goSide {
 			return 0, retry.Permanent(errors.New(why))
 		}),
 		goErrback.Handler(func(ctx context.Context, a errbackArgs) error { g.saw(ctx, a); return nil }),
+		goFlaky.Handler(func(ctx context.Context, label string) (string, error) {
+			g.saw(ctx, label)
+			if m, _ := task.FromContext(ctx); m.Retries == 0 {
+				return "", errors.New("first attempt fails")
+			}
+			return label + " on the second attempt", nil
+		}),
 	)
 	w, err := worker.New(worker.Config{
 		Conn:            conn.Config{URL: tb.b.URL},
@@ -543,6 +551,35 @@ func TestCeleryWorkflowsRunInGo(t *testing.T) {
 	}
 	if out.Failed.Type != result.CeleryTaskError || out.Failed.Message != "permanent: boom" {
 		t.Errorf("the failed task's result in Python: %+v, want %s('permanent: boom')", out.Failed, result.CeleryTaskError)
+	}
+}
+
+// A Go task that fails once is retried by warren, and Python's get()
+// receives the second attempt's result; a task no Go handler serves is
+// dead-lettered and Python's get() raises for it, though warren has no
+// definition saying the caller is Celery's.
+func TestCeleryCallerSeesGoRetryAndUnknownTask(t *testing.T) {
+	t.Parallel()
+	tb := newBed(t)
+	g := startGo(t, tb)
+	var out struct {
+		Flaky   string
+		FlakyID string `json:"flaky_id"`
+		Unknown struct{ Type, Message string }
+	}
+	tb.pysend(t, &out, "retry")
+	if out.Flaky != "again on the second attempt" {
+		t.Errorf("go.flaky's result in Python: %q", out.Flaky)
+	}
+	if runs := g.runs(goFlaky.Name()); len(runs) != 2 || runs[0].ID != out.FlakyID || runs[1].ID != out.FlakyID {
+		t.Errorf("go.flaky ran %+v, want twice as %s", runs, out.FlakyID)
+	}
+	if out.Unknown.Type != result.CeleryTaskError || !strings.HasPrefix(out.Unknown.Message, "unknown_task: ") {
+		t.Errorf("go.nope's result in Python: %+v, want TaskError('unknown_task: ...')", out.Unknown)
+	}
+	d, ok := tb.b.Get(routing.DeadQueue(tb.goQueue))
+	if !ok || d.Headers[task.HeaderReason] != string(outcome.ReasonUnknownTask) || d.Headers[task.HeaderTask] != "go.nope" {
+		t.Errorf("dead letter %v (found %v), want go.nope as unknown_task", d.Headers, ok)
 	}
 }
 

@@ -28,6 +28,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,36 +155,55 @@ func decodeCelery(body []byte) (Update, error) {
 	case Success:
 		u.State, u.Result = Success, m.Result
 	case Failure, Retry:
-		u.State, u.Error = State(m.Status), celeryError(m.Result)
+		u.State = State(m.Status)
+		var kind outcome.Reason
+		kind, u.Error = celeryError(m.Result)
 		if u.State == Failure {
-			u.Kind = outcome.ReasonPermanent
+			u.Kind = kind
 		}
 	case Pending:
 		u.State = Pending
 	default:
 		u.State = Started
 		if m.Status == "REVOKED" {
-			u.State, u.Kind, u.Error = Failure, outcome.ReasonExpired, "revoked: "+celeryError(m.Result)
+			_, why := celeryError(m.Result)
+			u.State, u.Kind, u.Error = Failure, outcome.ReasonExpired, "revoked: "+why
 		}
 	}
 	return u, nil
 }
 
-// celeryError renders a serialized exception as "ValueError: bad input".
-func celeryError(raw json.RawMessage) string {
+// celeryError renders a serialized exception as "ValueError: bad input",
+// with the kind of failure it stands for: permanent (Celery's worker
+// failed the task for good), or, for warren's own CeleryTaskError (a Go
+// handler's failure sent in Celery's shape), the reason its message
+// starts with, which is then left out of the text.
+func celeryError(raw json.RawMessage) (outcome.Reason, string) {
 	var exc celeryException
 	if json.Unmarshal(raw, &exc) != nil || exc.Type == "" {
-		return string(raw)
+		return outcome.ReasonPermanent, string(raw)
 	}
 	msg := exc.Message
-	if list, ok := msg.([]any); ok && len(list) == 1 {
-		msg = list[0]
+	if list, ok := msg.([]any); ok && len(list) <= 1 {
+		msg = ""
+		if len(list) == 1 {
+			msg = list[0]
+		}
 	}
-	if s, ok := msg.(string); ok {
-		return exc.Type + ": " + s
+	s, ok := msg.(string)
+	if !ok {
+		b, _ := json.Marshal(msg)
+		s = string(b)
 	}
-	b, _ := json.Marshal(msg)
-	return exc.Type + ": " + string(b)
+	if exc.Type == CeleryTaskError && exc.Module == nil {
+		if kind, text, ok := strings.Cut(s, ": "); ok && slices.Contains(outcome.Reasons(), outcome.Reason(kind)) {
+			return outcome.Reason(kind), text
+		}
+	}
+	if s == "" {
+		return outcome.ReasonPermanent, exc.Type
+	}
+	return outcome.ReasonPermanent, exc.Type + ": " + s
 }
 
 // TaskError is a task's final failure, as Get returns it.

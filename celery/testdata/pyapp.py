@@ -86,6 +86,11 @@ def go_errback(task_id, note):
     raise NotImplementedError("runs in Go")
 
 
+@app.task(name="go.flaky")
+def go_flaky(label):
+    raise NotImplementedError("runs in Go")
+
+
 @app.task(name="go.fail")
 def go_fail(why):
     raise NotImplementedError("runs in Go")

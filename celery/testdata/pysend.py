@@ -8,6 +8,7 @@ environment of pyapp.py.
   eta        go.now with a countdown, and with an expiry that passes first
   chain      a chain of three Go steps, a callback, an errback
   limit      go.slow with a soft time limit
+  retry      go.flaky, which fails once, and go.nope, which Go does not have
   malformed  messages warren must refuse, published raw with Kombu
 """
 import json
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from celery import chain
 from kombu import Connection, Producer
 
-from pyapp import app, go_add, go_errback, go_fail, go_mul, go_now, go_slow, go_sub
+from pyapp import app, go_add, go_errback, go_fail, go_flaky, go_mul, go_now, go_slow, go_sub
 
 
 def failure(res):
@@ -84,6 +85,12 @@ def limit():
     return failure(go_slow.apply_async((10,), soft_time_limit=0.5))
 
 
+def retried():
+    flaky = go_flaky.delay("again")
+    return {"flaky": flaky.get(timeout=60), "flaky_id": flaky.id,
+            "unknown": failure(app.send_task("go.nope", args=[1]))}
+
+
 def malformed():
     queue = os.environ["WARREN_GO_QUEUE"]
     ids = {k: str(uuid.uuid4()) for k in ("not_a_list", "v1", "pickle", "chord", "group_step")}
@@ -118,6 +125,8 @@ def main():
         out = workflows()
     elif cmd == "limit":
         out = limit()
+    elif cmd == "retry":
+        out = retried()
     elif cmd == "malformed":
         out = malformed()
     else:
