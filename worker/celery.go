@@ -129,5 +129,14 @@ func (w *Worker) celeryPublishing(t *delivery, n celery.Next) *broker.Publishing
 	}
 }
 
-// errNextUnroutable wraps a workflow step no queue took.
-var errNextUnroutable = errors.New("no queue took the next task of its workflow")
+// errNextUnsent wraps the error of a workflow's next task that the broker
+// will never take as it is.
+var errNextUnsent = errors.New("the next task of its workflow cannot be sent")
+
+// unsendable reports whether a next task's publish failed for good: no
+// queue took it, the broker nacked it, or it is invalid (an id or queue
+// name from the sender's options over AMQP's limits). Sending it again
+// would fail the same way.
+func unsendable(err error) bool {
+	return errors.Is(err, broker.ErrUnroutable) || refused(err)
+}

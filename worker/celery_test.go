@@ -38,10 +38,11 @@ func sig(name, options string) string {
 
 // What a Celery workflow's next task meets on its way out of a warren
 // worker: a step this worker runs goes back to the queue it came from; a
-// step whose queue does not exist dead-letters the finished task with the
-// route in its error (a replay once the queue exists sends it), never
-// requeueing it for ever; an errback with no queue still leaves the
-// failed task's dead letter.
+// step whose queue does not exist, or whose id from the sender's options
+// is over AMQP's 255 bytes, dead-letters the finished task with the cause
+// in its error (a replay once it is mended sends it), never requeueing it
+// for ever; an errback with no queue still leaves the failed task's dead
+// letter.
 func TestCeleryNextTaskRouting(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
@@ -71,6 +72,7 @@ func TestCeleryNextTaskRouting(t *testing.T) {
 	noOpts := `{}`
 	b.Publish("", q, celeryMsg("c.double", "here", `[4]`, fmt.Sprintf(`{"chain": [%s]}`, sig("c.double", noOpts))))
 	b.Publish("", q, celeryMsg("c.double", "nowhere", `[3]`, fmt.Sprintf(`{"chain": [%s]}`, sig("c.double", fmt.Sprintf(`{"queue": %q}`, missing)))))
+	b.Publish("", q, celeryMsg("c.double", "toolong", `[5]`, fmt.Sprintf(`{"chain": [%s]}`, sig("c.double", fmt.Sprintf(`{"task_id": %q}`, strings.Repeat("x", 300))))))
 	b.Publish("", q, celeryMsg("c.fail", "failed", `["boom"]`, fmt.Sprintf(`{"errbacks": [%s]}`, sig("c.double", fmt.Sprintf(`{"queue": %q}`, missing)))))
 
 	dead := map[string]amqp.Delivery{}
@@ -82,24 +84,27 @@ func TestCeleryNextTaskRouting(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		return len(dead) == 2 && len(doubled) == 3
-	}, "want 2 dead letters (nowhere, failed) and 3 runs; dead letters of %v", &ids)
+		return len(dead) == 3 && len(doubled) == 4
+	}, "want 3 dead letters (nowhere, toolong, failed) and 4 runs; dead letters of %v", &ids)
 
 	mu.Lock()
-	if !hasAll(doubled, 4, 8, 3) {
-		t.Errorf("c.double ran with %v, want 4, 8 (the next step, with 4's result, back on its queue) and 3", doubled)
+	if !hasAll(doubled, 4, 8, 3, 5) {
+		t.Errorf("c.double ran with %v, want 4, 8 (the next step, with 4's result, back on its queue), 3 and 5", doubled)
 	}
 	mu.Unlock()
 	d := dead["nowhere"]
-	if d.Headers[task.HeaderReason] != string(outcome.ReasonPermanent) || !strings.Contains(fmt.Sprint(d.Headers[task.HeaderError]), "no queue took the next task") ||
+	if d.Headers[task.HeaderReason] != string(outcome.ReasonPermanent) || !strings.Contains(fmt.Sprint(d.Headers[task.HeaderError]), "the next task of its workflow cannot be sent") ||
 		!strings.Contains(fmt.Sprint(d.Headers[task.HeaderError]), missing) {
 		t.Errorf("the task whose next step has no queue: dead letter %v, want reason permanent and an error naming %s", d.Headers, missing)
+	}
+	if d := dead["toolong"]; d.Headers[task.HeaderReason] != string(outcome.ReasonPermanent) || !strings.Contains(fmt.Sprint(d.Headers[task.HeaderError]), "255") {
+		t.Errorf("the task whose next step has a 300-byte id: dead letter %v, want reason permanent and an error naming the limit", d.Headers)
 	}
 	if d := dead["failed"]; d.Headers[task.HeaderReason] != string(outcome.ReasonPermanent) || d.Headers[task.HeaderError] != "boom" {
 		t.Errorf("the failed task with an errback that has no queue: dead letter %v, want reason permanent, error boom", d.Headers)
 	}
-	if s := w.Stats(); s.Succeeded != 2 || s.Dead != 2 || s.Requeued != 0 {
-		t.Errorf("stats %+v, want 2 succeeded (4 and 8), 2 dead, none requeued", s)
+	if s := w.Stats(); s.Succeeded != 2 || s.Dead != 3 || s.Requeued != 0 {
+		t.Errorf("stats %+v, want 2 succeeded (4 and 8), 3 dead, none requeued", s)
 	}
 }
 

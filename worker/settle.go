@@ -52,15 +52,16 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 		switch {
 		case errors.Is(err, broker.ErrStaleDelivery):
 			return w.lost(t, log)
-		case errors.Is(err, broker.ErrUnroutable) && v.Act == verdict.Ack:
+		case unsendable(err) && v.Act == verdict.Ack:
 			// Requeueing would run the task again and meet the same
-			// missing queue for ever: its dead letter keeps it, and a
-			// replay once the queue exists runs it and sends the step.
-			t.v = verdict.DeadFor(outcome.ReasonPermanent, fmt.Errorf("%w: %w", errNextUnroutable, err))
+			// answer for ever (a missing queue, a name over AMQP's
+			// limits from the sender's options): its dead letter keeps
+			// it, and a replay once the cause is mended sends the step.
+			t.v = verdict.DeadFor(outcome.ReasonPermanent, fmt.Errorf("%w: %w", errNextUnsent, err))
 			v, t.why = t.v, truncate(t.v.Cause.Error(), maxErrorHeader)
 			log = t.log.with(zap.Error(v.Cause))
-		case errors.Is(err, broker.ErrUnroutable):
-			log.Warn("an errback of the failed task found no queue; the dead letter still records the failure", zap.NamedError("publish_error", err))
+		case unsendable(err):
+			log.Warn("an errback of the failed task cannot be sent; the dead letter still records the failure", zap.NamedError("publish_error", err))
 		case err != nil:
 			log.Error("sending the next task of its workflow failed; requeued the task", zap.NamedError("publish_error", err))
 			return w.requeueLater(d, log)
