@@ -120,8 +120,9 @@ func (w *Worker) read(d *broker.Delivery) *delivery {
 			}
 		}
 	}
-	t.speaks = speaksOf(m, w.cfg.Registry.Format(m.Task))
-	if err == nil && t.speaks == speaksCelery && w.cfg.Registry.Format(m.Task) != nil {
+	format := w.cfg.Registry.Format(m.Task)
+	t.speaks = speaksOf(m, format)
+	if err == nil && format == celery.Protocol {
 		t.celery, err = readCelery(m)
 	}
 	if !w.cfg.Registry.Has(label) {
