@@ -24,7 +24,9 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -54,6 +56,13 @@ const (
 var Protocol task.Format = protocol{}
 
 type protocol struct{}
+
+// Is reports whether f is Celery's protocol: the worker asks, to reply
+// and follow workflows as Celery does.
+func Is(f task.Format) bool {
+	_, ok := f.(protocol)
+	return ok
+}
 
 // Name returns "celery".
 func (protocol) Name() string { return "celery" }
@@ -175,27 +184,32 @@ func (protocol) Encode(m *task.Message, payload any, c task.Codec) error {
 	h[HeaderIgnoreResult] = m.ReplyTo == ""
 	h[HeaderArgsRepr] = clip(args)
 	h[HeaderKwargsRepr] = clip(kwargs)
-	h[HeaderOrigin] = origin
+	h[HeaderOrigin] = origin()
 	h[task.HeaderETA] = isoTime(m.ETA)
 	h[task.HeaderExpires] = isoTime(m.Expires)
 	return nil
 }
 
 // origin names this process as Celery names its nodes, for logs on the
-// Celery side.
-var origin = func() string {
+// Celery side; looked up on first use, not at start-up.
+var origin = sync.OnceValue(func() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("gen%d@%s", os.Getpid(), host)
-}()
+})
 
 // clip bounds argsrepr and kwargsrepr, which are only for logs, as
-// Celery's own default does (1024 characters).
+// Celery's own default does (1024 bytes), without splitting a UTF-8
+// sequence: a header that is not valid UTF-8 reaches Python as bytes.
 func clip(b []byte) string {
 	const limit = 1024
 	if len(b) <= limit {
 		return string(b)
 	}
-	return string(b[:limit]) + "..."
+	n := limit
+	for n > 0 && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return string(b[:n]) + "..."
 }
 
 // isoTime writes t as Celery's parser reads it: microseconds at most (it
@@ -274,6 +288,10 @@ func (protocol) Decode(body []byte, c task.Codec, p any) error {
 	return e.Bind(p)
 }
 
+// ErrUnsupported is wrapped by the errors for Celery messages warren does
+// not read: a serializer other than JSON, compression, protocol 1.
+var ErrUnsupported = errors.New("celery: not supported")
+
 // UnsupportedSerializer is the error for a Celery message in a serializer
 // other than JSON, naming Celery's setting that changes it.
 func UnsupportedSerializer(contentType string) error {
@@ -286,10 +304,20 @@ func UnsupportedSerializer(contentType string) error {
 	case "application/x-msgpack":
 		name = "msgpack"
 	}
-	return fmt.Errorf("celery: the %s serializer is not supported, only JSON: set task_serializer = 'json' (Celery's default) in the sending app", name)
+	return fmt.Errorf("%w: the %s serializer, only JSON; set task_serializer = 'json' (Celery's default) in the sending app", ErrUnsupported, name)
+}
+
+// UnsupportedCompression is the error for a Celery message compressed
+// with task_compression (its compression header names the scheme).
+func UnsupportedCompression(scheme string) error {
+	return fmt.Errorf("%w: a body compressed with %.40s; leave task_compression unset (Celery's default) in the sending app", ErrUnsupported, scheme)
 }
 
 // ErrProtocolV1 is the error for a message in Celery's protocol v1 (the
 // task name and arguments in the body, no task header), which warren
 // does not read.
-var ErrProtocolV1 = errors.New("celery: message protocol v1 is not supported: set task_protocol = 2 (Celery's default since 4.0) in the sending app")
+var ErrProtocolV1 = fmt.Errorf("%w: message protocol v1; set task_protocol = 2 (Celery's default since 4.0) in the sending app", ErrUnsupported)
+
+// HeaderCompression names the scheme of a body Celery compressed
+// (task_compression).
+const HeaderCompression = "compression"

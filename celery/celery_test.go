@@ -438,6 +438,8 @@ func TestParseBody(t *testing.T) {
 		{"callback a string", `[[],{},{"callbacks":["tasks.b"]}]`, "callback"},
 		{"errback without a task", `[[],{},{"errbacks":[{"args":[]}]}]`, "errback"},
 		{"invalid UTF-8", "[[\"\xff\"],{}]", "UTF-8"},
+		{"chain step with a chord in its options", `[[],{},{"chain":[{"task":"tasks.b","args":[],"kwargs":{},"options":{"chord":` + sig + `}}]}]`, "part of a chord"},
+		{"chain step with a null chord option", `[[],{},{"chain":[{"task":"tasks.b","args":[],"kwargs":{},"options":{"chord":null}}]}]`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -767,6 +769,41 @@ func TestLooksLikeV1(t *testing.T) {
 				t.Errorf("LooksLikeV1(%q, %s) = %v, want %v", tt.contentType, tt.body, got, tt.want)
 			}
 		})
+	}
+}
+
+// The headers of a next task are all values AMQP carries: a func or a
+// struct would make the broker layer refuse the publish.
+func TestNextHeadersAreAMQPValues(t *testing.T) {
+	m := &task.Message{ID: "a", Task: "tasks.a", Headers: map[string]any{}}
+	e, err := celery.ParseBody([]byte(`[[],{},{"chain":[{"task":"tasks.b","args":[],"kwargs":{},"options":{"time_limit":5}}]}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := e.OnSuccess(m, nil)
+	if err != nil || len(next) != 1 {
+		t.Fatalf("OnSuccess = %v, %v", next, err)
+	}
+	for k, v := range next[0].Headers {
+		switch v := v.(type) {
+		case nil, string, bool, int64, float64:
+		case []any:
+			for _, x := range v {
+				switch x.(type) {
+				case nil, float64:
+				default:
+					t.Errorf("header %s holds a %T", k, x)
+				}
+			}
+		default:
+			t.Errorf("header %s is a %T", k, v)
+		}
+	}
+}
+
+func TestIs(t *testing.T) {
+	if !celery.Is(celery.Protocol) || celery.Is(nil) {
+		t.Errorf("Is(Protocol) = %v, Is(nil) = %v", celery.Is(celery.Protocol), celery.Is(nil))
 	}
 }
 

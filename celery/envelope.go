@@ -34,8 +34,8 @@ type Embed struct {
 	Chord     json.RawMessage   `json:"chord"`     // a chord's body; warren refuses these
 }
 
-// Signature is one task of a workflow as Celery serializes it.
-type Signature struct {
+// signature is one task of a workflow as Celery serializes it.
+type signature struct {
 	Task        string                     `json:"task"`
 	Args        []json.RawMessage          `json:"args"`
 	Kwargs      map[string]json.RawMessage `json:"kwargs"`
@@ -93,13 +93,16 @@ func (e Embed) check() error {
 			if s.SubtaskType != nil && *s.SubtaskType != "" {
 				return fmt.Errorf("celery: a %s that is a %s (%s) is not supported: warren follows single tasks only", list.what, *s.SubtaskType, s.Task)
 			}
+			if c, ok := s.Options["chord"]; ok && !isNull(c) {
+				return fmt.Errorf("celery: a %s (%s) that is part of a chord is not supported: its chord's body runs when a result store has counted the header's results, and warren keeps no result store", list.what, s.Task)
+			}
 		}
 	}
 	return nil
 }
 
-func parseSignature(raw json.RawMessage) (*Signature, error) {
-	var s Signature
+func parseSignature(raw json.RawMessage) (*signature, error) {
+	var s signature
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("not a signature: %w", err)
 	}
@@ -374,7 +377,7 @@ func next(m *task.Message, raw, first json.RawMessage, chain []json.RawMessage) 
 			HeaderRootID: root, HeaderParentID: m.ID, HeaderGroup: opt.strOrNil("group_id"),
 			task.HeaderRetries: int64(0), task.HeaderTimeLimit: []any{opt.numOrNil("time_limit"), opt.numOrNil("soft_time_limit")},
 			HeaderIgnoreResult: opt.str("reply_to") == "", HeaderArgsRepr: clip(argsJSON), HeaderKwargsRepr: clip(kwargsJSON),
-			HeaderOrigin: origin, task.HeaderETA: isoTime(eta), task.HeaderExpires: isoTime(expires),
+			HeaderOrigin: origin(), task.HeaderETA: isoTime(eta), task.HeaderExpires: isoTime(expires),
 		},
 	}
 	if p, ok := opt.num("priority"); ok && p >= 0 && p <= 255 {

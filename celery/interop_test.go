@@ -427,7 +427,8 @@ func TestGoSendsThousandTasksToCelery(t *testing.T) {
 // Python sends go.now with a countdown, with a naive datetime as eta, and
 // with an expiry that passes before its eta: warren runs the first two no
 // earlier than their ETAs and dead-letters the third as expired, and
-// Python's AsyncResult.get() raises for it.
+// Python's AsyncResult.get() raises TaskRevokedError for it, as for a task
+// a Celery worker took after its expiry.
 func TestCeleryETAAndExpiryReachGo(t *testing.T) {
 	t.Parallel()
 	tb := newBed(t)
@@ -449,8 +450,8 @@ func TestCeleryETAAndExpiryReachGo(t *testing.T) {
 	if out.NaiveRanAt < out.NaiveETA-slack {
 		t.Errorf("the task with a naive eta ran %.3fs before it", out.NaiveETA-out.NaiveRanAt)
 	}
-	if out.Expired.Type != result.CeleryTaskError || !strings.HasPrefix(out.Expired.Message, "expired: ") || out.Expired.State != "FAILURE" {
-		t.Errorf("the expired task's result in Python: %+v, want a %s 'expired: ...' in state FAILURE", out.Expired, result.CeleryTaskError)
+	if out.Expired.Type != "TaskRevokedError" || out.Expired.Message != "expired" || out.Expired.State != "REVOKED" {
+		t.Errorf("the expired task's result in Python: %+v, want TaskRevokedError('expired') in state REVOKED, as Celery reports it", out.Expired)
 	}
 	for _, r := range g.runs(goNow.Name()) {
 		if r.ID == out.ExpiredID {
@@ -612,9 +613,11 @@ func TestMalformedCeleryMessagesAreDeadLettered(t *testing.T) {
 
 	want := map[string]string{
 		"not_a_list": "not a protocol 2 list",
-		"v1":         "protocol v1 is not supported",
-		"pickle":     "pickle serializer is not supported",
+		"v1":         "not supported: message protocol v1; set task_protocol = 2",
+		"pickle":     "not supported: the pickle serializer, only JSON; set task_serializer = 'json'",
+		"gzip":       "not supported: a body compressed with application/x-gzip; leave task_compression unset",
 		"chord":      "a chord is not supported",
+		"chord_step": "that is part of a chord is not supported",
 		"group_step": "is a group",
 	}
 	dead := map[string]string{}

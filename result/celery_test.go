@@ -46,6 +46,8 @@ func TestEncodeCelery(t *testing.T) {
 		{"retry", Update{ID: "t3", State: Retry, Error: "flaky", Retries: 1},
 			`{"exc_type":"TaskError","exc_message":["flaky"],"exc_module":null}`, "flaky", false},
 		{"started", Update{ID: "t4", State: Started}, `null`, nil, false},
+		{"expired: revoked, as Celery reports it", Update{ID: "t5", State: Failure, Error: "expired at 2026-12-03T18:52:19Z", Kind: outcome.ReasonExpired},
+			`{"exc_type":"TaskRevokedError","exc_message":["expired"],"exc_module":"celery.exceptions"}`, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,8 +68,12 @@ func TestEncodeCelery(t *testing.T) {
 			if got := string(m["task_id"]); got != `"`+tt.u.ID+`"` {
 				t.Errorf("task_id = %s, want %q", got, tt.u.ID)
 			}
-			if got := string(m["status"]); got != `"`+string(tt.u.State)+`"` {
-				t.Errorf("status = %s, want %q", got, tt.u.State)
+			wantStatus := string(tt.u.State)
+			if tt.u.Kind == outcome.ReasonExpired {
+				wantStatus = "REVOKED"
+			}
+			if got := string(m["status"]); got != `"`+wantStatus+`"` {
+				t.Errorf("status = %s, want %q", got, wantStatus)
 			}
 			if !sameJSON(t, m["result"], []byte(tt.wantResult)) {
 				t.Errorf("result = %s, want %s", m["result"], tt.wantResult)

@@ -112,13 +112,24 @@ const CeleryTaskError = "TaskError"
 
 // EncodeCelery returns u in the shape Celery's RPC result backend
 // (result_backend = 'rpc://') publishes: {task_id, status, result,
-// traceback, children, date_done}; a failure's result is an exception
-// Python rebuilds as CeleryTaskError. It is what a Go handler sends to a
-// Python caller awaiting AsyncResult.get().
+// traceback, children}, and date_done, which later Celery versions add; a
+// failure's result is an exception Python rebuilds as CeleryTaskError,
+// and an expired task is REVOKED with TaskRevokedError('expired'), as
+// Celery reports it. It is what a Go handler sends to a Python caller
+// awaiting AsyncResult.get().
 func (u Update) EncodeCelery() ([]byte, error) {
 	m := celeryMeta{TaskID: u.ID, Status: string(u.State), Result: u.Result, Children: []any{}}
-	switch u.State {
-	case Failure, Retry:
+	switch {
+	case u.State == Failure && u.Kind == outcome.ReasonExpired:
+		// As Celery's worker reports a task it took after its expiry, so
+		// that get() raises TaskRevokedError('expired') as it would there.
+		module := "celery.exceptions"
+		exc, err := json.Marshal(celeryException{Type: "TaskRevokedError", Message: []string{"expired"}, Module: &module})
+		if err != nil {
+			return nil, err
+		}
+		m.Status, m.Result = "REVOKED", exc
+	case u.State == Failure, u.State == Retry:
 		text := u.Error
 		if u.Kind != "" {
 			text = string(u.Kind) + ": " + text
@@ -128,7 +139,7 @@ func (u Update) EncodeCelery() ([]byte, error) {
 			return nil, err
 		}
 		m.Result, m.Traceback = exc, &text
-	case Success:
+	case u.State == Success:
 		m.DateDone = time.Now().UTC().Format("2006-01-02T15:04:05.000000")
 	}
 	if m.Result == nil {

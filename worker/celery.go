@@ -10,6 +10,7 @@ import (
 	"github.com/warrenq/warren/celery"
 	"github.com/warrenq/warren/internal/broker"
 	"github.com/warrenq/warren/internal/verdict"
+	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/result"
 	"github.com/warrenq/warren/routing"
 	"github.com/warrenq/warren/task"
@@ -24,14 +25,14 @@ const (
 )
 
 // speaksOf says how m's caller reads results: as Celery does when m is a
-// task shared with Celery (its handler's format), or, when no handler
-// reads it, when Celery sent it (a lang header, which Celery's protocol
-// 2 always carries and warren's does not).
-func speaksOf(m *task.Message, f task.Format) speaks {
-	if f == celery.Protocol {
+// task shared with Celery (its handler's format f), or, when no handler
+// serves it (has is false), when Celery sent it (a lang header, which
+// Celery's protocol 2 always carries and warren's does not).
+func speaksOf(m *task.Message, f task.Format, has bool) speaks {
+	if celery.Is(f) {
 		return speaksCelery
 	}
-	if _, ok := m.Headers[celery.HeaderLang]; ok && f == nil {
+	if _, ok := m.Headers[celery.HeaderLang]; ok && !has {
 		return speaksCelery
 	}
 	return speaksWarren
@@ -44,6 +45,9 @@ func speaksOf(m *task.Message, f task.Format) speaks {
 func readCelery(m *task.Message) (*celery.Envelope, error) {
 	if m.ContentType != "" && !isJSON(m.ContentType) {
 		return nil, &task.DecodeError{Task: m.Task, Err: celery.UnsupportedSerializer(m.ContentType)}
+	}
+	if c, ok := m.Headers[celery.HeaderCompression]; ok && c != nil && c != "" {
+		return nil, &task.DecodeError{Task: m.Task, Err: celery.UnsupportedCompression(fmt.Sprint(c))}
 	}
 	e, err := celery.ParseBody(m.Body)
 	if err != nil {
@@ -78,30 +82,40 @@ func (t *delivery) encode(u result.Update) ([]byte, error) {
 
 // sendCelery publishes what a Celery task's workflow asks for once its
 // run ended: on success the chain's next step and the callbacks, on a
-// final failure the errbacks. Each is confirmed before the task is acked,
-// so none is lost; a failure to publish requeues the task, whose next run
-// sends them again (at least once, as Celery). It reports whether any
-// was sent.
-func (w *Worker) sendCelery(t *delivery) (sent bool, err error) {
+// final failure the errbacks (not for an expired task, which Celery
+// reports as revoked and sends no errbacks for). Each is confirmed before
+// the task is acked, so none is lost; a failure to publish requeues the
+// task, whose next run sends them again: at least once (Celery's own
+// workers, acking early by default, send them at most once). It reports
+// whether any was sent, the first that the broker will never take as it
+// is (unsent; the others are still sent), and the error that stopped it.
+func (w *Worker) sendCelery(t *delivery) (sent bool, unsent, err error) {
 	var next []celery.Next
-	switch t.v.Act {
-	case verdict.Ack:
+	switch {
+	case t.v.Act == verdict.Ack:
 		next, err = t.celery.OnSuccess(t.m, t.v.Result)
-	case verdict.Dead, verdict.Drop:
+	case t.v.Act == verdict.Dead && t.v.Reason != outcome.ReasonExpired:
 		next, err = t.celery.OnFailure(t.m)
 	}
 	if err != nil {
-		return false, err
+		return false, err, nil // a signature parseBody accepted and next cannot read: for good
 	}
 	for _, n := range next {
 		p := w.celeryPublishing(t, n)
 		if err := w.confirmed(p); err != nil {
-			return sent, fmt.Errorf("celery: sending %s %s to exchange %q key %q: %w", n.Task, n.ID, p.Exchange, p.Key, err)
+			err = fmt.Errorf("celery: sending %s %s to exchange %q key %q: %w", n.Task, n.ID, p.Exchange, p.Key, err)
+			if !unsendable(err) {
+				return sent, unsent, err
+			}
+			if unsent == nil {
+				unsent = err
+			}
+			continue
 		}
 		sent = true
 		t.log.Debug("sent the next task of its workflow", zap.String("next_task", n.Task), zap.String("next_id", n.ID), zap.String("key", p.Key))
 	}
-	return sent, nil
+	return sent, unsent, nil
 }
 
 // celeryPublishing routes n: to the exchange and routing key its

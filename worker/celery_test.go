@@ -80,7 +80,7 @@ func TestCeleryNextTaskRouting(t *testing.T) {
 	brokertest.Eventually(t, 20*time.Second, func() bool {
 		if d, ok := b.Get(routing.DeadQueue(q)); ok {
 			id := d.Headers[task.HeaderID].(string)
-			dead[id], ids = d, append(ids, id)
+			dead[id], ids = d, append(ids, id+": "+fmt.Sprint(d.Headers[task.HeaderError]))
 		}
 		mu.Lock()
 		defer mu.Unlock()

@@ -121,8 +121,8 @@ func (w *Worker) read(d *broker.Delivery) *delivery {
 		}
 	}
 	format := w.cfg.Registry.Format(m.Task)
-	t.speaks = speaksOf(m, format)
-	if err == nil && format == celery.Protocol {
+	t.speaks = speaksOf(m, format, w.cfg.Registry.Has(m.Task))
+	if err == nil && celery.Is(format) {
 		t.celery, err = readCelery(m)
 	}
 	if !w.cfg.Registry.Has(label) {

@@ -36,7 +36,7 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 		t.why = truncate(v.Cause.Error(), maxErrorHeader)
 	}
 	if !d.Live() {
-		return w.lost(t, log)
+		return w.lost(t, log, false)
 	}
 	if v.Act == verdict.Requeue {
 		if v.Interrupted {
@@ -46,32 +46,35 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 		}
 		return w.requeue(d, log)
 	}
-	copied := false
+	copied, nextSent := false, false
 	if t.celery != nil {
-		sent, err := w.sendCelery(t)
+		var unsent, err error
+		nextSent, unsent, err = w.sendCelery(t)
 		switch {
 		case errors.Is(err, broker.ErrStaleDelivery):
-			return w.lost(t, log)
-		case unsendable(err) && v.Act == verdict.Ack:
+			return w.lost(t, log, nextSent)
+		case err != nil:
+			// The next tasks already confirmed go again with the rerun:
+			// at least once.
+			log.Error("sending the next task of its workflow failed; requeued the task", zap.NamedError("publish_error", err))
+			return w.requeueLater(d, log)
+		case unsent != nil && v.Act == verdict.Ack:
 			// Requeueing would run the task again and meet the same
 			// answer for ever (a missing queue, a name over AMQP's
 			// limits from the sender's options): its dead letter keeps
-			// it, and a replay once the cause is mended sends the step.
-			t.v = verdict.DeadFor(outcome.ReasonPermanent, fmt.Errorf("%w: %w", errNextUnsent, err))
+			// it, and a replay once the cause is mended sends the step
+			// (and again any that were sent now).
+			t.v = verdict.DeadFor(outcome.ReasonPermanent, fmt.Errorf("%w: %w", errNextUnsent, unsent))
 			v, t.why = t.v, truncate(t.v.Cause.Error(), maxErrorHeader)
 			log = t.log.with(zap.Error(v.Cause))
-		case unsendable(err):
-			log.Warn("an errback of the failed task cannot be sent; the dead letter still records the failure", zap.NamedError("publish_error", err))
-		case err != nil:
-			log.Error("sending the next task of its workflow failed; requeued the task", zap.NamedError("publish_error", err))
-			return w.requeueLater(d, log)
+		case unsent != nil:
+			log.Warn("an errback of the failed task cannot be sent; the dead letter still records the failure", zap.NamedError("publish_error", unsent))
 		}
-		copied = sent
 	}
 	if p := w.followUp(t); p != nil {
 		err := w.publishFollowUp(d, p)
 		if errors.Is(err, broker.ErrStaleDelivery) {
-			return w.lost(t, log)
+			return w.lost(t, log, nextSent)
 		}
 		if err != nil {
 			log.Error(v.Act.String()+": publish failed; requeued the task", zap.NamedError("publish_error", err))
@@ -83,15 +86,16 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 	switch {
 	case errors.Is(err, broker.ErrStaleDelivery):
 		if !copied {
-			return w.lost(t, log)
+			return w.lost(t, log, nextSent)
 		}
 	case err != nil && copied:
-		// The task's next step is confirmed in the broker: requeueing it
-		// now would publish that step twice (a second dead letter, say).
-		// The result is the caller's loss.
+		// The task's dead letter is confirmed in the broker: requeueing
+		// it now would publish it twice. The result is the caller's loss.
 		w.resultDropped(t, metrics.ResultPublishFailed)
 		log.Error("the task's result could not be sent after its dead letter was confirmed; the caller will not get it", zap.NamedError("publish_error", err))
 	case err != nil:
+		// A Celery workflow's next tasks, if sent, go again with the
+		// rerun: they are at least once, the result is not optional.
 		log.Error("result publish failed; requeued the task", zap.NamedError("publish_error", err))
 		return w.requeueLater(d, log)
 	}
@@ -124,11 +128,15 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 
 // lost settles a delivery whose channel died before it was settled: the
 // broker has it back and redelivers it, and nothing more is published for
-// it.
-func (w *Worker) lost(t *delivery, log *taskLog) outcome.Outcome {
+// it. nextSent says the next tasks of its Celery workflow were sent
+// already; its next run sends them again.
+func (w *Worker) lost(t *delivery, log *taskLog, nextSent bool) outcome.Outcome {
 	w.channelLost.Add(1)
-	log.Warn("the delivery's channel died before it was settled: the broker redelivers the task; nothing was published for this run",
-		zap.Stringer("verdict", t.v.Act))
+	msg := "the delivery's channel died before it was settled: the broker redelivers the task; nothing was published for this run"
+	if nextSent {
+		msg = "the delivery's channel died before it was settled: the broker redelivers the task, and its next run sends again the next tasks of its workflow that this one sent"
+	}
+	log.Warn(msg, zap.Stringer("verdict", t.v.Act))
 	return outcome.Requeued
 }
 

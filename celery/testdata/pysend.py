@@ -93,7 +93,7 @@ def retried():
 
 def malformed():
     queue = os.environ["WARREN_GO_QUEUE"]
-    ids = {k: str(uuid.uuid4()) for k in ("not_a_list", "v1", "pickle", "chord", "group_step")}
+    ids = {k: str(uuid.uuid4()) for k in ("not_a_list", "v1", "pickle", "gzip", "chord", "chord_step", "group_step")}
     v2 = {"lang": "py", "task": "go.add", "retries": 0, "timelimit": [None, None],
           "root_id": None, "parent_id": None, "group": None}
     sig = {"task": "go.add", "args": [1, 1], "kwargs": {}, "options": {},
@@ -111,7 +111,12 @@ def malformed():
         p.publish([[1, 1], {}, {"callbacks": None, "errbacks": None, "chord": None,
                                 "chain": [dict(sig, subtask_type="group")]}],
                   headers=dict(v2, id=ids["group_step"]), correlation_id=ids["group_step"])
+        # A chain step frozen as part of a chord carries it in its options.
+        p.publish([[1, 1], {}, {"callbacks": None, "errbacks": None, "chord": None,
+                                "chain": [dict(sig, options={"chord": dict(sig, task="go.sum")})]}],
+                  headers=dict(v2, id=ids["chord_step"]), correlation_id=ids["chord_step"])
     app.send_task("go.add", args=[1, 2], task_id=ids["pickle"], serializer="pickle")
+    app.send_task("go.add", args=[1, 2], task_id=ids["gzip"], compression="gzip")
     return ids
 
 
