@@ -79,13 +79,18 @@ func RequireEnqueued[T any](t testing.TB, r *Recorder, def *task.Def[T]) Enqueue
 		got, found = r.claim(def.Name())
 		return found
 	}, "warrentest: no %s task enqueued for %s (seen: %s)", def.Name(), r.queue, lazy(r.names))
-	// The definition's codec, as a producer encodes with it.
-	codec := def.New(*new(T)).Codec
+	// The definition's codec and format, as a producer encodes with them.
+	tk := def.New(*new(T))
+	codec := tk.Codec
 	if got.ContentType != codec.ContentType() {
 		t.Fatalf("warrentest: %s task %s has content type %q, want %q", def.Name(), got.ID, got.ContentType, codec.ContentType())
 	}
 	out := Enqueued[T]{Delay: got.Delay, Message: got.Message}
-	if err := codec.Unmarshal(got.Body, &out.Payload); err != nil {
+	decode := codec.Unmarshal
+	if tk.Format != nil {
+		decode = func(body []byte, p any) error { return tk.Format.Decode(body, codec, p) }
+	}
+	if err := decode(got.Body, &out.Payload); err != nil {
 		t.Fatalf("warrentest: %s task %s: payload %s does not decode: %v", def.Name(), got.ID, got.Body, err)
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenq/warren/celery"
 	"github.com/warrenq/warren/internal/broker/brokertest"
 	"github.com/warrenq/warren/outcome"
 	"github.com/warrenq/warren/producer"
@@ -118,6 +119,14 @@ func TestRecord(t *testing.T) {
 	sum := warrentest.RequireEnqueued(t, rec, add.Def)
 	if sum.Payload != (Sum{1, 2}) || sum.Headers["tenant"] != "acme" {
 		t.Errorf("other task: %+v headers %v", sum.Payload, sum.Headers)
+	}
+	// A task in Celery's format decodes from its [args, kwargs, embed].
+	celeryAdd := celery.Define[Sum]("tasks.add")
+	if _, err := producer.Enqueue(ctx, p, celeryAdd, Sum{3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	if got := warrentest.RequireEnqueued(t, rec, celeryAdd); got.Payload != (Sum{3, 4}) || got.Headers["lang"] != "go" {
+		t.Errorf("Celery task: %+v headers %v", got.Payload, got.Headers)
 	}
 	rec.RequireEmpty(t)
 }
