@@ -100,9 +100,18 @@ func (o *options) message(t task.Task, id string, now time.Time) (task.Message, 
 	}
 	m.Headers = m.BuildHeaders(o.headers)
 	if t.Format != nil {
-		if err := t.Format.Encode(&m, t.Payload, t.Codec); err != nil {
-			return task.Message{}, err
-		}
+		return encodeFormat(t, m)
+	}
+	return m, nil
+}
+
+// encodeFormat builds m's body with t's format. A function of its own, so
+// that only a formatted task's message goes to the heap: a pointer passed
+// to an interface method escapes, and in message it would take every
+// task's along.
+func encodeFormat(t task.Task, m task.Message) (task.Message, error) {
+	if err := t.Format.Encode(&m, t.Payload, t.Codec); err != nil {
+		return task.Message{}, err
 	}
 	return m, nil
 }
