@@ -100,7 +100,7 @@ func (w *Worker) settle(t *delivery) outcome.Outcome {
 		return w.requeueLater(d, log)
 	}
 	if !w.ack(d, log) {
-		if copied {
+		if copied || nextSent {
 			// The copy is confirmed and the broker redelivers the
 			// original: what the copy stands for happens twice.
 			log.Warn("the channel died between the follow-up's confirm and the ack: the broker redelivers this delivery too", zap.Stringer("verdict", v.Act))
