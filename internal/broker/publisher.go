@@ -352,7 +352,10 @@ func openPubChannel(sess *Session, pub *Publisher) (*pubChannel, error) {
 }
 
 // down reports whether the channel takes no more publishes; under pc.mu.
-func (pc *pubChannel) down() bool { return pc.failErr != nil || pc.dead }
+// A retiring channel takes none either: its close is under way, and a
+// publish written meanwhile would fail as lost rather than go out on the
+// next channel.
+func (pc *pubChannel) down() bool { return pc.failErr != nil || pc.dead || pc.retiring }
 
 // enqueue queues c for the writer; false if the channel has closed.
 func (pc *pubChannel) enqueue(c *Confirm) bool {
@@ -606,7 +609,7 @@ func (pc *pubChannel) confirm(cf amqp.Confirmation) {
 // taken (TestFaultClusterLeaderKilled). The close fails what is in
 // flight as lost and sends what is queued on a new channel.
 func (pc *pubChannel) retire() {
-	if pc.retiring || pc.down() {
+	if pc.down() {
 		return
 	}
 	pc.retiring = true

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -168,6 +169,59 @@ func TestCloseSettlesEveryQueuedPublish(t *testing.T) {
 // new channel. (On RabbitMQ 3.10 a channel that published to a quorum queue
 // while its leader died keeps nacking; see retire.) Here a full queue with
 // x-overflow reject-publish makes the broker nack.
+// Publishes made the moment a nack is heard go out on the next channel,
+// not on the one being closed, where they would fail as lost: the channel
+// stops taking publishes when the nack retires it, not when its close
+// completes. (TestNackRetiresTheChannel failed so, now and then, under
+// load.)
+func TestPublishesRightAfterANackGoOnTheNextChannel(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	full, open := b.Queue("full"), b.Queue("open")
+	ch := b.Channel()
+	if _, err := ch.QueueDeclare(full, true, false, false, false, amqp.Table{"x-max-length": int64(1), "x-overflow": "reject-publish"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(open, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	sup, err := New(Config{Conn: conn.Config{URL: b.URL}, Role: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := NewPublisher(sup, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
+	send := func(q, id string) error {
+		c, err := pub.Publish(ctx, &Publishing{Key: q, MessageID: id, Body: []byte("{}")})
+		if err != nil {
+			return err
+		}
+		return c.Wait(ctx)
+	}
+	for round := range 5 {
+		if err := send(full, "fits"); err != nil {
+			t.Fatal(err)
+		}
+		if err := send(full, "overflows"); !errors.Is(err, ErrNacked) {
+			t.Fatalf("round %d: publish to a full reject-publish queue: %v, want ErrNacked", round, err)
+		}
+		const n = 100
+		errs := make(chan error, n)
+		for i := range n {
+			go func() { errs <- send(open, fmt.Sprintf("r%d-%d", round, i)) }()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: a publish right after the nack: %v", round, err)
+			}
+		}
+		if _, err := ch.QueuePurge(full, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestNackRetiresTheChannel(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
