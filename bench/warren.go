@@ -44,7 +44,8 @@ func payload(p params, i int) Payload {
 }
 
 // warrenPublish enqueues n tasks from p.Producers goroutines, one Enqueue
-// each, or with batch from 4 goroutines in EnqueueBatch chunks of p.Window.
+// each, or with batch from 4 goroutines per queue in EnqueueBatch chunks
+// of p.Window.
 // With a rate above 0 the tasks are handed out at that many a second, on a
 // schedule, so that a slow confirm does not hold up the next enqueue.
 func warrenPublish(ctx context.Context, pr *producer.Producer, p params, n int, batch bool, rate float64) error {
@@ -63,7 +64,9 @@ func warrenPublish(ctx context.Context, pr *producer.Producer, p params, n int, 
 	var wg sync.WaitGroup
 	goroutines := p.Producers
 	if batch {
-		goroutines = 4
+		// Four batches in flight per queue, as the raw side keeps a
+		// window per queue: each batch waits for its slowest shard.
+		goroutines = 4 * max(1, p.Shards)
 	}
 	for g := 0; g < goroutines; g++ {
 		wg.Add(1)
