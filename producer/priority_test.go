@@ -60,12 +60,25 @@ func TestPriorityAllocatesNothing(t *testing.T) {
 			}
 		}
 	}
-	base := testing.AllocsPerRun(200, build(plain))
-	if got := testing.AllocsPerRun(200, build(prio)); got != base {
+	base := minAllocs(build(plain))
+	if got := minAllocs(build(prio)); got != base {
 		t.Errorf("a definition's priority: %v allocations per message, want %v as without", got, base)
 	}
-	withOpt := testing.AllocsPerRun(200, build(plain, producer.WithMaxAttempts(3)))
-	if got := testing.AllocsPerRun(200, build(plain, producer.WithPriority(3))); got != withOpt {
+	withOpt := minAllocs(build(plain, producer.WithMaxAttempts(3)))
+	if got := minAllocs(build(plain, producer.WithPriority(3))); got != withOpt {
 		t.Errorf("WithPriority: %v allocations per message, want %v as another option", got, withOpt)
 	}
+}
+
+// minAllocs is the fewest allocations per call of f over a few
+// measurements. testing.AllocsPerRun counts the whole process's
+// allocations, so goroutines left by earlier tests (a producer's
+// connection reader, say) can add to one measurement, never take away:
+// the least is f's own (a CI run once read 9 against 8 so).
+func minAllocs(f func()) float64 {
+	least := testing.AllocsPerRun(200, f)
+	for range 4 {
+		least = min(least, testing.AllocsPerRun(200, f))
+	}
+	return least
 }
