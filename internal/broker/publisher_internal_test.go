@@ -178,26 +178,9 @@ func TestPublishesRightAfterANackGoOnTheNextChannel(t *testing.T) {
 	t.Parallel()
 	b := brokertest.New(t)
 	full, open := b.Queue("full"), b.Queue("open")
-	ch := b.Channel()
-	if _, err := ch.QueueDeclare(full, true, false, false, false, amqp.Table{"x-max-length": int64(1), "x-overflow": "reject-publish"}); err != nil {
-		t.Fatal(err)
-	}
+	_, send, ch := fullQueuePublisher(t, b, full)
 	if _, err := ch.QueueDeclare(open, true, false, false, false, nil); err != nil {
 		t.Fatal(err)
-	}
-	sup, err := New(Config{Conn: conn.Config{URL: b.URL}, Role: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := NewPublisher(sup, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
-	send := func(q, id string) error {
-		c, err := pub.Publish(ctx, &Publishing{Key: q, MessageID: id, Body: []byte("{}")})
-		if err != nil {
-			return err
-		}
-		return c.Wait(ctx)
 	}
 	for round := range 5 {
 		if err := send(full, "fits"); err != nil {
@@ -222,12 +205,13 @@ func TestPublishesRightAfterANackGoOnTheNextChannel(t *testing.T) {
 	}
 }
 
-func TestNackRetiresTheChannel(t *testing.T) {
-	t.Parallel()
-	b := brokertest.New(t)
-	q := b.Queue("full")
+// fullQueuePublisher declares full as a one-message reject-publish queue,
+// so that its second publish is nacked, and returns a one-channel
+// publisher, a send that waits for the confirm, and a test channel.
+func fullQueuePublisher(t *testing.T, b *brokertest.Broker, full string) (*Publisher, func(q, id string) error, *amqp.Channel) {
+	t.Helper()
 	ch := b.Channel()
-	if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-max-length": int64(1), "x-overflow": "reject-publish"}); err != nil {
+	if _, err := ch.QueueDeclare(full, true, false, false, false, amqp.Table{"x-max-length": int64(1), "x-overflow": "reject-publish"}); err != nil {
 		t.Fatal(err)
 	}
 	sup, err := New(Config{Conn: conn.Config{URL: b.URL}, Role: "test"})
@@ -237,14 +221,22 @@ func TestNackRetiresTheChannel(t *testing.T) {
 	pub := NewPublisher(sup, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(func() { cancel(); _ = sup.Close(); pub.Close() })
-
-	send := func(id string) error {
+	send := func(q, id string) error {
 		c, err := pub.Publish(ctx, &Publishing{Key: q, MessageID: id, Body: []byte("{}")})
 		if err != nil {
 			return err
 		}
 		return c.Wait(ctx)
 	}
+	return pub, send, ch
+}
+
+func TestNackRetiresTheChannel(t *testing.T) {
+	t.Parallel()
+	b := brokertest.New(t)
+	q := b.Queue("full")
+	pub, pubSend, ch := fullQueuePublisher(t, b, q)
+	send := func(id string) error { return pubSend(q, id) }
 	if err := send("fits"); err != nil {
 		t.Fatal(err)
 	}
